@@ -1,0 +1,164 @@
+"""One recording in, one ``Result`` out: decode -> voice activity -> model.
+
+A voice note of up to ``max_chunk_s`` (30 s) goes to the model whole, so its
+utterance scores are exactly funasr's. Longer audio is cut at pauses into
+chunks of at most 30 s, because emotion2vec's attention cost and its cached
+ALiBi bias grow with the square of the length (~2.3 GB at 120 s). The
+utterance scores and the embedding of a long recording are then the
+duration-weighted means over its chunks.
+
+The timeline pools the encoder's frames (50 per second) into 1 s windows
+with a 0.5 s hop and applies the model's own linear head to each window:
+one forward pass for the whole recording, not one per window.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .audio import AudioLimits, DecodedAudio, decode
+from .emotions import EMOTION_KEYS
+from .model import FRAME_RATE, EmotionModel
+from .results import NO_SPEECH, Result, Window, scores_from_vector
+from .vad import SpeechMap, detect_speech, split_at_pauses
+
+WINDOW_S = 1.0
+HOP_S = 0.5
+# Less speech than this in the whole recording is "no speech": a cough or a click, not a voice.
+MIN_SPEECH_S = 0.25
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    timeline: bool = False
+    embedding: bool = False
+    max_chunk_s: float = 30.0
+    limits: AudioLimits = AudioLimits()
+
+
+def analyse(
+    source: bytes | str,
+    model: EmotionModel,
+    options: AnalysisOptions = AnalysisOptions(),
+    *,
+    file_name: str | None = None,
+    origin: str = "api",
+) -> Result:
+    """Analyse one recording; raises ``AudioError`` for input that cannot be used."""
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    audio = decode(source, options.limits)
+    timings["decode"] = _ms_since(started)
+
+    mark = time.perf_counter()
+    speech = detect_speech(audio.samples, audio.sample_rate)
+    timings["vad"] = _ms_since(mark)
+
+    log = [
+        f"decoded {audio.duration_s:.1f} s of {audio.codec} "
+        f"({audio.source_rate} Hz, {audio.source_channels} ch) -> 16 kHz mono",
+        f"speech {speech.ratio:.0%} of the recording",
+    ]
+    result = Result(
+        scores={},
+        duration_s=audio.duration_s,
+        speech_ratio=speech.ratio,
+        model=model.info.to_dict(),
+        audio=_describe(audio),
+        file_name=file_name,
+        origin=origin,
+        log=log,
+    )
+    if speech.ratio * audio.duration_s < MIN_SPEECH_S:
+        result.scores = {key: float(key == "unknown") for key in EMOTION_KEYS}
+        result.reason = NO_SPEECH
+        if options.timeline:
+            result.timeline = [
+                Window(start, end, dict(result.scores), _speech_share(speech, start, end))
+                for start, end in _windows(audio.duration_s)
+            ]
+        log.append("no speech heard: emotion unknown, model not run")
+    else:
+        mark = time.perf_counter()
+        _run_model(audio, speech, model, options, result)
+        timings["model"] = _ms_since(mark)
+    timings["total"] = _ms_since(started)
+    result.timings_ms = timings
+    return result
+
+
+def _run_model(
+    audio: DecodedAudio, speech: SpeechMap, model: EmotionModel, options: AnalysisOptions, result: Result
+) -> None:
+    chunks = split_at_pauses(speech, audio.duration_s, options.max_chunk_s)
+    frame_features, frame_times, chunk_means, chunk_seconds = [], [], [], []
+    for start, end in chunks:
+        samples = audio.samples[int(start * audio.sample_rate) : int(end * audio.sample_rate)]
+        features = model.frame_features(samples)
+        frame_features.append(features)
+        frame_times.append(start + (np.arange(len(features)) * 320 + 200) / audio.sample_rate)
+        chunk_means.append(features.mean(axis=0))
+        chunk_seconds.append(end - start)
+
+    weights = np.asarray(chunk_seconds) / sum(chunk_seconds)
+    chunk_scores = model.classify(np.stack(chunk_means))
+    result.scores = scores_from_vector(weights @ chunk_scores)
+    result.embedding = (weights @ np.stack(chunk_means)).astype(np.float32)
+    if len(chunks) > 1:
+        result.log.append(f"split at pauses into {len(chunks)} chunks of at most {options.max_chunk_s:.0f} s")
+    result.log.append(f"model {result.model['name']} on {model.info.device}: {result.emotion}")
+
+    if options.timeline:
+        result.timeline = _timeline(
+            np.concatenate(frame_features), np.concatenate(frame_times), audio.duration_s, speech, model
+        )
+
+
+def _timeline(
+    features: np.ndarray, times: np.ndarray, duration_s: float, speech: SpeechMap, model: EmotionModel
+) -> list[Window]:
+    windows = _windows(duration_s)
+    pooled = []
+    for start, end in windows:
+        inside = (times >= start) & (times < end)
+        if not inside.any():  # a window shorter than one frame at the very end
+            inside = np.abs(times - (start + end) / 2) == np.abs(times - (start + end) / 2).min()
+        pooled.append(features[inside].mean(axis=0))
+    scores = model.classify(np.stack(pooled))
+    return [
+        Window(start, end, scores_from_vector(row), _speech_share(speech, start, end))
+        for (start, end), row in zip(windows, scores)
+    ]
+
+
+def _windows(duration_s: float) -> list[tuple[float, float]]:
+    """1 s windows every 0.5 s from 0 to the end; the last one ends exactly at ``duration_s``."""
+    if duration_s <= WINDOW_S:
+        return [(0.0, duration_s)]
+    starts = np.arange(0.0, duration_s - WINDOW_S + 1e-9, HOP_S)
+    windows = [(float(s), float(s) + WINDOW_S) for s in starts]
+    if windows[-1][1] < duration_s - 1e-9:
+        windows.append((duration_s - WINDOW_S, duration_s))
+    return windows
+
+
+def _speech_share(speech: SpeechMap, start: float, end: float) -> float:
+    overlap = sum(max(0.0, min(end, e) - max(start, s)) for s, e in speech.segments)
+    return overlap / (end - start) if end > start else 0.0
+
+
+def _describe(audio: DecodedAudio) -> dict:
+    return {
+        "container": audio.container,
+        "codec": audio.codec,
+        "sample_rate": audio.source_rate,
+        "channels": audio.source_channels,
+        "size_bytes": audio.size_bytes,
+    }
+
+
+def _ms_since(mark: float) -> float:
+    return (time.perf_counter() - mark) * 1000.0

@@ -1,0 +1,91 @@
+"""What the core knows of chat platforms: requests in, messages parsed from them.
+
+Adapters (``adapters/<platform>.py``) translate a platform's webhook into
+these types and back; nothing in the core depends on a platform's shapes.
+``InboundRequest`` is deliberately framework-free (no Flask objects), as in
+Slack Bolt's adapters: the web layer copies the few things an adapter needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+
+class CaseInsensitiveDict(dict):
+    """Header lookup that ignores case, as HTTP does."""
+
+    def __init__(self, items=()) -> None:
+        super().__init__((key.lower(), value) for key, value in dict(items).items())
+
+    def __getitem__(self, key: str):
+        return super().__getitem__(key.lower())
+
+    def get(self, key: str, default=None):
+        return super().get(key.lower(), default)
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and super().__contains__(key.lower())
+
+
+@dataclass(frozen=True)
+class InboundRequest:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: CaseInsensitiveDict
+    body: bytes
+
+
+@dataclass(frozen=True)
+class WebhookResponse:
+    status: int = 200
+    body: str | bytes = ""
+    content_type: str = "text/plain; charset=utf-8"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Media:
+    """Where the audio of a voice note can be fetched, as the platform describes it."""
+
+    ref: str  # file_id (Telegram), url_private_download (Slack), media_id (WeCom)
+    mime_type: str | None = None
+    size_bytes: int | None = None
+    duration_s: float | None = None
+    file_name: str | None = None
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    """A message the bot must answer exactly once.
+
+    ``kind`` is ``voice`` (analyse ``media`` and reply with the emotion) or
+    ``help`` (reply with what the bot does). ``delivery_id`` is the
+    platform's idempotency key (Telegram ``update_id``, Slack ``event_id``,
+    WeCom ``MsgId``).
+    """
+
+    platform: str
+    delivery_id: str
+    kind: str
+    chat_id: str
+    sender_id: str | None = None
+    message_id: str | None = None
+    thread_id: str | None = None
+    media: Media | None = None
+    language: str | None = None
+    chat_name: str | None = None
+    sender_name: str | None = None
+    received_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+
+@dataclass(frozen=True)
+class ParsedWebhook:
+    """An adapter's reading of one verified webhook: what to answer, what to process."""
+
+    response: WebhookResponse = field(default_factory=WebhookResponse)
+    messages: tuple[ChatMessage, ...] = ()

@@ -1,0 +1,159 @@
+"""``bot-bridge``: the command line mirrors what the web offers.
+
+``predict`` analyses files exactly as ``POST /api/predict`` does (same
+service, same store); ``serve`` runs the web server; ``model`` fetches real
+weights or writes random ones for tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+import click
+
+from .config import ConfigError, load_settings
+
+# glibc's default malloc thresholds make emotion2vec inference slower on
+# small VMs (page faults on every large tensor); these keep freed memory in
+# the heap. glibc reads them only at process start, hence the re-exec.
+FAST_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "4294967296", "MALLOC_TRIM_THRESHOLD_": "68719476736"}
+
+
+def main() -> None:
+    _reexec_with_fast_malloc()
+    cli(prog_name="bot-bridge")
+
+
+@click.group()
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="settings file (default config/bot-bridge.yaml)")
+@click.pass_context
+def cli(ctx: click.Context, config_file: str | None) -> None:
+    """bot-bridge: how does the speaker sound? (emotion2vec+, 9 emotions)"""
+    from .logs import configure_logging
+
+    try:
+        settings = load_settings(config_file)
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+    configure_logging(settings)
+    ctx.obj = settings
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--granularity", type=click.Choice(["utterance", "timeline"]), default="utterance", show_default=True)
+@click.option("--embedding", is_flag=True, help="also compute and save the embedding (embedding.npy)")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per file on stdout")
+@click.pass_obj
+def predict(settings, files: tuple[str, ...], granularity: str, embedding: bool, as_json: bool) -> None:
+    """Analyse audio files; keeps going past bad ones, exits 1 if any failed."""
+    from tqdm import tqdm
+
+    from .errors import BotBridgeError, ModelUnavailable
+    from .service import Service
+
+    service = Service(settings)
+    try:
+        service.model
+    except ModelUnavailable as error:
+        raise click.ClickException(f"the model cannot be loaded: {error.detail}") from None
+    failed = 0
+    progress = tqdm(files, unit="file", file=sys.stderr, disable=len(files) < 2)
+    for name in progress:
+        try:
+            result = service.analyse(
+                _read(name), file_name=Path(name).name, timeline=granularity == "timeline", embedding=embedding, origin="cli"
+            )
+        except BotBridgeError as error:
+            failed += 1
+            line = f"{name}: error {error.code}: {error.message('en')}"
+            _print(progress, as_json, {"file": name, "error": error.to_dict()}, line)
+            continue
+        _print(progress, as_json, {"file": name, **result.to_dict(include_embedding=embedding)}, f"{name}: {_summary(result)}")
+    service.close()
+    sys.exit(1 if failed else 0)
+
+
+@cli.command()
+@click.option("--host", help="default: server.host")
+@click.option("--port", type=int, help="default: server.port")
+@click.option("--role", type=click.Choice(["all", "web", "worker"]), help="default: server.role")
+@click.pass_obj
+def serve(settings, host: str | None, port: int | None, role: str | None) -> None:
+    """Run the service (web server, chat webhooks, and model workers unless --role web)."""
+    from .server import run
+
+    overrides = {"host": host, "port": port, "role": role}
+    settings.server = settings.server.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    run(settings)
+
+
+@cli.group()
+def model() -> None:
+    """Fetch real weights, or write random ones for tests and benchmarks."""
+
+
+@model.command("download")
+@click.argument("name")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--hub", type=click.Choice(["ms", "hf"]), default="ms", show_default=True)
+def model_download(name: str, directory: str, hub: str) -> None:
+    """Download NAME (e.g. iic/emotion2vec_plus_large) into DIRECTORY; needs internet."""
+    from .model_files import check_model_dir, download_model
+
+    try:
+        path = check_model_dir(download_model(name, directory, hub))
+    except Exception as error:  # noqa: BLE001 - hub clients raise many kinds; all mean "not downloaded"
+        raise click.ClickException(f"could not download {name} from {hub}: {error}") from None
+    click.echo(f"{name} saved in {path}; use it with BOT_BRIDGE_MODEL={path.resolve()}")
+
+
+@model.command("make-random")
+@click.option("--preset", type=click.Choice(["tiny", "base", "large"]), required=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.argument("directory", type=click.Path(file_okay=False))
+def model_make_random(preset: str, seed: int, directory: str) -> None:
+    """Write a RANDOM-WEIGHT model in the published format (labels are meaningless)."""
+    from .model_files import make_random_model
+
+    path = make_random_model(preset, directory, seed)
+    click.echo(f"RANDOM-WEIGHT {preset} model written to {path} (for tests and benchmarks only)")
+
+
+def _read(name: str) -> bytes:
+    from .errors import BotBridgeError
+
+    try:
+        return Path(name).read_bytes()
+    except OSError as error:
+        raise BotBridgeError("invalid_request", str(error), problem=f"cannot read {name}: {error.strerror}") from None
+
+
+def _summary(result) -> str:
+    from .replies import render_result
+
+    return render_result(result, "both").replace("\n", " | ")
+
+
+def _print(progress, as_json: bool, data: dict, line: str) -> None:
+    text = json.dumps(data, ensure_ascii=False) if as_json else line
+    if progress.disable:
+        click.echo(text)
+    else:
+        progress.write(text, file=sys.stdout)
+
+
+def _reexec_with_fast_malloc() -> None:
+    if (
+        sys.platform != "linux"
+        or platform.libc_ver()[0] != "glibc"
+        or all(os.environ.get(k) for k in FAST_MALLOC)
+        or os.environ.get("BOT_BRIDGE_DEFAULT_MALLOC")
+    ):
+        return
+    env = {**os.environ, **FAST_MALLOC}
+    os.execve(sys.executable, [sys.executable, "-m", "bot_bridge", *sys.argv[1:]], env)

@@ -1,0 +1,202 @@
+"""Settings: one YAML file, environment variables on top, validated at start.
+
+Why pydantic with ``extra="forbid"``: a misspelt key in a YAML file is the
+most common way to misconfigure a service, and silently ignoring it turns a
+typo into a production mystery. Every failure names the setting's full path
+(``model.device``) or the environment variable that carried it.
+
+Precedence, lowest first: built-in defaults, ``config/bot-bridge.yaml`` (or
+the file named by ``BOT_BRIDGE_CONFIG``), environment variables.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG_FILE = PROJECT_DIR / "config" / "bot-bridge.yaml"
+
+
+class ConfigError(Exception):
+    """Settings that cannot be used; the message names the setting."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(7860, ge=1, le=65535)
+    role: Literal["all", "web", "worker"] = "all"
+
+
+class ModelSettings(_Section):
+    name: str = "iic/emotion2vec_plus_large"
+    hub: Literal["ms", "hf"] = "ms"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int | None = Field(None, ge=1, description="torch threads; default: all cores")
+    mode: Literal["exact", "fast"] = "exact"
+    max_chunk_s: float = Field(30.0, gt=1, le=60)
+
+
+class AudioSettings(_Section):
+    max_bytes: int = Field(25_000_000, gt=0)
+    max_duration_s: float = Field(300.0, gt=0)
+    min_duration_s: float = Field(0.3, ge=0)
+    keep_audio: bool = True
+
+
+class ApiSettings(_Section):
+    token: str | None = None
+
+
+class ConsoleSettings(_Section):
+    password: str | None = None
+    secret_key: str | None = None
+
+
+class QueueSettings(_Section):
+    url: str | None = None
+    worker_threads: int = Field(1, ge=1, le=64)
+    max_attempts: int = Field(5, ge=1)
+
+
+class ReplySettings(_Section):
+    language: Literal["zh", "en", "both"] = "both"
+    languages: dict[str, Literal["zh", "en", "both"]] = Field(
+        default_factory=dict, description="per chat: 'platform:chat_id' -> language"
+    )
+    chart_min_duration_s: float = 10.0
+
+
+class Settings(_Section):
+    data_dir: Path = Path("var")
+    database_url: str | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    audio: AudioSettings = Field(default_factory=AudioSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
+    queue: QueueSettings = Field(default_factory=QueueSettings)
+    reply: ReplySettings = Field(default_factory=ReplySettings)
+    platforms: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="per chat platform, the settings its adapter reads (see adapters/)",
+    )
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value if value.is_absolute() else (Path.cwd() / value)
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'bot-bridge.db'}"
+
+    @property
+    def outputs_dir(self) -> Path:
+        return self.data_dir / "outputs"
+
+
+# Environment variable -> (setting path, how to parse the string)
+ENVIRONMENT: dict[str, tuple[str, ...]] = {
+    "BOT_BRIDGE_DATA_DIR": ("data_dir",),
+    "BOT_BRIDGE_DATABASE_URL": ("database_url",),
+    "BOT_BRIDGE_LOG_LEVEL": ("log_level",),
+    "BOT_BRIDGE_HOST": ("server", "host"),
+    "BOT_BRIDGE_PORT": ("server", "port"),
+    "BOT_BRIDGE_ROLE": ("server", "role"),
+    "BOT_BRIDGE_MODEL": ("model", "name"),
+    "BOT_BRIDGE_HUB": ("model", "hub"),
+    "BOT_BRIDGE_DEVICE": ("model", "device"),
+    "BOT_BRIDGE_THREADS": ("model", "threads"),
+    "BOT_BRIDGE_MODE": ("model", "mode"),
+    "BOT_BRIDGE_MAX_BYTES": ("audio", "max_bytes"),
+    "BOT_BRIDGE_MAX_DURATION_S": ("audio", "max_duration_s"),
+    "BOT_BRIDGE_API_TOKEN": ("api", "token"),
+    "BOT_BRIDGE_CONSOLE_PASSWORD": ("console", "password"),
+    "BOT_BRIDGE_SECRET_KEY": ("console", "secret_key"),
+    "BOT_BRIDGE_QUEUE_URL": ("queue", "url"),
+    "BOT_BRIDGE_WORKER_THREADS": ("queue", "worker_threads"),
+    "BOT_BRIDGE_REPLY_LANGUAGE": ("reply", "language"),
+}
+
+
+def load_settings(
+    config_file: str | os.PathLike | None = None,
+    environ: dict[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Read the YAML file, apply the environment and ``overrides`` (dotted keys), validate.
+
+    ``overrides`` use ``__`` for nesting: ``load_settings(model__name="/models/x")``.
+    """
+    environ = os.environ if environ is None else environ
+    path = Path(config_file or environ.get("BOT_BRIDGE_CONFIG") or DEFAULT_CONFIG_FILE)
+    data = _read_yaml(path) if path.exists() else {}
+    if config_file and not path.exists():
+        raise ConfigError(f"config file {path} does not exist")
+
+    origin: dict[tuple[str, ...], str] = {}
+    for variable, setting in ENVIRONMENT.items():
+        if environ.get(variable, "") != "":
+            _set(data, setting, environ[variable])
+            origin[setting] = variable
+    for dotted, value in overrides.items():
+        _set(data, tuple(dotted.split("__")), value)
+    _apply_platform_environment(data, environ)
+
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_describe(error, path, origin)) from None
+
+
+def _apply_platform_environment(data: dict, environ: dict[str, str]) -> None:
+    """Conventional platform variables (``TELEGRAM_BOT_TOKEN``...) fill ``platforms.<name>``.
+
+    Each adapter declares the variables it reads, so a new platform brings its
+    own without this module knowing about it.
+    """
+    from adapters import environment_variables
+
+    for platform, variables in environment_variables().items():
+        for key, variable in variables.items():
+            if environ.get(variable, "") != "":
+                data.setdefault("platforms", {}).setdefault(platform, {})[key] = environ[variable]
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path} must hold a mapping of settings, not {type(loaded).__name__}")
+    return loaded
+
+
+def _set(data: dict, path: tuple[str, ...], value: Any) -> None:
+    for key in path[:-1]:
+        data = data.setdefault(key, {})
+    data[path[-1]] = value
+
+
+def _describe(error: ValidationError, path: Path, origin: dict[tuple[str, ...], str]) -> str:
+    lines = []
+    for problem in error.errors():
+        location = tuple(str(part) for part in problem["loc"])
+        where = origin.get(location)
+        source = f" (from environment variable {where})" if where else f" (in {path})"
+        message = "unknown setting" if problem["type"] == "extra_forbidden" else problem["msg"]
+        lines.append(f"setting {'.'.join(location)}{source}: {message}")
+    return "invalid settings:\n  " + "\n  ".join(lines)

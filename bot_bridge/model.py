@@ -1,0 +1,224 @@
+"""emotion2vec+ through funasr: loaded once per process, shared by every thread.
+
+funasr's ``AutoModel`` builds the network and loads the checkpoint; after
+that we call the model's own encoder (``extract_features``) and its own
+classification head (``proj``) directly. Why not ``AutoModel.generate``:
+``generate`` reads audio itself (we already hold 16 kHz samples), returns one
+score vector per call, and would need one forward pass per timeline window.
+The head is linear, so softmax(proj(mean of a window's frames)) gives
+per-window scores from a single forward pass, and proj(mean of all frames)
+is exactly what ``generate`` computes for the utterance (``tests/test_model.py``
+checks this against ``generate`` itself).
+
+Inference is serialised by a lock: torch already spreads one forward pass
+over all cores, and emotion2vec keeps a shared ALiBi bias cache that
+concurrent calls of different lengths would race on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import gc
+import logging
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .config import ModelSettings
+from .emotions import EMOTION_KEYS, emotion_key_for_token
+from .errors import ModelUnavailable
+from .model_files import has_random_weights, resolve_model_dir
+
+log = logging.getLogger(__name__)
+
+FRAME_RATE = 50  # emotion2vec frames per second of 16 kHz audio (hop 320 samples)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    directory: str
+    random_weights: bool
+    device: str
+    mode: str
+    embedding_dim: int
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "random_weights": self.random_weights,
+            "device": self.device,
+            "mode": self.mode,
+            "embedding_dim": self.embedding_dim,
+        }
+
+
+class EmotionModel:
+    """The loaded network: frame features in, nine-emotion probabilities out."""
+
+    def __init__(self, network, tokens: list[str], info: ModelInfo) -> None:
+        import torch
+
+        self._torch = torch
+        self._network = network
+        self._lock = threading.Lock()
+        self.info = info
+        self._normalize = bool(network.cfg.get("normalize"))
+        keys = [emotion_key_for_token(token) for token in tokens]
+        self._token_columns = [i for i, key in enumerate(keys) if key is not None]
+        self._emotion_columns = [EMOTION_KEYS.index(keys[i]) for i in self._token_columns]
+        self._placeholder_columns = [i for i, key in enumerate(keys) if key is None]
+
+    @classmethod
+    def load(cls, settings: ModelSettings) -> "EmotionModel":
+        """Load the configured model, or raise ``ModelUnavailable`` saying how to fix it."""
+        started = time.perf_counter()
+        directory = resolve_model_dir(settings.name, settings.hub)
+        device = _device(settings.device)
+        threads = settings.threads or os.cpu_count() or 1
+        # funasr prints its version and notices to stdout, which belongs to `predict --json`.
+        with contextlib.redirect_stdout(sys.stderr):
+            from funasr import AutoModel
+
+            try:
+                automodel = AutoModel(
+                    model=str(directory),
+                    disable_update=True,
+                    device=device,
+                    ncpu=threads,
+                    disable_pbar=True,
+                    log_level=logging.getLevelName(logging.getLogger().getEffectiveLevel()),
+                )
+            except Exception as error:  # noqa: BLE001 - funasr raises bare errors of every kind
+                raise ModelUnavailable(f"funasr could not load {directory}: {error}") from error
+        network = automodel.model
+        if network.proj is None:
+            raise ModelUnavailable(
+                f"{directory} has no classification head: its config.yaml needs "
+                "`tokenizer: CharTokenizer` and a tokens.txt with the emotion labels"
+            )
+        _check_checkpoint_matches(directory / "model.pt", network)
+        if settings.mode == "fast":
+            network = _quantise(network, device)
+        _release_load_memory()
+
+        info = ModelInfo(
+            name=settings.name,
+            directory=str(directory),
+            random_weights=has_random_weights(directory),
+            device=device,
+            mode=settings.mode,
+            embedding_dim=int(network.proj.in_features),
+        )
+        model = cls(network, list(automodel.kwargs["token_list"]), info)
+        log.info(
+            "model %s loaded from %s on %s (%d threads, mode %s) in %.1f s",
+            settings.name, directory, device, threads, settings.mode, time.perf_counter() - started,
+        )
+        if info.random_weights:
+            log.warning(
+                "MODEL %s HAS RANDOM WEIGHTS: every emotion it reports is MEANINGLESS "
+                "(a test or demo model written by `bot-bridge model make-random`)",
+                directory,
+            )
+        return model
+
+    def frame_features(self, samples: np.ndarray) -> np.ndarray:
+        """Encoder output for one stretch of 16 kHz audio: (frames, embedding_dim) float32."""
+        torch = self._torch
+        with self._lock, torch.inference_mode():
+            source = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))
+            source = source.to(self.info.device)
+            if self._normalize:
+                source = torch.nn.functional.layer_norm(source, source.shape)
+            output = self._network.extract_features(source.view(1, -1), padding_mask=None)
+            return output["x"][0].float().cpu().numpy()
+
+    def classify(self, pooled: np.ndarray) -> np.ndarray:
+        """Probabilities over ``EMOTION_KEYS`` for each row of pooled frame features.
+
+        Emotions the model does not know (an old token file's ``unuse_*``
+        slots) get probability 0, as funasr drops them.
+        """
+        torch = self._torch
+        with self._lock, torch.inference_mode():
+            features = torch.from_numpy(np.atleast_2d(pooled).astype(np.float32)).to(self.info.device)
+            logits = self._network.proj(features).float()
+            logits[:, self._placeholder_columns] = float("-inf")
+            probabilities = torch.softmax(logits, dim=-1).cpu().numpy()
+        scores = np.zeros((probabilities.shape[0], len(EMOTION_KEYS)), dtype=np.float64)
+        scores[:, self._emotion_columns] = probabilities[:, self._token_columns]
+        return scores
+
+
+def _device(requested: str) -> str:
+    import torch
+
+    if requested == "cpu":
+        return "cpu"
+    if torch.cuda.is_available():
+        return "cuda"
+    if requested == "cuda":
+        # funasr would silently fall back to the CPU; an explicit request deserves the truth.
+        raise ModelUnavailable(
+            "model.device is cuda but torch sees no CUDA device "
+            f"(torch {torch.__version__}); set BOT_BRIDGE_DEVICE=auto or cpu, or install a CUDA build of torch"
+        )
+    return "cpu"
+
+
+def _check_checkpoint_matches(checkpoint: Path, network) -> None:
+    """Refuse weights that do not fit the network: funasr would keep random values silently."""
+    import torch
+
+    try:
+        state = torch.load(checkpoint, map_location="cpu", mmap=True, weights_only=True)
+    except RuntimeError:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    for wrapper in ("state_dict", "model_state_dict", "model"):
+        if isinstance(state, dict) and wrapper in state and isinstance(state[wrapper], dict):
+            state = state[wrapper]
+    state = {key.removeprefix("module."): value for key, value in state.items()}
+    expected = network.state_dict()
+    missing = sorted(set(expected) - set(state))
+    wrong_shape = sorted(k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape))
+    if missing or wrong_shape:
+        problems = [f"{len(missing)} of {len(expected)} weights missing"] if missing else []
+        if wrong_shape:
+            problems.append(f"{len(wrong_shape)} with the wrong shape")
+        example = (missing + wrong_shape)[0]
+        raise ModelUnavailable(
+            f"{checkpoint} does not match the network described by its config.yaml "
+            f"({', '.join(problems)}; e.g. {example}). funasr would fill the gaps with random "
+            "values and every answer would be wrong; use the config.yaml published with these weights"
+        )
+
+
+def _quantise(network, device: str):
+    """Opt-in ``fast`` mode: int8 dynamic quantisation of the encoder's Linear layers.
+
+    The classification head stays in float32 so per-window scores keep using
+    the exact head. CPU only: dynamic quantisation has no CUDA kernels.
+    """
+    import torch
+
+    if device != "cpu":
+        raise ModelUnavailable("model.mode fast (int8 dynamic quantisation) runs on the CPU only; use mode exact on CUDA")
+    head = network.proj
+    network.proj = None
+    network = torch.ao.quantization.quantize_dynamic(network, {torch.nn.Linear}, dtype=torch.qint8)
+    network.proj = head
+    return network
+
+
+def _release_load_memory() -> None:
+    """Give back the ~2 GB that torch.load plus funasr's deepcopy leave in the heap."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)

@@ -1,0 +1,144 @@
+"""The result of analysing one recording, and its JSON form.
+
+The JSON form is a public contract (HTTP API, CLI ``--json``, ``result.json``
+in the output folder, chat replies and the web console all read it), so its
+keys only ever gain members. The embedding is kept out of the JSON unless
+asked for: 1024 floats would dwarf everything else, and it is also offered
+as ``embedding.npy``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import numpy as np
+
+from .emotions import BY_KEY, EMOTION_KEYS
+
+NO_SPEECH = "no_speech"
+
+
+@dataclass
+class Window:
+    """One step of the timeline: scores of the frames between ``start`` and ``end`` seconds."""
+
+    start: float
+    end: float
+    scores: dict[str, float]
+    speech: float  # fraction of the window the voice activity detector marked as speech
+
+    @property
+    def emotion(self) -> str:
+        return top_emotion(self.scores)[0]
+
+    def to_dict(self) -> dict:
+        emotion, confidence = top_emotion(self.scores)
+        return {
+            "start": round(self.start, 3),
+            "end": round(self.end, 3),
+            "emotion": emotion,
+            "confidence": round(confidence, 6),
+            "speech": round(self.speech, 3),
+            "scores": _rounded(self.scores),
+        }
+
+
+@dataclass
+class Result:
+    scores: dict[str, float]
+    duration_s: float
+    speech_ratio: float
+    model: dict
+    audio: dict = field(default_factory=dict)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    reason: str | None = None
+    timeline: list[Window] | None = None
+    embedding: np.ndarray | None = None
+    file_name: str | None = None
+    origin: str = "api"
+    log: list[str] = field(default_factory=list)
+    id: str = field(default_factory=lambda: secrets.token_hex(8))
+    created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+    @property
+    def emotion(self) -> str:
+        return top_emotion(self.scores)[0]
+
+    @property
+    def confidence(self) -> float:
+        return top_emotion(self.scores)[1]
+
+    @property
+    def random_weights(self) -> bool:
+        return bool(self.model.get("random_weights"))
+
+    def runner_up(self) -> tuple[str, float]:
+        ranked = sorted(self.scores.items(), key=lambda item: item[1], reverse=True)
+        return ranked[1]
+
+    def to_dict(self, include_embedding: bool = False) -> dict:
+        emotion = BY_KEY[self.emotion]
+        data = {
+            "id": self.id,
+            "created_at": self.created_at.isoformat(timespec="seconds"),
+            "origin": self.origin,
+            "file_name": self.file_name,
+            "emotion": emotion.key,
+            "emoji": emotion.emoji,
+            "label_zh": emotion.zh,
+            "label_en": emotion.en,
+            "confidence": round(self.confidence, 6),
+            "scores": _rounded(self.scores),
+            "reason": self.reason,
+            "duration_s": round(self.duration_s, 3),
+            "speech_ratio": round(self.speech_ratio, 3),
+            "random_weights": self.random_weights,
+            "model": self.model,
+            "audio": self.audio,
+            "timings_ms": {stage: round(ms, 1) for stage, ms in self.timings_ms.items()},
+            "log": self.log,
+            "has_embedding": self.embedding is not None,
+        }
+        if self.timeline is not None:
+            data["timeline"] = [window.to_dict() for window in self.timeline]
+        if include_embedding and self.embedding is not None:
+            data["embedding"] = [round(float(v), 7) for v in self.embedding]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict, embedding: np.ndarray | None = None) -> "Result":
+        timeline = data.get("timeline")
+        return cls(
+            id=data["id"],
+            created_at=datetime.fromisoformat(data["created_at"]),
+            origin=data.get("origin", "api"),
+            file_name=data.get("file_name"),
+            scores={key: float(data["scores"][key]) for key in EMOTION_KEYS},
+            reason=data.get("reason"),
+            duration_s=data["duration_s"],
+            speech_ratio=data["speech_ratio"],
+            model=data["model"],
+            audio=data.get("audio", {}),
+            timings_ms=data.get("timings_ms", {}),
+            log=data.get("log", []),
+            timeline=None
+            if timeline is None
+            else [Window(w["start"], w["end"], w["scores"], w.get("speech", 1.0)) for w in timeline],
+            embedding=embedding,
+        )
+
+
+def top_emotion(scores: dict[str, float]) -> tuple[str, float]:
+    """The highest-scoring emotion; ties go to the earlier one in ``EMOTION_KEYS``."""
+    key = max(EMOTION_KEYS, key=lambda k: scores.get(k, 0.0))
+    return key, float(scores.get(key, 0.0))
+
+
+def scores_from_vector(vector: np.ndarray) -> dict[str, float]:
+    return {key: float(value) for key, value in zip(EMOTION_KEYS, vector)}
+
+
+def _rounded(scores: dict[str, float]) -> dict[str, float]:
+    return {key: round(float(scores[key]), 6) for key in EMOTION_KEYS}

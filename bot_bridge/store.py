@@ -1,0 +1,233 @@
+"""Durable state: results, chat voice notes, and the seed system's output folders.
+
+SQLite (a file under the data directory) is the zero-setup default; any
+SQLAlchemy URL works, and PostgreSQL is the scale-out choice. The schema is
+owned by Alembic migrations (``bot_bridge/migrations``), applied when the
+store opens, so every process of a deployment sees the same tables.
+
+Each result is also written, as the seed system did, to
+``outputs/<YYYYmmdd_HHMMSS>_<id>/result.json`` (plus ``embedding.npy`` when
+asked and the uploaded audio when ``audio.keep_audio`` is on), so that people
+who scripted against those folders keep working.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    create_engine,
+    event,
+    select,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+
+from .results import Result
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC in Python on every database (SQLite keeps no zone)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; use datetime.now(timezone.utc)")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else value.replace(tzinfo=timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ResultRow(Base):
+    __tablename__ = "results"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    origin: Mapped[str] = mapped_column(String(32), index=True)
+    file_name: Mapped[str | None] = mapped_column(String(512))
+    emotion: Mapped[str] = mapped_column(String(16), index=True)
+    confidence: Mapped[float] = mapped_column(Float)
+    scores: Mapped[dict] = mapped_column(JSON)
+    reason: Mapped[str | None] = mapped_column(String(32))
+    duration_s: Mapped[float] = mapped_column(Float)
+    speech_ratio: Mapped[float] = mapped_column(Float)
+    model_name: Mapped[str] = mapped_column(String(256))
+    random_weights: Mapped[bool] = mapped_column(Boolean)
+    payload: Mapped[dict] = mapped_column(JSON)
+    embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
+    embedding_dim: Mapped[int | None] = mapped_column(Integer)
+    output_dir: Mapped[str | None] = mapped_column(String(1024))
+    audio_file: Mapped[str | None] = mapped_column(String(1024))
+
+
+class VoiceNoteRow(Base):
+    """One inbound chat message that needs an answer: a voice note, or a request for help.
+
+    ``(platform, delivery_id)`` is unique: a platform's retry of the same
+    delivery finds the row and is answered without being processed again.
+    """
+
+    __tablename__ = "voice_notes"
+    __table_args__ = (UniqueConstraint("platform", "delivery_id", name="uq_voice_notes_delivery"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    platform: Mapped[str] = mapped_column(String(32), index=True)
+    delivery_id: Mapped[str] = mapped_column(String(191))
+    kind: Mapped[str] = mapped_column(String(16))
+    chat_id: Mapped[str] = mapped_column(String(191), index=True)
+    chat_name: Mapped[str | None] = mapped_column(String(256))
+    sender_id: Mapped[str | None] = mapped_column(String(191))
+    sender_name: Mapped[str | None] = mapped_column(String(256))
+    message_id: Mapped[str | None] = mapped_column(String(191))
+    thread_id: Mapped[str | None] = mapped_column(String(191))
+    media: Mapped[dict | None] = mapped_column(JSON)
+    language: Mapped[str | None] = mapped_column(String(16))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    error_detail: Mapped[str | None] = mapped_column(Text)
+    result_id: Mapped[str | None] = mapped_column(ForeignKey("results.id"), index=True)
+    reply_text: Mapped[str | None] = mapped_column(Text)
+    reply_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reply_ref: Mapped[str | None] = mapped_column(String(191))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Store:
+    """Results and voice notes in SQL, result folders on disk."""
+
+    def __init__(self, url: str, outputs_dir: Path) -> None:
+        self.url = url
+        self.outputs_dir = Path(outputs_dir)
+        self.engine = _engine(url)
+        self.session = sessionmaker(self.engine, expire_on_commit=False)
+        migrate(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def save_result(
+        self,
+        result: Result,
+        *,
+        audio: bytes | None = None,
+        audio_suffix: str = ".bin",
+        embedding_file: bool = False,
+    ) -> Path:
+        """Store ``result`` in the database and its output folder; returns the folder."""
+        folder = self.outputs_dir / f"{result.created_at.strftime('%Y%m%d_%H%M%S')}_{result.id}"
+        folder.mkdir(parents=True, exist_ok=True)
+        payload = result.to_dict()
+        (folder / "result.json").write_text(json.dumps(payload, ensure_ascii=False, indent=2), encoding="utf-8")
+        if embedding_file and result.embedding is not None:
+            np.save(folder / "embedding.npy", result.embedding)
+        audio_file = None
+        if audio is not None:
+            audio_file = folder / f"audio{audio_suffix}"
+            audio_file.write_bytes(audio)
+        row = ResultRow(
+            id=result.id,
+            created_at=result.created_at,
+            origin=result.origin,
+            file_name=result.file_name,
+            emotion=result.emotion,
+            confidence=result.confidence,
+            scores=payload["scores"],
+            reason=result.reason,
+            duration_s=result.duration_s,
+            speech_ratio=result.speech_ratio,
+            model_name=result.model.get("name", ""),
+            random_weights=result.random_weights,
+            payload=payload,
+            embedding=None if result.embedding is None else result.embedding.astype("<f4").tobytes(),
+            embedding_dim=None if result.embedding is None else int(result.embedding.shape[0]),
+            output_dir=str(folder),
+            audio_file=None if audio_file is None else str(audio_file),
+        )
+        with self.session.begin() as session:
+            session.add(row)
+        return folder
+
+    def result(self, result_id: str) -> Result | None:
+        with self.session() as session:
+            row = session.get(ResultRow, result_id)
+            return None if row is None else Result.from_dict(row.payload, _embedding(row))
+
+    def result_row(self, result_id: str) -> ResultRow | None:
+        with self.session() as session:
+            return session.get(ResultRow, result_id)
+
+    def embedding(self, result_id: str) -> np.ndarray | None:
+        with self.session() as session:
+            row = session.get(ResultRow, result_id)
+            return None if row is None else _embedding(row)
+
+    def recent_results(self, limit: int = 50) -> list[ResultRow]:
+        with self.session() as session:
+            return list(session.scalars(select(ResultRow).order_by(ResultRow.created_at.desc()).limit(limit)))
+
+
+def migrate(engine) -> None:
+    """Bring the database schema to the newest migration."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def _engine(url: str):
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(connection, _record):
+            # WAL lets the web threads read while a worker writes; foreign keys are off by default.
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def _embedding(row: ResultRow) -> np.ndarray | None:
+    if row.embedding is None:
+        return None
+    return np.frombuffer(row.embedding, dtype="<f4").copy()

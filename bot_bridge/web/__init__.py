@@ -1,0 +1,25 @@
+"""The Flask application: the HTTP API, chat webhooks and the web console.
+
+``create_app`` is the only entry point (``wsgi.py`` and ``bot-bridge serve``
+use it); each area is a blueprint that calls the shared ``Service``.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from ..config import Settings, load_settings
+from ..service import Service
+from .api import api
+
+
+def create_app(settings: Settings | None = None, service: Service | None = None) -> Flask:
+    settings = settings or (service.settings if service else load_settings())
+    service = service or Service(settings)
+
+    app = Flask(__name__)
+    # multipart framing adds a little to the file itself; the audio layer enforces the real limit
+    app.config["MAX_CONTENT_LENGTH"] = settings.audio.max_bytes + 1_000_000
+    app.extensions["bot_bridge"] = service
+    app.register_blueprint(api)
+    return app
