@@ -25,10 +25,10 @@ log = logging.getLogger(__name__)
 
 
 class Service:
-    def __init__(self, settings: Settings, *, store: Store | None = None) -> None:
+    def __init__(self, settings: Settings, *, store: Store | None = None, model: EmotionModel | None = None) -> None:
         self.settings = settings
         self.store = store or Store(settings.resolved_database_url, settings.outputs_dir)
-        self._model: EmotionModel | None = None
+        self._model = model
         self._model_error: ModelUnavailable | None = None
         self._model_lock = threading.Lock()
 

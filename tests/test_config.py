@@ -1,0 +1,55 @@
+"""Settings: YAML file, environment on top, and errors that name the setting."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot_bridge.config import ConfigError, load_settings
+
+
+def test_defaults_are_the_production_ones(tmp_path):
+    settings = load_settings(environ={}, data_dir=str(tmp_path))
+    assert settings.model.name == "iic/emotion2vec_plus_large"
+    assert settings.model.device == "auto"
+    assert settings.server.host == "127.0.0.1" and settings.server.port == 7860
+    assert settings.resolved_database_url == f"sqlite:///{tmp_path / 'bot-bridge.db'}"
+    assert (settings.audio.max_bytes, settings.audio.max_duration_s, settings.audio.min_duration_s) == (25_000_000, 300, 0.3)
+
+
+def test_environment_overrides_the_file(tmp_path):
+    config = tmp_path / "bot-bridge.yaml"
+    config.write_text("model:\n  name: iic/emotion2vec_plus_base\n  device: cpu\n", encoding="utf-8")
+    environ = {
+        "BOT_BRIDGE_MODEL": "/models/e2v",
+        "BOT_BRIDGE_DATA_DIR": str(tmp_path / "d"),
+        "BOT_BRIDGE_DATABASE_URL": "postgresql+psycopg://localhost/test",
+    }
+    settings = load_settings(config, environ=environ)
+    assert settings.model.name == "/models/e2v"
+    assert settings.model.device == "cpu"
+    assert settings.resolved_database_url == "postgresql+psycopg://localhost/test"
+    assert settings.data_dir == tmp_path / "d"
+
+
+def test_a_misspelt_key_in_the_file_is_named(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text("model:\n  devise: cpu\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"model\.devise .*unknown setting"):
+        load_settings(config, environ={})
+
+
+def test_a_bad_environment_value_names_the_variable():
+    with pytest.raises(ConfigError, match=r"model\.device \(from environment variable BOT_BRIDGE_DEVICE\)"):
+        load_settings(environ={"BOT_BRIDGE_DEVICE": "tpu"})
+
+
+def test_a_missing_config_file_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.yaml", environ={})
+
+
+def test_the_shipped_example_config_is_valid_and_equals_the_defaults():
+    shipped = load_settings(environ={})
+    from bot_bridge.config import Settings
+
+    assert shipped.model_dump(exclude={"data_dir"}) == Settings().model_dump(exclude={"data_dir"})
