@@ -1,0 +1,422 @@
+"""A loopback WeCom (企业微信) server API, and genuine encrypted callbacks built with wechatpy.
+
+The fake answers on ``/cgi-bin/<api>`` like qyapi.weixin.qq.com: gettoken,
+media/get, media/upload, message/send, and the group robot's webhook/send.
+WeCom reports nearly every failure as HTTP 200 with a non-zero ``errcode``
+and an ``errmsg`` followed by a hint, e.g.::
+
+    {"errcode": 42001, "errmsg": "access_token expired, hint: [1704540159_ab12], from ip: 127.0.0.1,
+     more info at https://open.work.weixin.qq.com/devtool/query?e=42001"}
+
+so clients must compare codes, never messages. Rate limits are errcode 45009
+"api freq out of limit" (HTTP 200); wechatpy raises ``APILimitedException``.
+
+wechatpy hard-codes ``https://qyapi.weixin.qq.com/cgi-bin/gettoken``; point it
+at the fake with ``fake.route_session(client._http)`` (a requests transport,
+no monkeypatching). Its ``media.download`` uses the module-level
+``requests.get`` and cannot be routed that way.
+
+Callbacks are encrypted and signed with wechatpy's ``WeChatCrypto``; the
+defaults are wechatpy's published test vectors.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import time
+from collections import deque
+from typing import Any
+
+import xmltodict
+from wechatpy.enterprise.crypto import WeChatCrypto
+from werkzeug.wrappers import Request, Response
+
+from .server import FakePlatformServer, InboundRequest, Route, fake_fixture, json_response
+
+DEFAULT_CALLBACK_TOKEN = "123456"
+DEFAULT_ENCODING_AES_KEY = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR"
+DEFAULT_CORP_ID = "wx49f0ab532d5d035a"
+DEFAULT_CORP_SECRET = "FakeLoopbackCorpSecret-0123456789abcdefABCD"
+DEFAULT_AGENT_ID = 1000002
+DEFAULT_ROBOT_KEY = "693a91f6-7xxx-4bc4-97a0-0ec2sifa5aaa"
+DEFAULT_USER_ID = "zhangsan"
+DEFAULT_ECHO = "5927782489442352469"
+TEXT_LIMIT_BYTES = 2048  # message/send truncates text beyond this; the robot rejects it
+ROBOT_MARKDOWN_LIMIT_BYTES = 4096
+ROBOT_IMAGE_LIMIT_BYTES = 2 * 1024 * 1024
+UPLOAD_LIMITS = {"image": 10 << 20, "voice": 2 << 20, "video": 10 << 20, "file": 20 << 20}
+_PNG_OR_JPEG = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")
+
+
+class WeComError(Exception):
+    """Raised inside handlers; becomes HTTP 200 ``{"errcode": code, "errmsg": "... hint ..."}``."""
+
+    def __init__(self, errcode: int, errmsg: str) -> None:
+        super().__init__(f"{errcode} {errmsg}")
+        self.errcode = errcode
+        self.errmsg = errmsg
+
+
+def _error_body(errcode: int, errmsg: str) -> dict:
+    hint = f"{int(time.time())}_{secrets.token_hex(8)}"
+    return {"errcode": errcode,
+            "errmsg": f"{errmsg}, hint: [{hint}], from ip: 127.0.0.1, "
+                      f"more info at https://open.work.weixin.qq.com/devtool/query?e={errcode}"}
+
+
+class FakeWeCom(FakePlatformServer):
+    """One self-built app (corp id, secret, agent id) plus one group robot.
+
+    ``token_ttl`` is the ``expires_in`` of access tokens (7200 s in production);
+    ``robot_rate_limit`` messages per minute per robot (20 in production, None
+    to disable); ``known_users`` makes message/send report unknown recipients.
+    """
+
+    REAL_BASE_URLS = ("https://qyapi.weixin.qq.com/",)
+
+    def __init__(self, corp_id: str = DEFAULT_CORP_ID, corp_secret: str = DEFAULT_CORP_SECRET, *,
+                 agent_id: int = DEFAULT_AGENT_ID, robot_key: str = DEFAULT_ROBOT_KEY, token_ttl: int = 7200,
+                 robot_rate_limit: int | None = 20, known_users: set[str] | None = None) -> None:
+        super().__init__()
+        self.corp_id = corp_id
+        self.corp_secret = corp_secret
+        self.agent_id = agent_id
+        self.robot_key = robot_key
+        self.token_ttl = token_ttl
+        self.robot_rate_limit = robot_rate_limit
+        self.known_users = known_users
+        self.media: dict[str, dict] = {}  # media_id -> {"data", "content_type", "filename", "type"}
+        self._token_expiry: dict[str, float] = {}  # issued token -> monotonic expiry
+        self._current_token: str | None = None
+        self._robot_sends: deque[float] = deque()
+
+    # -- test set-up and control ---------------------------------------------------
+
+    def add_media(self, data: bytes, content_type: str = "audio/amr", filename: str | None = None) -> str:
+        """Store temporary media (a voice note is AMR) for media/get; returns its ``media_id``."""
+        media_id = "1" + secrets.token_urlsafe(48)
+        extension = content_type.rsplit("/", 1)[-1]
+        with self._lock:
+            self.media[media_id] = {"data": data, "content_type": content_type,
+                                    "filename": filename or f"{media_id}.{extension}", "type": "voice"}
+        return media_id
+
+    def expire_token(self) -> None:
+        """Expire every issued token now: the next call with one gets errcode 42001."""
+        with self._lock:
+            self._token_expiry = {token: float("-inf") for token in self._token_expiry}
+            self._current_token = None
+
+    def invalidate_token(self) -> None:
+        """Revoke every issued token (as after a secret reset): errcode 40014 from now on."""
+        with self._lock:
+            self._token_expiry.clear()
+            self._current_token = None
+
+    @property
+    def gettoken_calls(self) -> int:
+        """How many times gettoken was called (the bot should cache its token)."""
+        return len(self.calls("gettoken"))
+
+    # -- routing -------------------------------------------------------------------
+
+    def route(self, request: Request) -> Route | None:
+        if not request.path.startswith("/cgi-bin/"):
+            return None
+        name = request.path[len("/cgi-bin/"):]
+        # JSON bodies are read as JSON whatever their Content-Type: wechatpy sends none.
+        handlers = {
+            "gettoken": (self._gettoken, "auto"),
+            "media/get": (self._with_token(self._media_get), "auto"),
+            "media/upload": (self._with_token(self._media_upload), "auto"),
+            "message/send": (self._with_token(self._message_send), "json"),
+            "webhook/send": (self._webhook_send, "json"),
+        }
+        if name not in handlers:
+            return None
+        handler, body = handlers[name]
+        return Route(name, _answer_errors(handler), body)
+
+    def _with_token(self, handler):
+        def checked(call: dict) -> Response:
+            token = call["params"].get("access_token")
+            if not token:
+                raise WeComError(41001, "access_token missing")
+            expiry = self._token_expiry.get(token)
+            if expiry is None:
+                raise WeComError(40014, "invalid access_token")
+            if expiry <= time.monotonic():
+                raise WeComError(42001, "access_token expired")
+            return handler(call)
+
+        return checked
+
+    # -- error shapes ---------------------------------------------------------------
+
+    def render_failure(self, call: dict, status: int) -> Response:
+        if status == 200:
+            return json_response({"errcode": -1, "errmsg": "system busy"})
+        page = f"<html><head><title>{status}</title></head><body><center><h1>{status}</h1></center></body></html>"
+        return Response(page, status=status, content_type="text/html")
+
+    def render_rate_limited(self, call: dict, retry_after: int) -> Response:
+        return json_response(_error_body(45009, "api freq out of limit"))
+
+    def render_malformed(self, call: dict) -> Response:
+        return json_response(_error_body(47001, "data format error"))
+
+    # -- APIs ---------------------------------------------------------------------------
+
+    def _gettoken(self, call: dict) -> Response:
+        params = call["params"]
+        if params.get("corpid") != self.corp_id:
+            raise WeComError(40013, "invalid corpid")
+        if params.get("corpsecret") != self.corp_secret:
+            raise WeComError(40001, "invalid credential")
+        now = time.monotonic()
+        token = self._current_token
+        if token is None or self._token_expiry[token] <= now:
+            token = secrets.token_urlsafe(96)
+            self._token_expiry[token] = now + self.token_ttl
+            self._current_token = token
+        expires_in = round(self._token_expiry[token] - now)
+        return json_response({"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": expires_in})
+
+    def _media_get(self, call: dict) -> Response:
+        stored = self.media.get(call["params"].get("media_id", ""))
+        if stored is None:
+            raise WeComError(40007, "invalid media_id")
+        return Response(stored["data"], content_type=stored["content_type"], headers={
+            "Content-disposition": f'attachment; filename="{stored["filename"]}"',
+            "Cache-Control": "no-cache, must-revalidate",
+        })
+
+    def _media_upload(self, call: dict) -> Response:
+        media_type = call["params"].get("type")
+        if media_type not in UPLOAD_LIMITS:
+            raise WeComError(40004, "invalid media type")
+        upload = call["files"].get("media")
+        if upload is None:
+            raise WeComError(41005, "media data missing")
+        data = upload["data"]
+        if len(data) < 5 or len(data) > UPLOAD_LIMITS[media_type]:
+            raise WeComError(40009 if media_type == "image" else 40006,
+                             "invalid image size" if media_type == "image" else "invalid file size")
+        if media_type == "image" and not data.startswith(_PNG_OR_JPEG):
+            raise WeComError(40005, "invalid file type")
+        if media_type == "voice" and not data.startswith(b"#!AMR"):
+            raise WeComError(40005, "invalid file type")
+        media_id = "3" + secrets.token_urlsafe(48)
+        self.media[media_id] = {"data": data, "content_type": upload["content_type"],
+                                "filename": upload["filename"] or media_id, "type": media_type}
+        if media_type == "image":
+            self.uploaded_images.append(data)
+        return json_response({"errcode": 0, "errmsg": "", "type": media_type, "media_id": media_id,
+                              "created_at": str(int(time.time()))})
+
+    def _message_send(self, call: dict) -> Response:
+        params = call["params"]
+        if str(params.get("agentid", "")) != str(self.agent_id):
+            raise WeComError(40056, "invalid agentid")
+        recipients = [u for u in str(params.get("touser") or "").split("|") if u]
+        if not recipients and not params.get("toparty") and not params.get("totag"):
+            raise WeComError(81013, "user & party & tag all invalid")
+        invalid = [u for u in recipients if self.known_users is not None and u != "@all"
+                   and u not in self.known_users]
+        if recipients and len(invalid) == len(recipients) and not params.get("toparty"):
+            raise WeComError(81013, "user & party & tag all invalid")
+        text, images = self._app_message_content(params)
+        self.record_sent(call, text, images)
+        return json_response({"errcode": 0, "errmsg": "ok", "invaliduser": "|".join(invalid),
+                              "invalidparty": "", "invalidtag": "", "unlicenseduser": "",
+                              "msgid": secrets.token_urlsafe(32), "response_code": secrets.token_urlsafe(24)})
+
+    def _app_message_content(self, params: dict) -> tuple[str | None, list[bytes]]:
+        """What the recipient sees; text and markdown beyond 2048 bytes are cut, as WeCom documents."""
+        msgtype = params.get("msgtype")
+        if msgtype in ("text", "markdown"):
+            content = (params.get(msgtype) or {}).get("content") or ""
+            if not content:
+                raise WeComError(44004, "empty content")
+            return _truncate_utf8(content, TEXT_LIMIT_BYTES), []
+        if msgtype == "image":
+            stored = self.media.get((params.get("image") or {}).get("media_id", ""))
+            if stored is None:
+                raise WeComError(40007, "invalid media_id")
+            return None, [stored["data"]]
+        if msgtype in ("voice", "video", "file", "textcard", "news", "mpnews", "template_card"):
+            return None, []
+        raise WeComError(40008, "invalid message type")
+
+    def _webhook_send(self, call: dict) -> Response:
+        params = call["params"]
+        if params.get("key") != self.robot_key:
+            raise WeComError(93000, "invalid webhook url")
+        msgtype = params.get("msgtype")
+        content = (params.get(msgtype) or {}) if isinstance(msgtype, str) else {}
+        text, images = None, []
+        if msgtype == "text":
+            text = _within(content.get("content") or "", TEXT_LIMIT_BYTES, "text.content")
+        elif msgtype in ("markdown", "markdown_v2"):
+            text = _within(content.get("content") or "", ROBOT_MARKDOWN_LIMIT_BYTES, f"{msgtype}.content")
+        elif msgtype == "image":
+            images = [_robot_image(content)]
+        elif msgtype not in ("news", "file", "voice", "template_card"):
+            raise WeComError(40008, "invalid message type")
+        self._spend_robot_quota()
+        self.record_sent(call, text, images)
+        return json_response({"errcode": 0, "errmsg": "ok"})
+
+    def _spend_robot_quota(self) -> None:
+        if self.robot_rate_limit is None:
+            return
+        now = time.monotonic()
+        while self._robot_sends and now - self._robot_sends[0] >= 60:
+            self._robot_sends.popleft()
+        if len(self._robot_sends) >= self.robot_rate_limit:
+            raise WeComError(45009, "api freq out of limit")
+        self._robot_sends.append(now)
+
+
+fake_wecom = fake_fixture(FakeWeCom, name="fake_wecom")
+
+
+def _answer_errors(handler):
+    def serve(call: dict) -> Response:
+        try:
+            return handler(call)
+        except WeComError as error:
+            return json_response(_error_body(error.errcode, error.errmsg))
+
+    return serve
+
+
+def _truncate_utf8(text: str, limit: int) -> str:
+    return text.encode()[:limit].decode(errors="ignore")
+
+
+def _within(content: str, limit: int, field: str) -> str:
+    if not content:
+        raise WeComError(44004, "empty content")
+    if len(content.encode()) > limit:
+        raise WeComError(40058, f"{field} exceed max length {limit}. invalid Request Parameter")
+    return content
+
+
+def _robot_image(content: dict) -> bytes:
+    """The robot's image message: base64 of a JPG/PNG ≤ 2 MB plus the md5 of the raw bytes."""
+    try:
+        data = base64.b64decode(content.get("base64") or "", validate=True)
+    except ValueError:
+        raise WeComError(40058, "image.base64 invalid. invalid Request Parameter") from None
+    if not data or len(data) > ROBOT_IMAGE_LIMIT_BYTES:
+        raise WeComError(40009, "invalid image size")
+    if hashlib.md5(data).hexdigest() != (content.get("md5") or "").lower():
+        raise WeComError(40058, "image.md5 invalid. invalid Request Parameter")
+    return data
+
+
+# -- inbound callbacks ---------------------------------------------------------------
+
+FORGERIES = ("signature", "ciphertext", "corp_id", "aes_key")
+
+
+def _cdata(value: str) -> str:
+    return "<![CDATA[" + value.replace("]]>", "]]]]><![CDATA[>") + "]]>"
+
+
+def voice_message_xml(media_id: str, *, from_user: str = DEFAULT_USER_ID, corp_id: str = DEFAULT_CORP_ID,
+                      agent_id: int = DEFAULT_AGENT_ID, msg_id: int | None = None,
+                      create_time: int | None = None, voice_format: str = "amr") -> str:
+    """The decrypted XML of a voice message (MsgType voice, MediaId, Format amr)."""
+    return _message_xml("voice", from_user, corp_id, agent_id, msg_id, create_time,
+                        f"<MediaId>{_cdata(media_id)}</MediaId><Format>{_cdata(voice_format)}</Format>")
+
+
+def text_message_xml(content: str, *, from_user: str = DEFAULT_USER_ID, corp_id: str = DEFAULT_CORP_ID,
+                     agent_id: int = DEFAULT_AGENT_ID, msg_id: int | None = None,
+                     create_time: int | None = None) -> str:
+    """The decrypted XML of a text message."""
+    return _message_xml("text", from_user, corp_id, agent_id, msg_id, create_time,
+                        f"<Content>{_cdata(content)}</Content>")
+
+
+def _message_xml(msg_type: str, from_user: str, corp_id: str, agent_id: int, msg_id: int | None,
+                 create_time: int | None, body: str) -> str:
+    msg_id = msg_id or secrets.randbits(63)
+    create_time = create_time or int(time.time())
+    return (f"<xml><ToUserName>{_cdata(corp_id)}</ToUserName><FromUserName>{_cdata(from_user)}</FromUserName>"
+            f"<CreateTime>{create_time}</CreateTime><MsgType>{_cdata(msg_type)}</MsgType>{body}"
+            f"<MsgId>{msg_id}</MsgId><AgentID>{agent_id}</AgentID></xml>")
+
+
+def _encrypt(plaintext: str, *, token: str, encoding_aes_key: str, corp_id: str, timestamp: str, nonce: str,
+             forgery: str | None) -> tuple[str, str]:
+    """(Encrypt, msg_signature) as WeCom computes them, optionally forged one of four ways."""
+    if forgery is not None and forgery not in FORGERIES:
+        raise ValueError(f"forgery must be one of {FORGERIES}")
+    if forgery == "corp_id":
+        corp_id = "wwforgedcorp0000000"
+    if forgery == "aes_key":
+        encoding_aes_key = base64.b64encode(secrets.token_bytes(32)).decode()[:43]
+    crypto = WeChatCrypto(token, encoding_aes_key, corp_id)
+    sealed = xmltodict.parse(crypto.encrypt_message(plaintext, nonce, timestamp))
+    encrypt, signature = sealed["xml"]["Encrypt"], sealed["xml"]["MsgSignature"]
+    if forgery == "signature":
+        signature = hashlib.sha1(signature.encode()).hexdigest()
+    if forgery == "ciphertext":
+        encrypt = ("A" if encrypt[0] != "A" else "B") + encrypt[1:]
+    return encrypt, signature
+
+
+def verification_request(echo: str = DEFAULT_ECHO, *, token: str = DEFAULT_CALLBACK_TOKEN,
+                         encoding_aes_key: str = DEFAULT_ENCODING_AES_KEY, corp_id: str = DEFAULT_CORP_ID,
+                         timestamp: int | None = None, nonce: str | None = None,
+                         forgery: str | None = None) -> InboundRequest:
+    """The GET WeCom sends when the callback URL is saved; the app must answer ``echo`` in plain text."""
+    stamp, nonce = str(timestamp or int(time.time())), nonce or str(secrets.randbelow(10**10))
+    echostr, signature = _encrypt(echo, token=token, encoding_aes_key=encoding_aes_key, corp_id=corp_id,
+                                  timestamp=stamp, nonce=nonce, forgery=forgery)
+    query = {"msg_signature": signature, "timestamp": stamp, "nonce": nonce, "echostr": echostr}
+    return InboundRequest("GET", {}, b"", query)
+
+
+def callback_request(message_xml: str, *, token: str = DEFAULT_CALLBACK_TOKEN,
+                     encoding_aes_key: str = DEFAULT_ENCODING_AES_KEY, corp_id: str = DEFAULT_CORP_ID,
+                     agent_id: int = DEFAULT_AGENT_ID, timestamp: int | None = None, nonce: str | None = None,
+                     forgery: str | None = None) -> InboundRequest:
+    """The POST WeCom sends for a message: signature in the query, ``<xml><Encrypt>`` in the body.
+
+    ``forgery``: ``"signature"`` (wrong msg_signature), ``"ciphertext"`` (Encrypt
+    altered in transit), ``"corp_id"`` (sealed for another corp: signature fine,
+    decrypt raises InvalidCorpIdException), ``"aes_key"`` (signed with the right
+    token but sealed with another key: decryption yields garbage).
+    """
+    stamp, nonce = str(timestamp or int(time.time())), nonce or str(secrets.randbelow(10**10))
+    encrypt, signature = _encrypt(message_xml, token=token, encoding_aes_key=encoding_aes_key, corp_id=corp_id,
+                                  timestamp=stamp, nonce=nonce, forgery=forgery)
+    body = (f"<xml><ToUserName>{_cdata(corp_id)}</ToUserName><Encrypt>{_cdata(encrypt)}</Encrypt>"
+            f"<AgentID>{_cdata(str(agent_id))}</AgentID></xml>")
+    query = {"msg_signature": signature, "timestamp": stamp, "nonce": nonce}
+    return InboundRequest("POST", {"Content-Type": "text/xml"}, body.encode(), query)
+
+
+def _split_options(options: dict[str, Any], message_keys: set[str]) -> tuple[dict, dict]:
+    """Split keyword options between the message XML builder and ``callback_request``."""
+    envelope = {k: v for k, v in options.items() if k not in message_keys}
+    message = {k: v for k, v in options.items() if k in message_keys | {"corp_id", "agent_id"}}
+    return message, envelope
+
+
+def voice_callback(media_id: str, **options: Any) -> InboundRequest:
+    """``callback_request(voice_message_xml(media_id))``; options go to whichever takes them."""
+    message, envelope = _split_options(options, {"from_user", "msg_id", "create_time", "voice_format"})
+    return callback_request(voice_message_xml(media_id, **message), **envelope)
+
+
+def text_callback(content: str, **options: Any) -> InboundRequest:
+    """``callback_request(text_message_xml(content))``; options go to whichever takes them."""
+    message, envelope = _split_options(options, {"from_user", "msg_id", "create_time"})
+    return callback_request(text_message_xml(content, **message), **envelope)
