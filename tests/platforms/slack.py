@@ -334,7 +334,9 @@ def signed_request(payload: dict, *, signing_secret: str = DEFAULT_SIGNING_SECRE
     Pass an old ``timestamp`` for a stale request (rejected beyond 5 minutes),
     ``retry_num`` for a redelivery (adds ``X-Slack-Retry-Num``/``-Reason``).
     """
-    body = json.dumps(payload).encode()
+    # Compact JSON with escaped slashes ("https:\/\/files.slack.com\/..."), as Slack sends it:
+    # an app that verifies a re-serialised body instead of the raw bytes fails here as it would live.
+    body = json.dumps(payload, separators=(",", ":")).replace("/", "\\/").encode()
     stamp = str(int(time.time()) if timestamp is None else timestamp)
     headers = {
         "Content-Type": "application/json",

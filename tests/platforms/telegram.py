@@ -470,7 +470,7 @@ def webhook_request(update: dict, secret_token: str | None = DEFAULT_SECRET_TOKE
     headers = {"Content-Type": "application/json"}
     if secret_token is not None:
         headers["X-Telegram-Bot-Api-Secret-Token"] = secret_token
-    return InboundRequest("POST", headers, json.dumps(update).encode())
+    return InboundRequest("POST", headers, json.dumps(update, separators=(",", ":"), ensure_ascii=False).encode())
 
 
 def voice_update(file_id: str, *, duration: int = 3, mime_type: str = "audio/ogg",

@@ -87,7 +87,7 @@ class FakeWeCom(FakePlatformServer):
         self.token_ttl = token_ttl
         self.robot_rate_limit = robot_rate_limit
         self.known_users = known_users
-        self.media: dict[str, dict] = {}  # media_id -> {"data", "content_type", "filename", "type"}
+        self.media: dict[str, dict] = {}  # media_id -> {"data", "content_type", "filename"}
         self._token_expiry: dict[str, float] = {}  # issued token -> monotonic expiry
         self._current_token: str | None = None
         self._robot_sends: deque[float] = deque()
@@ -100,7 +100,7 @@ class FakeWeCom(FakePlatformServer):
         extension = content_type.rsplit("/", 1)[-1]
         with self._lock:
             self.media[media_id] = {"data": data, "content_type": content_type,
-                                    "filename": filename or f"{media_id}.{extension}", "type": "voice"}
+                                    "filename": filename or f"{media_id}.{extension}"}
         return media_id
 
     def expire_token(self) -> None:
@@ -210,7 +210,7 @@ class FakeWeCom(FakePlatformServer):
             raise WeComError(40005, "invalid file type")
         media_id = "3" + secrets.token_urlsafe(48)
         self.media[media_id] = {"data": data, "content_type": upload["content_type"],
-                                "filename": upload["filename"] or media_id, "type": media_type}
+                                "filename": upload["filename"] or media_id}
         if media_type == "image":
             self.uploaded_images.append(data)
         return json_response({"errcode": 0, "errmsg": "", "type": media_type, "media_id": media_id,
