@@ -8,23 +8,17 @@ weights or writes random ones for tests.
 from __future__ import annotations
 
 import json
-import os
-import platform
 import sys
 from pathlib import Path
 
 import click
 
 from .config import ConfigError, load_settings
-
-# glibc's default malloc thresholds make emotion2vec inference slower on
-# small VMs (page faults on every large tensor); these keep freed memory in
-# the heap. glibc reads them only at process start, hence the re-exec.
-FAST_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "4294967296", "MALLOC_TRIM_THRESHOLD_": "68719476736"}
+from .malloc import reexec_with_fast_malloc
 
 
 def main() -> None:
-    _reexec_with_fast_malloc()
+    reexec_with_fast_malloc(["-m", "bot_bridge", *sys.argv[1:]])
     cli(prog_name="bot-bridge")
 
 
@@ -145,15 +139,3 @@ def _print(progress, as_json: bool, data: dict, line: str) -> None:
         click.echo(text)
     else:
         progress.write(text, file=sys.stdout)
-
-
-def _reexec_with_fast_malloc() -> None:
-    if (
-        sys.platform != "linux"
-        or platform.libc_ver()[0] != "glibc"
-        or all(os.environ.get(k) for k in FAST_MALLOC)
-        or os.environ.get("BOT_BRIDGE_DEFAULT_MALLOC")
-    ):
-        return
-    env = {**os.environ, **FAST_MALLOC}
-    os.execve(sys.executable, [sys.executable, "-m", "bot_bridge", *sys.argv[1:]], env)
