@@ -194,11 +194,11 @@ FORMATS: dict[str, str] = {
     "amr": "AMR-NB 12.2 kbit/s, 8 kHz, DTX on (SID/NO_DATA frames in pauses), as WeCom voice notes",
     "ogg_opus": "Opus in Ogg, 48 kHz, as Telegram voice notes",
     "webm_opus": "Opus in WebM written as a live stream: no duration, no cues, as browser MediaRecorder",
-    "m4a_aac": "AAC-LC in M4A, index (moov) before the data, with a priming edit list",
+    "m4a_aac": "AAC-LC 64 kbit/s per channel in M4A, index (moov) before the data, with a priming edit list",
     "m4a_aac_moov_end": "AAC-LC in M4A, index (moov) after the data, as Slack and many phones",
     "m4a_alac": "ALAC (Apple Lossless) in M4A, index after the data, as iPhone Voice Memos (lossless)",
     "m4a_alac_moov_start": "ALAC in M4A, index before the data",
-    "mp3": "MP3 (LAME)",
+    "mp3": "MP3 (LAME), 64 kbit/s per channel",
     "flac16": "FLAC 16-bit",
     "flac24": "FLAC 24-bit",
     "wav_s16": "WAV PCM 16-bit",
@@ -240,11 +240,12 @@ def encode(samples: np.ndarray, sample_rate: int, fmt: str) -> bytes:
         codec = "aac" if "aac" in fmt else "alac"
         rate = sample_rate if codec == "alac" or sample_rate in _AAC_RATES else 48000
         faststart = fmt in ("m4a_aac", "m4a_alac_moov_start")
-        data = _pyav_encode(x, sample_rate, "ipod", codec, rate, bit_rate=64000 if codec == "aac" else None, faststart=faststart)
+        bit_rate = 64000 * x.shape[1] if codec == "aac" else None
+        data = _pyav_encode(x, sample_rate, "ipod", codec, rate, bit_rate=bit_rate, faststart=faststart)
         return _with_aac_priming(data, rate) if codec == "aac" else data
     if fmt == "mp3":
         rate = sample_rate if sample_rate in _MP3_RATES else 44100
-        return _pyav_encode(x, sample_rate, "mp3", "libmp3lame", rate, bit_rate=64000)
+        return _pyav_encode(x, sample_rate, "mp3", "libmp3lame", rate, bit_rate=64000 * x.shape[1])
     if fmt == "mp4_video":
         return _pyav_encode(x, sample_rate, "mp4", "aac", 48000, bit_rate=64000, video="h264")
     if fmt == "webm_video":

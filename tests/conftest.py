@@ -1,0 +1,69 @@
+"""Shared fixtures. Everything a test needs is built by code at run time: random-weight
+models in the published funasr format, synthesised audio, fresh SQLite databases."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot_bridge.config import load_settings
+from bot_bridge.model import EmotionModel
+from bot_bridge.model_files import make_random_model
+from bot_bridge.service import Service
+
+# --- core: a tiny random-weight emotion2vec+ model, settings, the service, the web app ---
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A RANDOM-WEIGHT tiny emotion2vec+ directory (labels meaningless, architecture real)."""
+    return make_random_model("tiny", tmp_path_factory.mktemp("models") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_model_dir):
+    return EmotionModel.load(load_settings(environ={}, model__name=str(tiny_model_dir)).model)
+
+
+@pytest.fixture
+def settings(tmp_path, tiny_model_dir):
+    """Settings isolated from the developer's environment and config file."""
+    return load_settings(
+        environ={},
+        data_dir=str(tmp_path / "data"),
+        model__name=str(tiny_model_dir),
+        model__threads=2,
+    )
+
+
+@pytest.fixture
+def service(settings, tiny_model):
+    service = Service(settings, model=tiny_model)
+    yield service
+    service.close()
+
+
+@pytest.fixture
+def client(service):
+    from bot_bridge.web import create_app
+
+    return create_app(service=service).test_client()
+
+
+# --- audio: synthesised voice notes (builders in tests/audio_fixtures.py) ---
+
+
+@pytest.fixture(scope="session")
+def flac_bombs(tmp_path_factory):
+    """10 h of digital silence as ~455 KB FLAC files, built once per session.
+
+    ``{"with_length": Path, "no_length": Path}``: the second has total_samples = 0
+    in STREAMINFO, so only counting decoded samples can catch it.
+    """
+    import audio_fixtures
+
+    folder = tmp_path_factory.mktemp("audio-bombs")
+    paths = {}
+    for name, with_length in (("with_length", True), ("no_length", False)):
+        paths[name] = folder / f"bomb-{name}.flac"
+        paths[name].write_bytes(audio_fixtures.flac_bomb(total_samples_in_header=with_length))
+    return paths
