@@ -290,30 +290,42 @@ def _check_ogg_ending(data: bytes) -> None:
 
     FFmpeg decodes a truncated Ogg without complaint and even reports the
     shortened length, so look at the last page: it must end exactly at the end
-    of the file.
+    of the file. ("OggS" can also occur inside a packet, hence the search for
+    a page that fits before declaring the file cut.)
     """
-    window = max(0, len(data) - 2 * _OGG_MAX_PAGE)
+    size = len(data)
+    window = max(0, size - 2 * _OGG_MAX_PAGE)
     overrun = None
     at = data.rfind(b"OggS", window)
     while at >= 0:
-        if at + 27 <= len(data) and data[at + 4] == 0:
-            segments = data[at + 26]
-            table = data[at + 27 : at + 27 + segments]
-            end = at + 27 + segments + sum(table) if len(table) == segments else len(data) + 1
-            if end == len(data):
-                if not data[at + 5] & 0x04:
-                    log.info("ogg: last page complete but without end-of-stream flag (%d bytes)", len(data))
-                return
-            if end > len(data) and overrun is None:
-                overrun = (at, end)
+        end = _ogg_page_end(data, at)
+        if end == size:
+            if not data[at + 5] & 0x04:
+                log.info("ogg: last page complete but without end-of-stream flag (%d bytes)", size)
+            return
+        if end is not None and end > size and overrun is None:
+            overrun = (at, end)
         at = data.rfind(b"OggS", window, at)
     if overrun is not None:
         at, end = overrun
         raise _refuse(
             "truncated_audio",
-            f"ogg: last page at offset {at} needs {end - at} bytes, {len(data) - at} present",
-            len(data),
+            f"ogg: last page at offset {at} needs at least {end - at} bytes, {size - at} present",
+            size,
         )
+
+
+def _ogg_page_end(data: bytes, at: int) -> int | None:
+    """Where the Ogg page starting at ``at`` ends (at least), or None if it is not a page."""
+    if at + 27 > len(data):
+        return at + 27
+    if data[at + 4] != 0:  # stream structure version
+        return None
+    segments = data[at + 26]
+    table = data[at + 27 : at + 27 + segments]
+    if len(table) < segments:
+        return at + 27 + segments
+    return at + 27 + segments + sum(table)
 
 
 # --------------------------------------------------------------------------
@@ -377,6 +389,9 @@ def _decode_ffmpeg(data: bytes, kind: str | None, limits: AudioLimits) -> Decode
                         break
                     continue
                 for frame in frames:
+                    if frame.sample_rate <= 0:
+                        bad_packets += 1
+                        continue
                     mono = _mono_float(frame, fmt, codec, decoded_s, size)
                     decoded_s += frame.samples / frame.sample_rate
                     if decoded_s > cap_s:

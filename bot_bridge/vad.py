@@ -13,6 +13,13 @@ things about it are not obvious:
 * The model keeps recurrent state between calls, so two threads sharing it
   would corrupt each other's results; calls are serialised by the same lock
   (a 10 s note takes ~0.1 s).
+
+It runs with the process's torch thread count. On 2 cores that is fine when
+idle (2 threads: ~100 ms per 10 s, 1 thread: ~110 ms) but 3-8x slower when
+another process keeps a core busy (2 threads: 450-1100 ms, 1 thread: 140 ms),
+because Silero runs ~300 tiny steps per 10 s, each a thread barrier. Switching
+to 1 thread around each call is not safe: ``torch.set_num_threads`` also sets
+the default for threads that start torch work meanwhile, and they keep it.
 """
 
 from __future__ import annotations
@@ -56,12 +63,7 @@ def detect_speech(samples: np.ndarray, sample_rate: int = 16000) -> SpeechMap:
 
     with _lock:
         model, get_speech_timestamps = _load_model()
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            stamps = get_speech_timestamps(torch.from_numpy(x), model, sampling_rate=sample_rate)
-        finally:
-            torch.set_num_threads(threads)
+        stamps = get_speech_timestamps(torch.from_numpy(x), model, sampling_rate=sample_rate)
     segments = [(s["start"] / sample_rate, s["end"] / sample_rate) for s in stamps]
     speech = sum(end - start for start, end in segments)
     return SpeechMap(ratio=min(1.0, speech / (x.size / sample_rate)), segments=segments)

@@ -192,6 +192,7 @@ def _resampled(x: np.ndarray, rate: int, target: int) -> np.ndarray:
 
 FORMATS: dict[str, str] = {
     "amr": "AMR-NB 12.2 kbit/s, 8 kHz, DTX on (SID/NO_DATA frames in pauses), as WeCom voice notes",
+    "3gp_amr": "AMR-NB in 3GP (an MP4 relative), as Android voice recorders",
     "ogg_opus": "Opus in Ogg, 48 kHz, as Telegram voice notes",
     "webm_opus": "Opus in WebM written as a live stream: no duration, no cues, as browser MediaRecorder",
     "m4a_aac": "AAC-LC 64 kbit/s per channel in M4A, index (moov) before the data, with a priming edit list",
@@ -217,7 +218,8 @@ def encode(samples: np.ndarray, sample_rate: int, fmt: str) -> bytes:
     """Encode float samples (shape (n,) mono or (n, channels)) as ``fmt`` (a key of ``FORMATS``).
 
     Codecs with fixed rates resample first: AMR to 8 kHz, Opus to 48 kHz, SILK
-    to 24 kHz (AMR and SILK also mix to mono). Lossless formats keep
+    to 24 kHz (AMR and SILK also mix to mono); AAC and MP3 keep ``sample_rate``
+    when the codec allows it, else use 48 / 44.1 kHz. Lossless formats keep
     ``sample_rate`` as it is.
     """
     if fmt not in FORMATS:
@@ -232,6 +234,8 @@ def encode(samples: np.ndarray, sample_rate: int, fmt: str) -> bytes:
         return out.getvalue()
     if fmt == "amr":
         return _pyav_encode(_mono(x), sample_rate, "amr", "libopencore_amrnb", 8000, bit_rate=12200, options={"dtx": "1"})
+    if fmt == "3gp_amr":
+        return _pyav_encode(_mono(x), sample_rate, "3gp", "libopencore_amrnb", 8000, bit_rate=12200, options={"dtx": "1"})
     if fmt == "ogg_opus":
         return _pyav_encode(x, sample_rate, "ogg", "libopus", 48000, bit_rate=32000)
     if fmt == "webm_opus":

@@ -62,6 +62,7 @@ def rms(x: np.ndarray) -> float:
 # fmt, container, decoder, source rate, minimum similarity with the source
 GOOD = [
     pytest.param("amr", "amr", "libopencore_amrnb", 8000, 0.80, id="wecom-amr-nb-dtx"),
+    pytest.param("3gp_amr", MP4, "libopencore_amrnb", 8000, 0.80, id="android-3gp-amr"),
     pytest.param("ogg_opus", "ogg", "opus", 48000, 0.97, id="telegram-ogg-opus"),
     pytest.param("webm_opus", "matroska,webm", "opus", 48000, 0.97, id="browser-webm-opus-no-duration"),
     pytest.param("m4a_aac", MP4, "aac", 16000, 0.97, id="m4a-aac-moov-first"),
