@@ -12,7 +12,7 @@ measured on the 2-core VM (see shared/notes/audio-facts.md):
   int32 (output correlates ~0.4 with the signal), resamples with
   ``audioop.ratecv`` (no anti-alias filter) and needs ``audioop``, which is gone
   in Python 3.13.
-* An ffmpeg subprocess is 2-3x slower, needs a system ffmpeg whose AMR decoder
+* An ffmpeg subprocess is 2-6x slower, needs a system ffmpeg whose AMR decoder
   drops DTX silence frames (1.2 s of a 15.7 s WeCom note), and returns nothing,
   with exit 0, for an MP4 with its index at the end read from a pipe. PyAV reads
   such files from a seekable ``BytesIO`` without temporary files.
@@ -30,7 +30,9 @@ SILK (WeChat personal chats) is decoded with ``silk-python`` (module
 (0.2.9, 2026-10), with wheels for CPython 3.8-3.13 and PyPy; 100 fuzzed and
 truncated files raised ``SilkError`` and never crashed. We walk the packet
 framing ourselves first, because its decoder trusts a negative packet length
-(the 0xFFFF end marker some writers add) and gives no length limit.
+(the 0xFFFF end marker some writers add), sets no length limit, and decodes
+one 20 ms frame per packet (all WeChat writes). Without silk-python installed,
+SILK is refused as ``unsupported_silk``.
 
 Every length is counted while decoding, never taken from a header alone: a
 470 KB FLAC can hold 10 hours of silence (4.4 GB as float32), with no length

@@ -126,7 +126,7 @@ def test_torch_thread_count_is_left_as_it_was():
 
 
 def test_importing_silero_vad_really_does_change_the_thread_count():
-    """Why the restore exists; if a silero-vad release stops doing this, the restore is harmless."""
+    """Why the restore exists. If a silero-vad upgrade stops doing this, this fails: the restore can go."""
     script = "import torch; torch.set_num_threads(3); import silero_vad; print(torch.get_num_threads())"
     run = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
