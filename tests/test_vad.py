@@ -4,6 +4,7 @@ their silences into contiguous chunks the emotion model can take."""
 from __future__ import annotations
 
 import copy
+import functools
 import subprocess
 import sys
 import textwrap
@@ -19,6 +20,23 @@ from bot_bridge.vad import SpeechMap, detect_speech, split_at_pauses
 
 REPO = Path(__file__).resolve().parents[1]
 
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Silero is 3-8x slower on 2 threads when something else keeps a core busy (see
+    bot_bridge/vad.py); one thread keeps this suite fast on a shared 2-core machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@functools.lru_cache(maxsize=None)
+def speech_map(seconds: float) -> SpeechMap:
+    return detect_speech(fx.speech_clip(seconds))
+
 # --------------------------------------------------------------------------
 # detect_speech
 # --------------------------------------------------------------------------
@@ -26,7 +44,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.mark.parametrize("seconds", [3, 10, 30])
 def test_speech_is_heard_as_speech(seconds):
-    speech = detect_speech(fx.speech_clip(seconds))
+    speech = speech_map(seconds)
 
     truth = sum(end - start for start, end in fx.speech_segments(seconds)) / seconds
     assert speech.ratio > 0.5
@@ -35,7 +53,7 @@ def test_speech_is_heard_as_speech(seconds):
 
 def test_speech_segments_line_up_with_the_sentences():
     sentences = fx.speech_segments(30)
-    found = detect_speech(fx.speech_clip(30)).segments
+    found = speech_map(30).segments
 
     def overlaps(a, b):
         return min(a[1], b[1]) - max(a[0], b[0]) > 0
@@ -249,9 +267,8 @@ def merged(segments, duration):
 
 def test_a_three_minute_note_is_cut_only_in_its_pauses():
     seconds = 180
-    speech = detect_speech(fx.speech_clip(seconds))
 
-    chunks = split_at_pauses(speech, seconds, 30.0)
+    chunks = split_at_pauses(speech_map(seconds), seconds, 30.0)
 
     sentences = fx.speech_segments(seconds)
     assert len(chunks) >= 6 and all(end - start <= 30 for start, end in chunks)
