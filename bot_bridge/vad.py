@@ -4,22 +4,21 @@
 so it works offline); ``split_at_pauses`` turns its speech map into chunks for
 the emotion model, cut in silences rather than mid-word.
 
-The JIT model is loaded once per process, on first use, under a lock. Two
+The model is loaded once per process, on first use, under a lock. Three
 things about it are not obvious:
 
+* We run Silero's ONNX export through onnxruntime with one thread of its
+  own, not the TorchScript model. The TorchScript model runs ~300 tiny steps
+  per 10 s on torch's process-wide thread pool, each a thread barrier: on
+  2 cores it took 100-145 ms per 10 s when idle and 450-1100 ms when another
+  process kept a core busy, and torch's thread count cannot be lowered for
+  one call without leaking into other threads. ONNX: 54 ms per 10 s, the
+  same speech segments, and no contention with the emotion model's threads.
 * ``import silero_vad`` calls ``torch.set_num_threads(1)`` for the whole
   process, which would quietly slow the emotion model to one core; we restore
   the previous setting right after the import.
 * The model keeps recurrent state between calls, so two threads sharing it
-  would corrupt each other's results; calls are serialised by the same lock
-  (a 10 s note takes ~0.1 s).
-
-It runs with the process's torch thread count. On 2 cores that is fine when
-idle (2 threads: ~100 ms per 10 s, 1 thread: ~110 ms) but 3-8x slower when
-another process keeps a core busy (2 threads: 450-1100 ms, 1 thread: 140 ms),
-because Silero runs ~300 tiny steps per 10 s, each a thread barrier. Switching
-to 1 thread around each call is not safe: ``torch.set_num_threads`` also sets
-the default for threads that start torch work meanwhile, and they keep it.
+  would corrupt each other's results; calls are serialised by the same lock.
 """
 
 from __future__ import annotations
@@ -80,7 +79,7 @@ def _load_model():
             from silero_vad import get_speech_timestamps, load_silero_vad
         finally:
             torch.set_num_threads(threads)
-        _model = (load_silero_vad(onnx=False), get_speech_timestamps)
+        _model = (load_silero_vad(onnx=True), get_speech_timestamps)
     return _model
 
 
