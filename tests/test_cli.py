@@ -1,0 +1,97 @@
+"""The command line, run as a user runs it: a real process, many files, good and bad together."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests import audio_fixtures as af
+from tests.test_api import BAD_INPUTS, GOOD_FORMATS, assert_valid_result
+
+
+def bot_bridge(*arguments: str, model_dir, data_dir, **extra_env) -> subprocess.CompletedProcess:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("BOT_BRIDGE_")},
+        "BOT_BRIDGE_MODEL": str(model_dir),
+        "BOT_BRIDGE_DATA_DIR": str(data_dir),
+        **extra_env,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "bot_bridge", *arguments], env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.fixture(scope="module")
+def mixed_folder(tmp_path_factory):
+    """Every good format and every bad input, as files a user would point the CLI at."""
+    folder = tmp_path_factory.mktemp("inputs")
+    speech = af.speech_clip(3.0)
+    files = {}
+    for fmt in GOOD_FORMATS:
+        files[f"good-{fmt}.audio"] = (af.encode(speech, 16000, fmt), None)
+    for name, (build, code) in BAD_INPUTS.items():
+        files[f"bad-{name.replace(' ', '_')}.audio"] = (build(), code)
+    for name, (data, _) in files.items():
+        (folder / name).write_bytes(data)
+    return folder, {name: code for name, (_, code) in files.items()}
+
+
+def test_predict_json_gives_one_object_per_file_and_keeps_going_past_bad_ones(tmp_path, tiny_model_dir, mixed_folder):
+    folder, expected = mixed_folder
+    paths = [str(folder / name) for name in expected] + [str(folder / "missing.ogg")]
+
+    run = bot_bridge("predict", "--json", *paths, model_dir=tiny_model_dir, data_dir=tmp_path)
+
+    assert run.returncode == 1, run.stderr
+    lines = run.stdout.strip().split("\n")
+    assert len(lines) == len(paths)  # nothing else on stdout: no funasr banner, no progress bar
+    by_file = {os.path.basename(obj["file"]): obj for obj in map(json.loads, lines)}
+    for name, code in expected.items():
+        if code is None:
+            assert_valid_result(by_file[name])
+        else:
+            assert by_file[name]["error"]["code"] == code, name
+            assert by_file[name]["error"]["message"]
+    assert by_file["missing.ogg"]["error"]["code"] == "invalid_request"
+    assert "file/s" in run.stderr or "%" in run.stderr  # progress bar for many files, on stderr
+
+
+def test_predict_prints_a_friendly_line_and_exits_0_when_all_succeed(tmp_path, tiny_model_dir):
+    note = tmp_path / "note.ogg"
+    note.write_bytes(af.encode(af.speech_clip(3.0), 16000, "ogg_opus"))
+
+    run = bot_bridge("predict", "--granularity", "timeline", "--embedding", str(note), model_dir=tiny_model_dir, data_dir=tmp_path / "d")
+
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith(f"{note}: ")
+    assert "TEST MODEL" in run.stdout and "·" in run.stdout
+    folder = next((tmp_path / "d" / "outputs").iterdir())
+    saved = json.loads((folder / "result.json").read_text(encoding="utf-8"))
+    assert saved["timeline"] and (folder / "embedding.npy").exists()
+
+
+def test_a_model_that_cannot_be_loaded_is_reported_with_its_fix(tmp_path):
+    note = tmp_path / "note.wav"
+    note.write_bytes(af.encode(af.speech_clip(1.0), 16000, "wav_s16"))
+
+    run = bot_bridge("predict", str(note), model_dir=tmp_path / "absent", data_dir=tmp_path)
+
+    assert run.returncode == 1
+    assert "the model cannot be loaded" in run.stderr and "does not exist" in run.stderr
+
+
+def test_invalid_settings_name_the_setting(tmp_path, tiny_model_dir):
+    run = bot_bridge("predict", "x.wav", model_dir=tiny_model_dir, data_dir=tmp_path, BOT_BRIDGE_DEVICE="gpu")
+    assert run.returncode != 0
+    assert "BOT_BRIDGE_DEVICE" in run.stderr and "model.device" in run.stderr
+
+
+def test_make_random_writes_a_marked_model(tmp_path):
+    run = bot_bridge("model", "make-random", "--preset", "tiny", str(tmp_path / "m"), model_dir="unused", data_dir=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "RANDOM-WEIGHT" in run.stdout
+    assert (tmp_path / "m" / "RANDOM_WEIGHTS").exists()
