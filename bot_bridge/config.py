@@ -43,6 +43,8 @@ class ModelSettings(_Section):
     threads: int | None = Field(None, ge=1, description="torch threads; default: all cores")
     mode: Literal["exact", "fast"] = "exact"
     max_chunk_s: float = Field(30.0, gt=1, le=60)
+    batch_size: int | None = Field(None, ge=1, le=64, description="recordings per forward pass; default 8 on CUDA, 1 on CPU")
+    batch_wait_ms: float = Field(10.0, ge=0, le=1000, description="how long a batch waits for company")
 
 
 class AudioSettings(_Section):

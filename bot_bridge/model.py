@@ -62,7 +62,7 @@ class ModelInfo:
 class EmotionModel:
     """The loaded network: frame features in, nine-emotion probabilities out."""
 
-    def __init__(self, network, tokens: list[str], info: ModelInfo) -> None:
+    def __init__(self, network, tokens: list[str], info: ModelInfo, batch_size: int = 1, batch_wait_ms: float = 10.0) -> None:
         import torch
 
         self._torch = torch
@@ -70,6 +70,11 @@ class EmotionModel:
         self._lock = threading.Lock()
         self.info = info
         self._normalize = bool(network.cfg.get("normalize"))
+        self._batcher = None
+        if batch_size > 1:
+            from .batching import MicroBatcher
+
+            self._batcher = MicroBatcher(self.frame_features_batch, batch_size, batch_wait_ms / 1000.0)
         keys = [emotion_key_for_token(token) for token in tokens]
         self._token_columns = [i for i, key in enumerate(keys) if key is not None]
         self._emotion_columns = [EMOTION_KEYS.index(keys[i]) for i in self._token_columns]
@@ -116,7 +121,8 @@ class EmotionModel:
             mode=settings.mode,
             embedding_dim=int(network.proj.in_features),
         )
-        model = cls(network, list(automodel.kwargs["token_list"]), info)
+        batch_size = settings.batch_size or (8 if device == "cuda" else 1)
+        model = cls(network, list(automodel.kwargs["token_list"]), info, batch_size, settings.batch_wait_ms)
         log.info(
             "model %s loaded from %s on %s (%d threads, mode %s) in %.1f s",
             settings.name, directory, device, threads, settings.mode, time.perf_counter() - started,
@@ -130,15 +136,27 @@ class EmotionModel:
         return model
 
     def frame_features(self, samples: np.ndarray) -> np.ndarray:
-        """Encoder output for one stretch of 16 kHz audio: (frames, embedding_dim) float32."""
+        """Encoder output for one stretch of 16 kHz audio: (frames, embedding_dim) float32.
+
+        With batching on (CUDA), the call joins concurrent ones in a length-bucketed batch.
+        """
+        if self._batcher is not None:
+            return self._batcher.submit(samples)
         torch = self._torch
-        with self._lock, torch.inference_mode():
+        with self._lock, torch.no_grad():
             source = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))
             source = source.to(self.info.device)
             if self._normalize:
                 source = torch.nn.functional.layer_norm(source, source.shape)
             output = self._network.extract_features(source.view(1, -1), padding_mask=None)
             return output["x"][0].float().cpu().numpy()
+
+    def frame_features_batch(self, recordings: list[np.ndarray]) -> list[np.ndarray]:
+        """``frame_features`` for several recordings in one padded pass, equal to one by one."""
+        from .batching import frame_features_batch
+
+        with self._lock, self._torch.no_grad():
+            return frame_features_batch(self._network, recordings, self.info.device, self._normalize)
 
     def classify(self, pooled: np.ndarray) -> np.ndarray:
         """Probabilities over ``EMOTION_KEYS`` for each row of pooled frame features.
@@ -147,7 +165,7 @@ class EmotionModel:
         slots) get probability 0, as funasr drops them.
         """
         torch = self._torch
-        with self._lock, torch.inference_mode():
+        with self._lock, torch.no_grad():
             features = torch.from_numpy(np.atleast_2d(pooled).astype(np.float32)).to(self.info.device)
             logits = self._network.proj(features).float()
             logits[:, self._placeholder_columns] = float("-inf")
