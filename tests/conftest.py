@@ -67,3 +67,28 @@ def flac_bombs(tmp_path_factory):
         paths[name] = folder / f"bomb-{name}.flac"
         paths[name].write_bytes(audio_fixtures.flac_bomb(total_samples_in_header=with_length))
     return paths
+
+
+# --- scale-out: the real PostgreSQL and Redis on loopback (tests/services.py) ---
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    from tests.services import create_postgres_database, drop_postgres_database
+
+    url = create_postgres_database()
+    yield url
+    drop_postgres_database(url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    """Each test using this runs twice: on a SQLite file and on a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.db'}"
+        return
+    from tests.services import create_postgres_database, drop_postgres_database
+
+    url = create_postgres_database()
+    yield url
+    drop_postgres_database(url)
