@@ -11,6 +11,7 @@ from flask import Flask
 from ..config import Settings, load_settings
 from ..service import Service
 from .api import api
+from .console import init_console
 
 
 def create_app(settings: Settings | None = None, service: Service | None = None) -> Flask:
@@ -22,4 +23,5 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     app.config["MAX_CONTENT_LENGTH"] = settings.audio.max_bytes + 1_000_000
     app.extensions["bot_bridge"] = service
     app.register_blueprint(api)
+    init_console(app, service)  # the web console's pages, signed sessions and password
     return app

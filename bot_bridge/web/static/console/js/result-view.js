@@ -1,0 +1,60 @@
+// One result, drawn into the markup of _result_view.html: the headline (emoji, names, confidence),
+// the facts, the nine score bars, the timeline chart, the processing log, downloads and
+// "find similar". Used by the analysis page and by each result's own page.
+import { bilingual, emotionName, percent, seconds, slots } from "./dom.js";
+import { renderScoreBars } from "./score-bars.js";
+import { showSimilar } from "./similar.js";
+import { drawTimeline } from "./timeline-chart.js";
+import { text } from "./text.js";
+
+// options: audio (an <audio> element to sync with the timeline), offerEmbedding, showPermalink
+export function renderResult(view, result, { audio = null, offerEmbedding = false, showPermalink = false } = {}) {
+  const slot = slots(view);
+  const resultUrl = view.dataset.resultUrl.replace("RESULT_ID", encodeURIComponent(result.id));
+
+  slot("emoji").textContent = result.emoji;
+  slot("label-zh").textContent = result.label_zh;
+  slot("label-en").textContent = result.label_en;
+  slot("confidence").textContent = percent(result.confidence);
+  const [runnerUp, runnerUpScore] = Object.entries(result.scores).sort((a, b) => b[1] - a[1])[1];
+  slot("runner-up").hidden = runnerUpScore < 0.1 || result.reason === "no_speech";
+  slot("runner-up-text").replaceChildren(emotionName(runnerUp), ` ${percent(runnerUpScore)}`);
+  slot("no-speech").hidden = result.reason !== "no_speech";
+
+  slot("duration").textContent = seconds(result.duration_s);
+  slot("speech").textContent = percent(result.speech_ratio, 0);
+  slot("format").textContent = describeAudio(result.audio);
+  slot("took").textContent = result.timings_ms?.total ? `${Math.round(result.timings_ms.total)} ms` : "—";
+
+  renderScoreBars(slot("scores"), result.scores);
+  const sum = Object.values(result.scores).reduce((total, value) => total + value, 0);
+  slot("score-sum").replaceChildren(bilingual(text.sum), ` ${sum.toFixed(3)}`);
+
+  slot("log").replaceChildren(...result.log.map((line) => Object.assign(document.createElement("li"), { textContent: line })));
+
+  slot("download-json").href = `${resultUrl}/result.json`;
+  slot("download-embedding").href = `${resultUrl}/embedding.npy`;
+  slot("download-embedding").hidden = !(offerEmbedding && result.has_embedding);
+  slot("permalink").href = resultUrl;
+  slot("permalink").hidden = !showPermalink;
+  const findSimilar = slot("find-similar");
+  findSimilar.hidden = !result.has_embedding;
+  findSimilar.onclick = () => showSimilar(slot("similar-section"), `${resultUrl}/similar`);
+  slot("similar-section").hidden = true;
+
+  if (result.random_weights) document.getElementById("random-weights-banner").hidden = false;
+  view.hidden = false;
+  return showTimeline(slot("timeline-section"), result, audio);
+}
+
+function showTimeline(section, result, audio) {
+  section.hidden = !result.timeline;
+  return result.timeline ? drawTimeline(section, result.timeline, result.duration_s, audio) : null;
+}
+
+function describeAudio(audio) {
+  if (!audio?.codec) return "—";
+  const rate = audio.sample_rate ? ` · ${audio.sample_rate / 1000} kHz` : "";
+  const codec = audio.codec.startsWith("pcm_") ? "PCM" : audio.codec.toUpperCase();
+  return `${codec}${rate}`;
+}
