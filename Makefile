@@ -4,9 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DEMO_MODEL := var/demo-model
-# Test-only system packages: Chromium for the web console's browser tests, espeak-ng to
+# Test-only system packages: Chromium and CJK + emoji fonts for the web console's browser tests, espeak-ng to
 # synthesise speech for the audio tests. The service itself needs none (PyAV bundles FFmpeg).
-APT_TEST_PACKAGES := chromium espeak-ng
+APT_TEST_PACKAGES := chromium fonts-wqy-microhei fonts-noto-color-emoji espeak-ng
 
 .PHONY: run demo test bench system-test-deps clean
 

@@ -13,7 +13,7 @@ import logging
 
 import numpy as np
 from flask import Blueprint, current_app, jsonify, request, send_file
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, InternalServerError, RequestEntityTooLarge
 
 from ..errors import AudioError, BotBridgeError
 from ..service import Service
@@ -133,6 +133,8 @@ def _http_error(error: HTTPException):
 @api.app_errorhandler(Exception)
 def _unexpected(error: Exception):
     log.exception("%s %s failed", request.method, request.path)
+    if not request.path.startswith("/api/"):
+        return InternalServerError()
     return jsonify(BotBridgeError("internal_error").to_dict()), 500
 
 
