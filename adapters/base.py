@@ -7,16 +7,30 @@ about models, queues or databases. The core calls, in order:
 1. ``verify(request)`` before anything is stored or downloaded (raise ``Refused``);
 2. ``parse(request)`` -> ``ParsedWebhook``: the immediate HTTP answer and the
    messages to process (none for events the bot ignores);
-3. later, in a worker: ``fetch_audio(message)``, then ``send_reply(...)``;
+3. later, in a worker: ``fetch_audio(message, max_bytes)``, then ``send_reply(...)``;
 4. from the scheduler: ``send_alert(chat_id, text, image)``.
+
+Adapters make every HTTP call through the ``OutboundHttp`` they are given
+(``self.http``), which owns timeouts, retries and rate limits; what is left
+to them is reading their platform's answers (a ``check``, see
+``bot_bridge.outbound``). The helpers at the end of this module are the
+behaviour several platforms share.
 """
 
 from __future__ import annotations
 
+import re
+import time
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
 from bot_bridge.chat import ChatMessage, InboundRequest, ParsedWebhook
+from bot_bridge.outbound import OutboundHttp
+
+#: How far a signed request's timestamp may be from now (Slack's rule, applied to WeCom too).
+FRESHNESS_WINDOW_S = 300
+#: Texts that ask for the help message (after a leading ``/`` and any @mention are removed).
+HELP_WORDS = frozenset({"start", "help", "帮助", "?", "？"})
 
 
 class Refused(Exception):
@@ -39,10 +53,16 @@ class ChatAdapter(ABC):
     environment: ClassVar[dict[str, str]] = {}
     #: Setting keys that must be set for the platform to be on.
     required: ClassVar[tuple[str, ...]] = ()
+    #: The platform's API when the ``api_base`` setting is empty.
+    default_api_base: ClassVar[str] = ""
+    #: The largest file the platform lets a bot download (None: no platform limit).
+    max_download_bytes: ClassVar[int | None] = None
 
-    def __init__(self, settings: dict, http=None) -> None:
+    def __init__(self, settings: dict, http: OutboundHttp | None = None) -> None:
         self.settings = settings
-        self.http = http
+        self.http = http or OutboundHttp()
+        self.api_base = (settings.get("api_base") or self.default_api_base).rstrip("/")
+        self.clock = time.time  # replaced in tests that check stale timestamps against published vectors
 
     @abstractmethod
     def verify(self, request: InboundRequest) -> None:
@@ -53,8 +73,11 @@ class ChatAdapter(ABC):
         """Read a verified request: what to answer now, and which messages need a reply."""
 
     @abstractmethod
-    def fetch_audio(self, message: ChatMessage) -> bytes:
-        """Download the voice note's audio."""
+    def fetch_audio(self, message: ChatMessage, max_bytes: int) -> bytes:
+        """Download the voice note's audio, at most ``max_bytes`` of it (``TooLarge`` beyond).
+
+        Raise ``AudioError("too_large_to_fetch")`` when the platform refuses a file for its size.
+        """
 
     @abstractmethod
     def send_reply(self, message: ChatMessage, text: str, image: bytes | None = None) -> str:
@@ -66,3 +89,34 @@ class ChatAdapter(ABC):
     @abstractmethod
     def send_alert(self, chat_id: str, text: str, image: bytes | None = None) -> str:
         """Post a message to a chat that is not a reply (escalations, digests)."""
+
+    def set_webhook(self, url: str) -> str:
+        """Tell the platform where to deliver webhooks, where its API allows it; returns its answer.
+
+        Platforms whose webhook is set in their admin console keep this default.
+        """
+        raise NotImplementedError(f"{self.name}: the webhook URL is set in the platform's admin console")
+
+    @classmethod
+    def can_set_webhook(cls) -> bool:
+        return cls.set_webhook is not ChatAdapter.set_webhook
+
+
+def is_help_request(text: str | None) -> bool:
+    """``/start``, ``/help@my_bot``, ``help``, ``<@U123> help``, ``帮助``..."""
+    if not text:
+        return False
+    words = re.sub(r"<@\w+>|@\w+", " ", text).strip().lower().lstrip("/").split()
+    return len(words) == 1 and words[0] in HELP_WORDS
+
+
+def check_fresh(timestamp: str | None, now: float) -> None:
+    """Refuse a signed request whose timestamp is missing, malformed or more than 5 minutes off.
+
+    The signature covers the timestamp, so an old request replayed by someone
+    who captured it is refused even though its signature is valid.
+    """
+    if not timestamp or not timestamp.isdigit():
+        raise Refused(401, "missing or malformed request timestamp")
+    if abs(now - int(timestamp)) > FRESHNESS_WINDOW_S:
+        raise Refused(403, f"stale request: timestamp {int(now) - int(timestamp)} s away from now")

@@ -118,6 +118,68 @@ def model_make_random(preset: str, seed: int, directory: str) -> None:
     click.echo(f"RANDOM-WEIGHT {preset} model written to {path} (for tests and benchmarks only)")
 
 
+@cli.group()
+def chat() -> None:
+    """Chat voice notes: how many were answered, and which failed."""
+
+
+@chat.command("status")
+@click.option("--failed", "show_failed", type=int, default=10, show_default=True, help="list this many recent failures")
+@click.pass_obj
+def chat_status(settings, show_failed: int) -> None:
+    """Voice notes per platform and state (queued, replied, failed, ...), then the latest failures."""
+    from .store import NoteStatus, Store
+
+    store = Store(settings.resolved_database_url, settings.outputs_dir)
+    counts = store.voice_note_counts()
+    if not counts:
+        click.echo("no chat voice notes yet")
+    for (platform_name, status), count in sorted(counts.items()):
+        click.echo(f"{platform_name:10} {status:12} {count}")
+    for status in (NoteStatus.FAILED, NoteStatus.UNCONFIRMED):
+        for note in store.voice_notes(status=status, limit=show_failed):
+            click.echo(f"{status} {note.platform} note {note.id} (chat {note.chat_id}, {note.updated_at:%Y-%m-%d %H:%M}): "
+                       f"{note.error_code}: {note.error_detail}")
+    store.close()
+
+
+def _platform_group(name: str) -> click.Group:
+    """``bot-bridge <platform> set-webhook URL``, for a platform whose API sets its own webhook."""
+
+    @click.group(name=name, help=f"The {name} chat platform.")
+    def group() -> None:
+        pass
+
+    @group.command("set-webhook")
+    @click.argument("url")
+    @click.pass_obj
+    def set_webhook(settings, url: str) -> None:
+        """Have the platform deliver messages to URL (https://your.host/webhooks/...)."""
+        from .outbound import OutboundError
+        from .worker import build_adapters
+
+        adapter = build_adapters(settings).get(name)
+        if adapter is None:
+            raise click.ClickException(f"{name} is not configured; see docs/chat-platforms.md")
+        try:
+            click.echo(adapter.set_webhook(url))
+        except OutboundError as error:
+            raise click.ClickException(str(error)) from None
+
+    return group
+
+
+def _add_platform_commands() -> None:
+    from adapters import adapter_classes
+
+    for name, adapter_class in adapter_classes().items():
+        if adapter_class.can_set_webhook():
+            cli.add_command(_platform_group(name))
+
+
+_add_platform_commands()
+
+
 def _read(name: str) -> bytes:
     from .errors import BotBridgeError
 

@@ -64,9 +64,19 @@ class ConsoleSettings(_Section):
 
 
 class QueueSettings(_Section):
-    url: str | None = None
+    url: str | None = Field(None, description="empty: SQLite under data_dir; redis://host:6379/0 to scale out")
     worker_threads: int = Field(1, ge=1, le=64)
-    max_attempts: int = Field(5, ge=1)
+    max_attempts: int = Field(5, ge=1, description="tries per chat voice note before it is marked failed")
+    retry_delay_s: float = Field(15.0, gt=0, description="wait before the 2nd try; tripled for each later one")
+    lease_s: float = Field(60.0, gt=0, description="a note held this long by a silent worker is taken back")
+    recovery_interval_s: float = Field(15.0, gt=0, description="how often expired leases are looked for")
+
+    @field_validator("url")
+    @classmethod
+    def _known_queue(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be empty (SQLite queue under data_dir) or a redis:// URL")
+        return value or None
 
 
 class ReplySettings(_Section):

@@ -26,6 +26,12 @@ ERROR_KINDS: dict[str, ErrorKind] = {
         "文件太大了（上限 {limit_mb} MB）。",
         "The file is too large (the limit is {limit_mb} MB).",
     ),
+    "too_large_to_fetch": ErrorKind(
+        413,
+        "聊天平台只允许机器人下载 {limit_mb} MB 以内的文件，这个文件更大。请发送更短的录音。",
+        "The chat platform lets bots download files of up to {limit_mb} MB only, and this one is larger. "
+        "Please send a shorter recording.",
+    ),
     "not_audio": ErrorKind(
         415,
         "这不是音频文件，无法识别其格式。",

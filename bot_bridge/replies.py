@@ -43,6 +43,22 @@ def render_error(error: BotBridgeError, language: str = "both") -> str:
     return f"⚠️ {error.message(language)}"
 
 
+def render_help(language: str, *, max_duration_s: float, chart_min_duration_s: float, keeps_audio: bool) -> str:
+    """What the bot does and what it keeps, for ``/start`` and ``help``."""
+    zh = (
+        "👋 发一条语音给我（或转发别人的语音），我会听说话人的语气，回复最可能的情绪，例如 😠 愤怒 · 87%。"
+        f"长于 {chart_min_duration_s:g} 秒且情绪有变化的语音会附上情绪曲线图。语音最长 {max_duration_s:g} 秒。\n"
+        f"我会保存：{'录音和' if keeps_audio else ''}分析结果，存放在本服务的数据库中。"
+    )
+    en = (
+        "👋 Send me a voice note (or forward someone's) and I reply with how the speaker sounds, "
+        f"e.g. 😠 Angry · 87%. Notes longer than {chart_min_duration_s:g} s whose emotion changes also get a chart "
+        f"of it over time. Notes can be up to {max_duration_s:g} s long.\n"
+        f"What I keep: {'the recording and ' if keeps_audio else ''}the result, in this service's database."
+    )
+    return {"zh": zh, "en": en}.get(language, f"{zh}\n\n{en}")
+
+
 def label(emotion: str, confidence: float, language: str = "both") -> str:
     """``😠 愤怒 Angry · 87%`` (both), ``😠 愤怒 · 87%`` (zh) or ``😠 Angry · 87%`` (en)."""
     e = BY_KEY[emotion]

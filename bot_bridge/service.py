@@ -20,6 +20,7 @@ from .errors import ModelUnavailable
 from .model import EmotionModel
 from .results import Result
 from .store import Store
+from .worker import ChatWorker, build_adapters
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,8 @@ class Service:
         self._model = model
         self._model_error: ModelUnavailable | None = None
         self._model_lock = threading.Lock()
+        self._chat: ChatWorker | None = None
+        self._chat_lock = threading.Lock()
 
     @property
     def model(self) -> EmotionModel:
@@ -49,10 +52,24 @@ class Service:
                     raise
         return self._model
 
+    @property
+    def chat(self) -> ChatWorker:
+        """Chat platforms: their adapters, the queue of voice notes, and the workers that answer them."""
+        with self._chat_lock:
+            if self._chat is None:
+                self._chat = ChatWorker(self, build_adapters(self.settings))
+            return self._chat
+
     def start_background(self, role: str) -> None:
-        """Start what a process of this role runs besides answering HTTP requests."""
+        """Start what a process of this role runs besides answering HTTP requests.
+
+        Roles ``all`` and ``worker`` load the model and, when a chat platform is
+        configured, run the queue's worker threads and the lease recovery sweep.
+        """
         if role in ("all", "worker"):
             threading.Thread(target=self._load_model_quietly, name="model-loader", daemon=True).start()
+            if self.chat.adapters:
+                self.chat.start()
 
     def _load_model_quietly(self) -> None:
         try:
@@ -95,6 +112,8 @@ class Service:
         return result
 
     def close(self) -> None:
+        if self._chat is not None:
+            self._chat.stop()
         self.store.close()
 
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timezone
+from dataclasses import fields
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -35,9 +36,12 @@ from sqlalchemy import (
     event,
     func,
     select,
+    update,
 )
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
+from .chat import ChatMessage, Media
 from .results import Result
 
 log = logging.getLogger(__name__)
@@ -60,6 +64,22 @@ class UTCDateTime(TypeDecorator):
 
     def process_result_value(self, value, dialect):
         return None if value is None else value.replace(tzinfo=timezone.utc)
+
+
+class NoteStatus:
+    """Where a chat voice note is: queued -> working -> sending -> replied, or failed/unconfirmed."""
+
+    QUEUED = "queued"  # waiting for a worker (new, or a retry due at ``due_at``)
+    WORKING = "working"  # a worker holds the lease: downloading, analysing, rendering
+    SENDING = "sending"  # the reply is being sent
+    REPLIED = "replied"  # the reply is out (``reply_sent_at``, ``reply_ref``)
+    FAILED = "failed"  # gave up: ``error_code``, ``error_detail``
+    UNCONFIRMED = "unconfirmed"  # the process died while sending: maybe sent, never resent
+
+
+CHAT_MESSAGE_FIELDS = tuple(field.name for field in fields(ChatMessage))
+# A claim may come a moment before ``due_at`` when clocks of two hosts differ slightly.
+CLAIM_TOLERANCE = timedelta(seconds=1)
 
 
 class Base(DeclarativeBase):
@@ -115,6 +135,7 @@ class VoiceNoteRow(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     lease_owner: Mapped[str | None] = mapped_column(String(128))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     error_code: Mapped[str | None] = mapped_column(String(32))
     error_detail: Mapped[str | None] = mapped_column(Text)
     result_id: Mapped[str | None] = mapped_column(ForeignKey("results.id"), index=True)
@@ -122,6 +143,12 @@ class VoiceNoteRow(Base):
     reply_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     reply_ref: Mapped[str | None] = mapped_column(String(191))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    def message(self) -> ChatMessage:
+        """The chat message this note answers, as its adapter read it from the webhook."""
+        columns = {name: getattr(self, name) for name in CHAT_MESSAGE_FIELDS}
+        columns["media"] = None if self.media is None else Media(**self.media)
+        return ChatMessage(**columns)
 
 
 class Store:
@@ -275,6 +302,174 @@ class Store:
             rows = {row.id: row for row in session.scalars(select(ResultRow).where(ResultRow.id.in_(ids)))}
             return [(rows[candidates[i].id], float(similarity[i])) for i in best]
 
+    # --- chat voice notes (the durable side of bot_bridge/worker.py) ---
+    #
+    # The row, not the queue, is the source of truth for each message the bot
+    # must answer. Every transition is one conditional UPDATE, so two workers,
+    # or a worker and the recovery sweep, can never both win the same note.
+
+    def record_voice_note(self, message: ChatMessage) -> tuple[int, bool]:
+        """Store ``message`` as a queued note: ``(id, True)``, or ``(id, False)`` if already recorded."""
+        now = _utcnow()
+        row = VoiceNoteRow(
+            **_columns_of(message), status=NoteStatus.QUEUED, attempts=0, due_at=now, updated_at=now
+        )
+        try:
+            with self.session.begin() as session:
+                session.add(row)
+            return row.id, True
+        except IntegrityError:
+            with self.session() as session:
+                existing = session.scalar(
+                    select(VoiceNoteRow.id).where(
+                        VoiceNoteRow.platform == message.platform, VoiceNoteRow.delivery_id == message.delivery_id
+                    )
+                )
+            if existing is None:
+                raise
+            return existing, False
+
+    def voice_note(self, note_id: int) -> VoiceNoteRow | None:
+        with self.session() as session:
+            return session.get(VoiceNoteRow, note_id)
+
+    def voice_notes(self, *, platform: str | None = None, status: str | None = None, limit: int = 100) -> list[VoiceNoteRow]:
+        """The newest notes first, optionally of one platform or in one status."""
+        query = select(VoiceNoteRow).order_by(VoiceNoteRow.id.desc()).limit(limit)
+        if platform:
+            query = query.where(VoiceNoteRow.platform == platform)
+        if status:
+            query = query.where(VoiceNoteRow.status == status)
+        with self.session() as session:
+            return list(session.scalars(query))
+
+    def voice_note_counts(self) -> dict[tuple[str, str], int]:
+        """How many notes each platform has in each status: ``{(platform, status): n}``."""
+        query = select(VoiceNoteRow.platform, VoiceNoteRow.status, func.count()).group_by(
+            VoiceNoteRow.platform, VoiceNoteRow.status
+        )
+        with self.session() as session:
+            return {(platform, status): count for platform, status, count in session.execute(query)}
+
+    def claim_voice_note(self, note_id: int, owner: str, lease_s: float) -> VoiceNoteRow | None:
+        """Take a queued, due note for ``lease_s`` seconds and count the attempt; None if not available."""
+        now = _utcnow()
+        with self.session.begin() as session:
+            claimed = session.execute(
+                update(VoiceNoteRow)
+                .where(
+                    VoiceNoteRow.id == note_id,
+                    VoiceNoteRow.status == NoteStatus.QUEUED,
+                    VoiceNoteRow.due_at <= now + CLAIM_TOLERANCE,
+                )
+                .values(
+                    status=NoteStatus.WORKING,
+                    lease_owner=owner,
+                    lease_expires_at=now + timedelta(seconds=lease_s),
+                    attempts=VoiceNoteRow.attempts + 1,
+                    updated_at=now,
+                )
+            ).rowcount
+            return session.get(VoiceNoteRow, note_id) if claimed else None
+
+    def extend_lease(self, note_id: int, owner: str, lease_s: float) -> bool:
+        now = _utcnow()
+        return self._update_held(note_id, owner, lease_expires_at=now + timedelta(seconds=lease_s), updated_at=now)
+
+    def save_reply(
+        self, note_id: int, owner: str, text: str, *, result_id: str | None, error_code: str | None, error_detail: str | None
+    ) -> bool:
+        """Keep the rendered reply before it is sent, so a retry sends the same words without re-analysing."""
+        return self._update_held(
+            note_id, owner, reply_text=text, result_id=result_id, error_code=error_code, error_detail=error_detail
+        )
+
+    def mark_sending(self, note_id: int, owner: str) -> bool:
+        """From here until ``mark_replied`` a crash leaves the note ``unconfirmed``, never sent twice."""
+        return self._update_held(note_id, owner, (NoteStatus.WORKING,), status=NoteStatus.SENDING)
+
+    def mark_replied(self, note_id: int, reply_ref: str) -> None:
+        """Record a send that happened, even if the lease was lost meanwhile: the reply is out."""
+        now = _utcnow()
+        with self.session.begin() as session:
+            session.execute(
+                update(VoiceNoteRow)
+                .where(VoiceNoteRow.id == note_id, VoiceNoteRow.status.in_((NoteStatus.SENDING, NoteStatus.UNCONFIRMED)))
+                .values(
+                    status=NoteStatus.REPLIED,
+                    reply_sent_at=now,
+                    reply_ref=reply_ref,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    updated_at=now,
+                )
+            )
+
+    def retry_voice_note_later(self, note_id: int, owner: str, delay_s: float, error_code: str, detail: str) -> bool:
+        """Put a held note back in the queue, due in ``delay_s`` seconds."""
+        return self._update_held(
+            note_id,
+            owner,
+            status=NoteStatus.QUEUED,
+            due_at=_utcnow() + timedelta(seconds=delay_s),
+            lease_owner=None,
+            lease_expires_at=None,
+            error_code=error_code,
+            error_detail=detail,
+        )
+
+    def fail_voice_note(self, note_id: int, owner: str, error_code: str, detail: str) -> bool:
+        return self._update_held(
+            note_id,
+            owner,
+            status=NoteStatus.FAILED,
+            lease_owner=None,
+            lease_expires_at=None,
+            error_code=error_code,
+            error_detail=detail,
+        )
+
+    def recover_voice_notes(self, *, overdue_s: float, queue_idle: bool) -> tuple[list[int], list[int]]:
+        """Free what dead workers left behind: ``(ids to enqueue again, ids now unconfirmed)``.
+
+        A note held past its lease goes back to the queue; one whose reply was
+        being sent becomes ``unconfirmed`` (it may have been sent: never send
+        twice). When the queue is idle, a queued note overdue by ``overdue_s``
+        was lost before reaching the queue (or taken from it by a process that
+        died before claiming it) and is enqueued again.
+        """
+        now = _utcnow()
+        expired = (VoiceNoteRow.lease_expires_at < now,)
+        requeue = self._transition((VoiceNoteRow.status == NoteStatus.WORKING, *expired),
+                                        status=NoteStatus.QUEUED, due_at=now, lease_owner=None, lease_expires_at=None)
+        unconfirmed = self._transition((VoiceNoteRow.status == NoteStatus.SENDING, *expired),
+                                            status=NoteStatus.UNCONFIRMED, error_code="reply_unconfirmed",
+                                            error_detail="the process died while sending the reply")
+        if queue_idle:
+            overdue = (VoiceNoteRow.status == NoteStatus.QUEUED,
+                       VoiceNoteRow.due_at < now - timedelta(seconds=overdue_s))
+            requeue += self._transition(overdue, due_at=now)
+        return requeue, unconfirmed
+
+    def _update_held(self, note_id: int, owner: str, statuses: tuple[str, ...] = (NoteStatus.WORKING, NoteStatus.SENDING), **values) -> bool:
+        """Update a note only while ``owner`` still holds it; False means the lease was lost."""
+        values.setdefault("updated_at", _utcnow())
+        with self.session.begin() as session:
+            return bool(
+                session.execute(
+                    update(VoiceNoteRow)
+                    .where(VoiceNoteRow.id == note_id, VoiceNoteRow.lease_owner == owner, VoiceNoteRow.status.in_(statuses))
+                    .values(**values)
+                ).rowcount
+            )
+
+    def _transition(self, conditions: tuple, **values) -> list[int]:
+        """Apply ``values`` to every note matching ``conditions`` in one statement; the ids changed."""
+        values.setdefault("updated_at", _utcnow())
+        statement = update(VoiceNoteRow).where(*conditions).values(**values).returning(VoiceNoteRow.id)
+        with self.session.begin() as session:
+            return list(session.scalars(statement.execution_options(synchronize_session=False)))
+
 
 def migrate(engine) -> None:
     """Bring the database schema to the newest migration."""
@@ -317,3 +512,13 @@ def _cosine(matrix: np.ndarray, vector: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(matrix, axis=1) * np.linalg.norm(vector)
     dots = matrix @ vector
     return np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _columns_of(message: ChatMessage) -> dict:
+    columns = {name: getattr(message, name) for name in CHAT_MESSAGE_FIELDS}
+    columns["media"] = None if message.media is None else message.media.to_dict()
+    return columns

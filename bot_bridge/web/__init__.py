@@ -12,6 +12,7 @@ from ..config import Settings, load_settings
 from ..service import Service
 from .api import api
 from .console import init_console
+from .webhooks import webhooks
 
 
 def create_app(settings: Settings | None = None, service: Service | None = None) -> Flask:
@@ -23,5 +24,6 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     app.config["MAX_CONTENT_LENGTH"] = settings.audio.max_bytes + 1_000_000
     app.extensions["bot_bridge"] = service
     app.register_blueprint(api)
+    app.register_blueprint(webhooks)
     init_console(app, service)  # the web console's pages, signed sessions and password
     return app

@@ -123,6 +123,7 @@ class FakePlatformServer:
          "params": {...},             # query + JSON/form body, decoded by the platform
          "files": {"photo": {"filename": "c.png", "content_type": "image/png", "data": b"..."}},
          "headers": {...}, "body": b"...",
+         "received_at": 12.5,         # time.monotonic() on arrival (to measure waits between calls)
          "status": 200,               # set once answered
          "response": {...}}           # the JSON answered, None for binary bodies
 
@@ -293,8 +294,9 @@ class FakePlatformServer:
     def _serve(self, request: Request) -> Response:
         route = self.route(request)
         call = self._parse(request, route)
-        with self._lock:
+        with self._changed:
             self.requests.append(call)
+            self._changed.notify_all()  # a test may be waiting for a call that is about to be delayed
         delay = self._take_fault(call, ("delay",))
         if delay is not None:
             self._closing.wait(delay.seconds)
@@ -363,6 +365,7 @@ class FakePlatformServer:
             "headers": dict(request.headers),
             "body": body,
             "malformed": malformed,
+            "received_at": time.monotonic(),
             "status": None,
             "response": None,
         }

@@ -59,6 +59,7 @@ def upgrade() -> None:
         sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
         sa.Column("lease_owner", sa.String(128)),
         sa.Column("lease_expires_at", UTCDateTime()),
+        sa.Column("due_at", UTCDateTime(), nullable=False),
         sa.Column("error_code", sa.String(32)),
         sa.Column("error_detail", sa.Text()),
         sa.Column("result_id", sa.String(32), sa.ForeignKey("results.id")),
@@ -72,6 +73,7 @@ def upgrade() -> None:
     op.create_index("ix_voice_notes_chat_id", "voice_notes", ["chat_id"])
     op.create_index("ix_voice_notes_received_at", "voice_notes", ["received_at"])
     op.create_index("ix_voice_notes_status", "voice_notes", ["status"])
+    op.create_index("ix_voice_notes_due_at", "voice_notes", ["due_at"])
     op.create_index("ix_voice_notes_result_id", "voice_notes", ["result_id"])
 
 

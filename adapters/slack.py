@@ -1,0 +1,183 @@
+"""Slack Events API: signed events in, replies in the voice clip's thread out.
+
+* Verification: ``X-Slack-Signature`` with slack_sdk's ``SignatureVerifier``
+  (HMAC-SHA256 of ``v0:timestamp:body`` with the signing secret, timestamps
+  within 5 minutes); ``url_verification`` is answered with its challenge.
+* Voice: ``message`` events whose ``files`` include audio. Clips recorded in
+  Slack are ``subtype: slack_audio`` files labelled ``audio/mp4``, sometimes
+  ``video/mp4`` or ``audio/webm``; the label decides nothing beyond "this is
+  audio", the decoder reads what the bytes are. ``url_private_download`` is
+  fetched with the bot token, which is only ever sent to Slack's hosts.
+* The bot's own messages (``bot_id``, or the bot user named in the event's
+  ``authorizations``) are ignored, so its replies never loop back.
+* Retries (``X-Slack-Retry-Num``) carry the same ``event_id``, which makes
+  the notes' delivery ids: they are answered 200 and recorded once.
+* Replies go in the clip's thread (``chat.postMessage`` with ``thread_ts``);
+  with a chart, the reply is the upload's comment (``files_upload_v2``'s
+  three calls), so a reply is always one message.
+"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlsplit
+
+from slack_sdk.signature import SignatureVerifier
+
+from bot_bridge.chat import ChatMessage, InboundRequest, Media, ParsedWebhook, WebhookResponse
+from bot_bridge.outbound import OutboundError, Rejected, TryAgain, check_status, raise_for_transient
+
+from .base import ChatAdapter, Refused, check_fresh, is_help_request
+
+# Message subtypes a person's post can have; edits, deletions, joins and bot posts are not answered.
+ANSWERED_SUBTYPES = frozenset({None, "file_share", "thread_broadcast"})
+TRANSIENT_ERRORS = frozenset({"internal_error", "fatal_error", "service_unavailable", "request_timeout"})
+SLACK_FILE_DOMAINS = ("slack.com", "slack-gov.com")
+
+
+class SlackAdapter(ChatAdapter):
+    name = "slack"
+    webhook_path = "slack/events"
+    environment = {
+        "bot_token": "SLACK_BOT_TOKEN",
+        "signing_secret": "SLACK_SIGNING_SECRET",
+        "api_base": "SLACK_API_BASE",
+    }
+    required = ("bot_token", "signing_secret")
+    default_api_base = "https://slack.com/api"
+
+    def __init__(self, settings: dict, http=None) -> None:
+        super().__init__(settings, http)
+        self._verifier = SignatureVerifier(settings["signing_secret"])
+
+    def verify(self, request: InboundRequest) -> None:
+        check_fresh(request.headers.get("X-Slack-Request-Timestamp"), self.clock())
+        try:
+            valid = self._verifier.is_valid_request(request.body, request.headers)
+        except UnicodeDecodeError:
+            valid = False
+        if not valid:
+            raise Refused(401, "X-Slack-Signature does not match the body")
+
+    def parse(self, request: InboundRequest) -> ParsedWebhook:
+        payload = json.loads(request.body)
+        if payload.get("type") == "url_verification":
+            return ParsedWebhook(WebhookResponse(body=payload["challenge"]))
+        event = payload.get("event") or {}
+        if (
+            payload.get("type") != "event_callback"
+            or event.get("type") != "message"
+            or event.get("subtype") not in ANSWERED_SUBTYPES
+            or _from_this_bot(event, payload)
+        ):
+            return ParsedWebhook()
+        event_id = payload["event_id"]
+        where = {
+            "platform": self.name,
+            "chat_id": event["channel"],
+            "sender_id": event.get("user"),
+            "message_id": event["ts"],
+            "thread_id": event.get("thread_ts") or event["ts"],
+        }
+        clips = [file for file in event.get("files", []) if _is_audio(file)]
+        if clips:
+            notes = (ChatMessage(delivery_id=f"{event_id}:{clip['id']}", kind="voice", media=_media(clip), **where) for clip in clips)
+            return ParsedWebhook(messages=tuple(notes))
+        if is_help_request(event.get("text")):
+            return ParsedWebhook(messages=(ChatMessage(delivery_id=event_id, kind="help", **where),))
+        return ParsedWebhook()
+
+    def fetch_audio(self, message: ChatMessage, max_bytes: int) -> bytes:
+        url = message.media.ref
+        host = urlsplit(url).hostname or ""
+        if not self._is_slack_host(host):
+            raise OutboundError("slack file download", f"not sending the bot token to {host}", retryable=False)
+        return self.http.download(
+            url, call="slack file download", max_bytes=max_bytes, check=_check_download, headers=self._auth
+        )
+
+    def send_reply(self, message: ChatMessage, text: str, image: bytes | None = None) -> str:
+        return self._post(message.chat_id, text, image, {"thread_ts": message.thread_id})
+
+    def send_alert(self, chat_id: str, text: str, image: bytes | None = None) -> str:
+        return self._post(chat_id, text, image, {})
+
+    def _post(self, channel: str, text: str, image: bytes | None, thread: dict) -> str:
+        if image is None:
+            return self._call("chat.postMessage", json={"channel": channel, "text": text, **thread})["ts"]
+        # files_upload_v2: reserve an upload URL, send the bytes there, then share the file with its comment.
+        slot = self._call("files.getUploadURLExternal", data={"filename": "timeline.png", "length": len(image)})
+        self.http.call("POST", slot["upload_url"], call="slack file upload", data=image)
+        shared = self._call(
+            "files.completeUploadExternal",
+            data={
+                "files": json.dumps([{"id": slot["file_id"], "title": "Emotion over time"}]),
+                "channel_id": channel,
+                "initial_comment": text,
+                **thread,
+            },
+        )
+        return shared["files"][0]["id"]
+
+    @property
+    def _auth(self) -> dict:
+        return {"Authorization": f"Bearer {self.settings['bot_token']}"}
+
+    def _call(self, method: str, **kwargs) -> dict:
+        return self.http.call(
+            "POST", f"{self.api_base}/{method}", call=f"slack {method}", check=_check, headers=self._auth, **kwargs
+        )
+
+    def _is_slack_host(self, host: str) -> bool:
+        """Slack's file hosts, or the configured API's host (GovSlack, a test server)."""
+        return host == urlsplit(self.api_base).hostname or any(
+            host == domain or host.endswith("." + domain) for domain in SLACK_FILE_DOMAINS
+        )
+
+
+def _check(response) -> dict:
+    """Web API envelope: HTTP 200 with ``ok``, or ``ok: false`` and an ``error`` code."""
+    raise_for_transient(response)
+    try:
+        body = response.json()
+    except ValueError:
+        raise TryAgain(f"HTTP {response.status_code} without a JSON body") from None
+    if body.get("ok"):
+        return body
+    error = body.get("error", "unknown_error")
+    if error in TRANSIENT_ERRORS:
+        raise TryAgain(error)
+    raise Rejected(error)
+
+
+def _check_download(response) -> None:
+    """Without access, Slack redirects file downloads to its sign-in page instead of answering 401."""
+    check_status(response)
+    if response.headers.get("Content-Type", "").startswith("text/html"):
+        raise Rejected("got Slack's sign-in page instead of the file (the app needs files:read)")
+
+
+def _from_this_bot(event: dict, payload: dict) -> bool:
+    bot_users = {auth.get("user_id") for auth in payload.get("authorizations") or () if auth.get("is_bot")}
+    return bool(event.get("bot_id")) or event.get("user") in bot_users
+
+
+def _is_audio(file: dict) -> bool:
+    """A clip recorded in Slack (whatever its mimetype says), or an uploaded audio file."""
+    audio = (
+        file.get("subtype") == "slack_audio"
+        or file.get("media_display_type") == "audio"
+        or (file.get("mimetype") or "").startswith("audio/")
+    )
+    return audio and bool(file.get("url_private_download"))
+
+
+def _media(file: dict) -> Media:
+    duration_ms = file.get("duration_ms")
+    return Media(
+        ref=file["url_private_download"],
+        mime_type=file.get("mimetype"),
+        size_bytes=file.get("size") or None,
+        duration_s=None if duration_ms is None else duration_ms / 1000,
+        file_name=file.get("name"),
+    )

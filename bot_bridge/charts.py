@@ -1,0 +1,70 @@
+"""The timeline of a voice note as a PNG, for chat replies.
+
+A chart says something only when the feeling changes during the note, so
+``timeline_chart`` returns ``None`` for short notes and for notes whose
+dominant emotion is the same in every window with speech. Labels are in
+English: the default fonts of a server have no Chinese glyphs, and a chart
+of empty boxes is worse than one in a second language. It is drawn with
+matplotlib's object API (a ``Figure`` rendered by Agg), not ``pyplot``,
+whose global state is not safe in the queue's worker threads.
+"""
+
+from __future__ import annotations
+
+import io
+
+from matplotlib.figure import Figure
+
+from .emotions import BY_KEY
+from .results import Result
+
+# A window counts as speech when the voice activity detector heard it in at least half of it.
+SPEECH_SHARE = 0.5
+COLOURS = {
+    "angry": "#d62728",
+    "disgusted": "#8c564b",
+    "fearful": "#9467bd",
+    "happy": "#2ca02c",
+    "neutral": "#7f7f7f",
+    "other": "#17becf",
+    "sad": "#1f77b4",
+    "surprised": "#ff7f0e",
+    "unknown": "#bcbd22",
+}
+
+
+def timeline_chart(result: Result, min_duration_s: float) -> bytes | None:
+    """A PNG of each leading emotion's score over time, or None when there is no change to show."""
+    if result.timeline is None or result.duration_s <= min_duration_s:
+        return None
+    spoken = [window for window in result.timeline if window.speech >= SPEECH_SHARE]
+    leaders = sorted({window.emotion for window in spoken}, key=list(BY_KEY).index)
+    if len(leaders) < 2:
+        return None
+    return _plot(result, leaders)
+
+
+def _plot(result: Result, leaders: list[str]) -> bytes:
+    figure = Figure(figsize=(8, 3), dpi=100)
+    axes = figure.subplots()
+    middles = [(window.start + window.end) / 2 for window in result.timeline]
+    for key in leaders:
+        scores = [window.scores[key] for window in result.timeline]
+        axes.plot(middles, scores, color=COLOURS[key], linewidth=2, label=BY_KEY[key].en)
+    for window in result.timeline:
+        if window.speech < SPEECH_SHARE:
+            axes.axvspan(window.start, window.end, color="#eeeeee", zorder=0, linewidth=0)
+    axes.set_xlim(0, result.duration_s)
+    axes.set_ylim(0, 1)
+    axes.set_xlabel("seconds (grey: no speech)")
+    axes.set_ylabel("score")
+    title = "How the voice sounds over time"
+    if result.random_weights:
+        title += " (TEST MODEL: meaningless)"
+    axes.set_title(title)
+    axes.legend(loc="upper right", fontsize="small", ncol=min(len(leaders), 4))
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()

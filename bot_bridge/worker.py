@@ -1,0 +1,324 @@
+"""Answering chat messages: every recorded voice note gets exactly one reply.
+
+How a note travels (its states are ``store.NoteStatus``):
+
+1. The webhook verifies the request, records the note (a committed row,
+   ``queued``), puts its id on the queue and answers: the platform hears back
+   in milliseconds whatever the model is doing. A redelivery of the same
+   message finds its row (platform + delivery id are unique) and stops there.
+2. A queue worker claims the row with a lease (``working``; one conditional
+   UPDATE, so only one worker can win), renewed by a heartbeat while it
+   downloads, analyses and renders; the reply text is stored before sending.
+3. It marks the row ``sending``, sends, and records the send (``replied``,
+   ``reply_sent_at``, ``reply_ref``).
+
+Crashes: the lease of a worker that died while ``working`` stops being
+renewed, and the recovery sweep queues the note again; the next try starts
+from the stored reply if there is one. A worker that died while ``sending``
+may or may not have delivered: the note becomes ``unconfirmed`` and is never
+sent again (one reply at most beats two), and the operator is told in the log.
+
+Failures: a transient one (platform down, rate limit, timeout, model not
+loaded) is tried again after ``queue.retry_delay_s``, tripled each time, up to
+``queue.max_attempts`` tries (15 s, 45 s, 135 s, 405 s by default, so a
+platform outage of ten minutes is survived). After the last, the person gets
+a reply naming the problem when one can still be sent, and the note ends
+``failed`` with one log line. Bad audio is not a failure: its reply says
+what is wrong with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from adapters import adapter_classes, enabled_adapters
+from adapters.base import ChatAdapter
+
+from .charts import timeline_chart
+from .chat import ChatMessage
+from .config import ReplySettings, Settings
+from .errors import AudioError, BotBridgeError, ModelUnavailable
+from .logs import secret_values
+from .outbound import OutboundError, OutboundHttp, TooLarge
+from .queue import NoteQueue
+from .replies import render_error, render_help, render_result
+from .store import VoiceNoteRow
+
+if TYPE_CHECKING:
+    from .service import Service
+
+log = logging.getLogger(__name__)
+
+RETRY_GROWTH = 3
+
+
+def build_adapters(settings: Settings) -> dict[str, ChatAdapter]:
+    """The configured platforms' adapters, sharing one outbound HTTP client that masks every secret."""
+    for name, cls in adapter_classes().items():
+        configured = settings.platforms.get(name, {})
+        missing = [cls.environment.get(key, key) for key in cls.required if not configured.get(key)]
+        if configured and missing:
+            log.warning("%s is off: %s not set", name, ", ".join(missing))
+    return enabled_adapters(settings.platforms, OutboundHttp(secrets=secret_values(settings)))
+
+
+def reply_language(reply: ReplySettings, note: VoiceNoteRow) -> str:
+    """The chat's own setting, else the sender's app language (when the default is both), else the default."""
+    chosen = reply.languages.get(f"{note.platform}:{note.chat_id}")
+    if chosen:
+        return chosen
+    if reply.language == "both" and note.language in ("zh", "en"):
+        return note.language
+    return reply.language
+
+
+class ChatWorker:
+    """Records incoming messages (web side) and answers them (queue side)."""
+
+    def __init__(self, service: Service, adapters: dict[str, ChatAdapter]) -> None:
+        self.service = service
+        self.settings = service.settings
+        self.store = service.store
+        self.adapters = adapters
+        self.queue = NoteQueue(self.settings.queue, self.settings.data_dir, self.process)
+        self._stopping = threading.Event()
+        self._recovery: threading.Thread | None = None
+
+    # -- web side ----------------------------------------------------------
+
+    def accept(self, message: ChatMessage) -> bool:
+        """Record ``message`` durably and queue it; False if this delivery was already recorded."""
+        note_id, created = self.store.record_voice_note(message)
+        if created:
+            try:
+                self.queue.enqueue(note_id)
+            except Exception:  # noqa: BLE001 - the row is committed; the recovery sweep queues it
+                log.exception("note %d recorded but not queued; the recovery sweep will queue it", note_id)
+        return created
+
+    # -- queue side -----------------------------------------------------------
+
+    def start(self) -> None:
+        """Run the queue's worker threads and the periodic recovery sweep in this process."""
+        self.queue.start_consumer()
+        self._stopping.clear()
+        self._recovery = threading.Thread(target=self._recover_periodically, name="chat-recovery", daemon=True)
+        self._recovery.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.queue.stop_consumer()
+        if self._recovery is not None:
+            self._recovery.join()
+            self._recovery = None
+
+    def recover(self) -> None:
+        """Queue again what dead workers left, and report what they may have half-sent."""
+        requeue, unconfirmed = self.store.recover_voice_notes(
+            overdue_s=self.settings.queue.lease_s, queue_idle=self.queue.is_idle()
+        )
+        for note_id in requeue:
+            log.warning("note %d was left by a worker that stopped (or never reached the queue); queued again", note_id)
+            self.queue.enqueue(note_id)
+        for note_id in unconfirmed:
+            log.error("note %d: the process died while sending its reply; it may be missing and is not resent", note_id)
+
+    def _recover_periodically(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self.recover()
+            except Exception:  # noqa: BLE001 - a failed sweep (database busy) is retried at the next one
+                log.exception("recovery sweep failed")
+            self._stopping.wait(self.settings.queue.recovery_interval_s)
+
+    def process(self, note_id: int) -> None:
+        """The queue's task: one try at answering one note, if it is still to be answered."""
+        owner = f"{socket.gethostname()}:{os.getpid()}:{threading.current_thread().name}"
+        note = self.store.claim_voice_note(note_id, owner, self.settings.queue.lease_s)
+        if note is None:
+            return  # answered already, not due yet, or another worker has it
+        with _Heartbeat(self.store, note.id, owner, self.settings.queue.lease_s):
+            _Attempt(self, note, owner).run()
+
+
+@dataclass(frozen=True)
+class _Reply:
+    text: str
+    result_id: str | None = None
+    error_code: str | None = None
+    error_detail: str | None = None
+
+
+class _Attempt:
+    """One try at answering one claimed note."""
+
+    def __init__(self, worker: ChatWorker, note: VoiceNoteRow, owner: str) -> None:
+        self.worker = worker
+        self.settings = worker.settings
+        self.store = worker.store
+        self.note = note
+        self.owner = owner
+        self.message = note.message()
+        self.language = reply_language(self.settings.reply, note)
+        self.last = note.attempts >= self.settings.queue.max_attempts
+        self.what = f"{note.platform} note {note.id} (delivery {note.delivery_id}, try {note.attempts})"
+
+    def run(self) -> None:
+        adapter = self.worker.adapters.get(self.note.platform)
+        if adapter is None:
+            self._give_up("platform_off", f"{self.note.platform} is not configured in this process")
+            return
+        reply = self._reply(adapter)
+        if reply is None:
+            return  # a retry is scheduled
+        saved = self.store.save_reply(
+            self.note.id,
+            self.owner,
+            reply.text,
+            result_id=reply.result_id,
+            error_code=reply.error_code,
+            error_detail=reply.error_detail,
+        )
+        if saved:
+            self._send(adapter, reply)
+        else:
+            log.warning("%s: lease lost before sending; another worker has it", self.what)
+
+    # -- what to say -----------------------------------------------------------
+
+    def _reply(self, adapter: ChatAdapter) -> _Reply | None:
+        if self.note.reply_text is not None:
+            return _Reply(self.note.reply_text, self.note.result_id, self.note.error_code, self.note.error_detail)
+        if self.note.attempts > self.settings.queue.max_attempts:
+            # Only a crash during each earlier try gets here: do not run that work again.
+            return self._error_reply(BotBridgeError("internal_error", "every try ended with the process dying"))
+        try:
+            return self._compose(adapter)
+        except Exception as failure:  # noqa: BLE001 - every failure either retries or becomes a reply
+            return self._after_failure(failure)
+
+    def _compose(self, adapter: ChatAdapter) -> _Reply:
+        if self.note.kind == "help":
+            audio = self.settings.audio
+            return _Reply(
+                render_help(
+                    self.language,
+                    max_duration_s=audio.max_duration_s,
+                    chart_min_duration_s=self.settings.reply.chart_min_duration_s,
+                    keeps_audio=audio.keep_audio,
+                )
+            )
+        try:
+            result = self._analyse(adapter)
+        except AudioError as error:
+            log.info("%s: bad audio: %s", self.what, error)
+            return self._error_reply(error)
+        return _Reply(render_result(result, self.language), result.id)
+
+    def _analyse(self, adapter: ChatAdapter):
+        media = self.message.media
+        max_bytes = self.settings.audio.max_bytes
+        too_large = AudioError("too_large", f"{media.size_bytes} bytes", limit_mb=round(max_bytes / 1e6))
+        platform_limit = adapter.max_download_bytes
+        if platform_limit and media.size_bytes and media.size_bytes > platform_limit:
+            raise AudioError("too_large_to_fetch", f"{media.size_bytes} bytes", limit_mb=platform_limit // 2**20)
+        if media.size_bytes and media.size_bytes > max_bytes:
+            raise too_large
+        try:
+            audio = adapter.fetch_audio(self.message, max_bytes)
+        except TooLarge:
+            raise too_large from None
+        return self.worker.service.analyse(audio, file_name=media.file_name, timeline=True, origin=self.note.platform)
+
+    def _after_failure(self, failure: Exception) -> _Reply | None:
+        """Retry a transient failure; after the last try, or for a final one, tell the person."""
+        if isinstance(failure, OutboundError):
+            retryable, error = failure.retryable, BotBridgeError("download_failed", str(failure))
+        elif isinstance(failure, BotBridgeError):
+            retryable, error = isinstance(failure, ModelUnavailable), failure
+        else:
+            log.exception("%s: unexpected failure", self.what)
+            retryable, error = True, BotBridgeError("internal_error", f"{type(failure).__name__}: {failure}")
+        if retryable and not self.last:
+            self._retry(error.code, error.detail, getattr(failure, "retry_after_s", None))
+            return None
+        return self._error_reply(error)
+
+    def _error_reply(self, error: BotBridgeError) -> _Reply:
+        return _Reply(render_error(error, self.language), error_code=error.code, error_detail=error.detail)
+
+    # -- saying it ---------------------------------------------------------------
+
+    def _send(self, adapter: ChatAdapter, reply: _Reply) -> None:
+        image = self._chart(reply.result_id)
+        if not self.store.mark_sending(self.note.id, self.owner):
+            log.warning("%s: lease lost before sending; another worker has it", self.what)
+            return
+        try:
+            reference = adapter.send_reply(self.message, reply.text, image)
+        except OutboundError as failure:
+            if failure.retryable and not self.last:
+                self._retry("send_failed", str(failure), failure.retry_after_s)
+            else:
+                self._give_up("send_failed", str(failure))
+            return
+        except Exception as failure:  # noqa: BLE001 - the send may have happened: never try it again
+            log.exception("%s: unexpected failure while sending", self.what)
+            self._give_up("send_failed", f"{type(failure).__name__}: {failure}")
+            return
+        self.store.mark_replied(self.note.id, reference)
+        outcome = f"error reply ({reply.error_code})" if reply.error_code else "replied"
+        log.info("%s: %s as %s", self.what, outcome, reference)
+
+    def _chart(self, result_id: str | None) -> bytes | None:
+        if result_id is None:
+            return None
+        try:
+            return timeline_chart(self.store.result(result_id), self.settings.reply.chart_min_duration_s)
+        except Exception:  # noqa: BLE001 - a broken chart must not cost the person the reply
+            log.exception("%s: timeline chart failed; replying without it", self.what)
+            return None
+
+    def _retry(self, code: str, detail: str, after_s: float | None) -> None:
+        delay = self.settings.queue.retry_delay_s * RETRY_GROWTH ** (self.note.attempts - 1)
+        delay = max(delay, after_s or 0.0)
+        if self.store.retry_voice_note_later(self.note.id, self.owner, delay, code, detail):
+            log.warning("%s: %s (%s); trying again in %.0f s", self.what, code, detail, delay)
+            self.worker.queue.enqueue(self.note.id, delay)
+
+    def _give_up(self, code: str, detail: str) -> None:
+        self.store.fail_voice_note(self.note.id, self.owner, code, detail)
+        log.error("%s FAILED after %d tries: %s: %s", self.what, self.note.attempts, code, detail)
+
+
+class _Heartbeat:
+    """Renews a note's lease every third of its length while the work goes on."""
+
+    def __init__(self, store, note_id: int, owner: str, lease_s: float) -> None:
+        self.store = store
+        self.note_id = note_id
+        self.owner = owner
+        self.lease_s = lease_s
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"lease-{note_id}", daemon=True)
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        while not self._done.wait(self.lease_s / 3):
+            try:
+                if not self.store.extend_lease(self.note_id, self.owner, self.lease_s):
+                    return  # taken back (this worker stalled past its lease); the attempt will find out
+            except Exception:  # noqa: BLE001 - a busy database now is no reason to stop renewing
+                log.exception("note %d: lease renewal failed", self.note_id)

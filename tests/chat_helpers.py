@@ -1,0 +1,116 @@
+"""What the chat tests share: settings wired to the platform fakes, and a running bot.
+
+``chat_settings`` points each platform's conventional environment variables
+(``TELEGRAM_API_BASE`` ...) at a loopback fake, with queue timings short
+enough for tests. ``ChatBot`` is the service with its queue workers running
+in this process, receiving webhooks through Flask's test client; waits poll
+the database or the fakes with deadlines, never fixed sleeps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+
+from bot_bridge.config import Settings, load_settings
+from bot_bridge.service import Service
+from bot_bridge.store import NoteStatus
+from bot_bridge.web import create_app
+from tests.platforms import slack, wecom
+from tests.platforms import telegram as tg
+
+FINISHED = (NoteStatus.REPLIED, NoteStatus.FAILED, NoteStatus.UNCONFIRMED)
+# Short queue timings: retries after 0.2 s, 0.6 s ...; a dead worker's note is taken back after 2 s.
+TEST_QUEUE = {"retry_delay_s": 0.2, "lease_s": 2.0, "recovery_interval_s": 0.25, "max_attempts": 3}
+
+
+def platform_environment(telegram=None, slack_fake=None, wecom_fake=None) -> dict[str, str]:
+    """The variables an operator would set, pointing the API bases at the given fakes."""
+    environ = {}
+    if telegram is not None:
+        environ.update(
+            TELEGRAM_BOT_TOKEN=telegram.token,
+            TELEGRAM_WEBHOOK_SECRET=tg.DEFAULT_SECRET_TOKEN,
+            TELEGRAM_API_BASE=telegram.base_url,
+        )
+    if slack_fake is not None:
+        environ.update(
+            SLACK_BOT_TOKEN=slack_fake.bot_token,
+            SLACK_SIGNING_SECRET=slack.DEFAULT_SIGNING_SECRET,
+            SLACK_API_BASE=slack_fake.base_url + "/api/",
+        )
+    if wecom_fake is not None:
+        environ.update(
+            WECOM_CORP_ID=wecom_fake.corp_id,
+            WECOM_CORP_SECRET=wecom_fake.corp_secret,
+            WECOM_AGENT_ID=str(wecom_fake.agent_id),
+            WECOM_TOKEN=wecom.DEFAULT_CALLBACK_TOKEN,
+            WECOM_ENCODING_AES_KEY=wecom.DEFAULT_ENCODING_AES_KEY,
+            WECOM_API_BASE=wecom_fake.base_url,
+        )
+    return environ
+
+
+def chat_settings(data_dir: Path, model_dir: Path, environ: dict[str, str], **overrides) -> Settings:
+    queue = {f"queue__{key}": value for key, value in TEST_QUEUE.items()}
+    return load_settings(
+        environ=environ,
+        data_dir=str(data_dir),
+        model__name=str(model_dir),
+        model__threads=2,
+        **{**queue, **overrides},
+    )
+
+
+class ChatBot:
+    """The service answering webhooks, its queue workers running in this process."""
+
+    def __init__(self, settings: Settings, model) -> None:
+        self.service = Service(settings, model=model)
+        self.store = self.service.store
+        self.client = create_app(service=self.service).test_client()
+        self.answer_times: list[float] = []
+        self.service.chat.start()
+
+    def deliver(self, inbound, path: str):
+        """Send a platform's webhook request (``tests.platforms.server.InboundRequest``); times the answer."""
+        started = time.perf_counter()
+        response = self.client.open(f"/webhooks/{path}", **inbound.werkzeug_kwargs())
+        self.answer_times.append(time.perf_counter() - started)
+        return response
+
+    def notes(self):
+        return self.store.voice_notes()
+
+    def wait_until_finished(self, count: int = 1, timeout: float = 30.0):
+        """Wait until ``count`` notes are recorded and every recorded note has reached an end state."""
+        deadline = time.monotonic() + timeout
+        while True:
+            notes = self.notes()
+            if len(notes) >= count and all(note.status in FINISHED for note in notes):
+                return notes
+            if time.monotonic() > deadline:
+                raise AssertionError(f"notes not finished after {timeout} s: {[(n.id, n.status) for n in notes]}")
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self.service.close()
+
+
+@contextlib.contextmanager
+def running_bot(tmp_path: Path, model_dir: Path, model, *, fakes: dict, **overrides):
+    """A ``ChatBot`` for the fakes given as ``platform_environment`` takes them, closed afterwards."""
+    bot = ChatBot(chat_settings(tmp_path, model_dir, platform_environment(**fakes), **overrides), model)
+    try:
+        yield bot
+    finally:
+        bot.close()
+
+
+def delivered_after_retries(bot: ChatBot, fake, method: str) -> list[dict]:
+    """Wait for the note's one reply; returns the calls made to ``method`` on the way, in order."""
+    fake.wait_for_messages(1, timeout=30)
+    assert bot.wait_until_finished()[0].status == NoteStatus.REPLIED
+    assert len(fake.sent_messages) == 1
+    return fake.calls(method)
