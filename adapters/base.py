@@ -22,7 +22,8 @@ from __future__ import annotations
 import re
 import time
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 from bot_bridge.chat import ChatMessage, InboundRequest, ParsedWebhook
 from bot_bridge.outbound import OutboundHttp
@@ -42,26 +43,72 @@ class Refused(Exception):
         self.reason = reason
 
 
-class ChatAdapter(ABC):
-    #: Platform name, used in URLs (``/webhooks/<name>``), settings and stored rows.
+# --- Alerts: what escalations and daily digests need of a destination -------
+#
+# Every chat adapter can post alerts. A destination that only receives them,
+# such as a WeCom group robot (a webhook URL with a key, no bot behind it),
+# subclasses ``AlertTarget`` alone and is found in this package the same way.
+
+
+@dataclass(frozen=True)
+class TextLimit:
+    """The longest text one message may carry, counted the way the platform counts it.
+
+    Telegram counts UTF-16 code units (an emoji is two), WeCom counts UTF-8
+    bytes (a Chinese character is three), Slack counts characters; a splitter
+    that measured everything in characters would overflow WeCom threefold.
+    """
+
+    size: int
+    unit: Literal["characters", "utf-16 units", "bytes"]
+
+    def measure(self, text: str) -> int:
+        if self.unit == "bytes":
+            return len(text.encode("utf-8"))
+        if self.unit == "utf-16 units":
+            return len(text.encode("utf-16-le")) // 2
+        return len(text)
+
+
+class AlertTarget(ABC):
+    """A destination for alerts: posts a message to a chat that is not a reply."""
+
+    #: Platform name, used in settings, stored rows and (chat platforms) URLs (``/webhooks/<name>``).
     name: ClassVar[str]
-    #: Path under ``/webhooks/`` the platform posts to.
-    webhook_path: ClassVar[str]
-    #: HTTP methods the webhook accepts.
-    webhook_methods: ClassVar[tuple[str, ...]] = ("POST",)
     #: Setting key -> conventional environment variable.
     environment: ClassVar[dict[str, str]] = {}
-    #: Setting keys that must be set for the platform to be on.
-    required: ClassVar[tuple[str, ...]] = ()
     #: The platform's API when the ``api_base`` setting is empty.
     default_api_base: ClassVar[str] = ""
-    #: The largest file the platform lets a bot download (None: no platform limit).
-    max_download_bytes: ClassVar[int | None] = None
+    #: The longest alert text; longer alerts are split. The default fits every platform known.
+    alert_text_limit: ClassVar[TextLimit] = TextLimit(2048, "bytes")
+    #: Whether a target's ``chat_id`` is a credential (a robot's webhook key), masked like the other secrets.
+    chat_id_is_secret: ClassVar[bool] = False
 
     def __init__(self, settings: dict, http: OutboundHttp | None = None) -> None:
         self.settings = settings
         self.http = http or OutboundHttp()
         self.api_base = (settings.get("api_base") or self.default_api_base).rstrip("/")
+
+    @abstractmethod
+    def send_alert(self, chat_id: str, text: str, image: bytes | None = None) -> str:
+        """Post a message to a chat that is not a reply (escalations, digests); returns the platform's id of it."""
+
+
+# --- Chat platforms ------------------------------------------------------------
+
+
+class ChatAdapter(AlertTarget):
+    #: Path under ``/webhooks/`` the platform posts to.
+    webhook_path: ClassVar[str]
+    #: HTTP methods the webhook accepts.
+    webhook_methods: ClassVar[tuple[str, ...]] = ("POST",)
+    #: Setting keys that must be set for the platform to be on.
+    required: ClassVar[tuple[str, ...]] = ()
+    #: The largest file the platform lets a bot download (None: no platform limit).
+    max_download_bytes: ClassVar[int | None] = None
+
+    def __init__(self, settings: dict, http: OutboundHttp | None = None) -> None:
+        super().__init__(settings, http)
         self.clock = time.time  # replaced in tests that check stale timestamps against published vectors
 
     @abstractmethod
@@ -85,10 +132,6 @@ class ChatAdapter(ABC):
 
         Returns the platform's id of the sent message.
         """
-
-    @abstractmethod
-    def send_alert(self, chat_id: str, text: str, image: bytes | None = None) -> str:
-        """Post a message to a chat that is not a reply (escalations, digests)."""
 
     def set_webhook(self, url: str) -> str:
         """Tell the platform where to deliver webhooks, where its API allows it; returns its answer.

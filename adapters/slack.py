@@ -27,7 +27,7 @@ from slack_sdk.signature import SignatureVerifier
 from bot_bridge.chat import ChatMessage, InboundRequest, Media, ParsedWebhook, WebhookResponse
 from bot_bridge.outbound import OutboundError, Rejected, TryAgain, check_status, raise_for_transient
 
-from .base import ChatAdapter, Refused, check_fresh, is_help_request
+from .base import ChatAdapter, Refused, TextLimit, check_fresh, is_help_request
 
 # Message subtypes a person's post can have; edits, deletions, joins and bot posts are not answered.
 ANSWERED_SUBTYPES = frozenset({None, "file_share", "thread_broadcast"})
@@ -45,6 +45,7 @@ class SlackAdapter(ChatAdapter):
     }
     required = ("bot_token", "signing_secret")
     default_api_base = "https://slack.com/api"
+    alert_text_limit = TextLimit(4000, "characters")  # Slack truncates longer message text
 
     def __init__(self, settings: dict, http=None) -> None:
         super().__init__(settings, http)

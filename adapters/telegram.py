@@ -27,7 +27,7 @@ from bot_bridge.chat import ChatMessage, InboundRequest, Media, ParsedWebhook
 from bot_bridge.errors import AudioError
 from bot_bridge.outbound import OutboundError, RateLimited, Rejected, raise_for_transient
 
-from .base import ChatAdapter, Refused, is_help_request
+from .base import ChatAdapter, Refused, TextLimit, is_help_request
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024
@@ -46,6 +46,7 @@ class TelegramAdapter(ChatAdapter):
     }
     required = ("bot_token", "webhook_secret")
     default_api_base = "https://api.telegram.org"
+    alert_text_limit = TextLimit(4096, "utf-16 units")  # sendMessage text
     max_download_bytes = MAX_DOWNLOAD_BYTES
 
     def verify(self, request: InboundRequest) -> None:

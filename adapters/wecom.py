@@ -34,7 +34,7 @@ from wechatpy.exceptions import InvalidSignatureException
 from bot_bridge.chat import ChatMessage, InboundRequest, Media, ParsedWebhook, WebhookResponse
 from bot_bridge.outbound import OutboundError, RateLimited, Rejected, TryAgain, check_status, raise_for_transient
 
-from .base import ChatAdapter, Refused, check_fresh, is_help_request
+from .base import ChatAdapter, Refused, TextLimit, check_fresh, is_help_request
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ class WeComAdapter(ChatAdapter):
     }
     required = ("corp_id", "corp_secret", "agent_id", "token", "encoding_aes_key")
     default_api_base = "https://qyapi.weixin.qq.com"
+    alert_text_limit = TextLimit(2048, "bytes")  # message/send cuts longer text
 
     def __init__(self, settings: dict, http=None) -> None:
         super().__init__(settings, http)

@@ -7,6 +7,7 @@ weights or writes random ones for tests.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -141,6 +142,83 @@ def chat_status(settings, show_failed: int) -> None:
             click.echo(f"{status} {note.platform} note {note.id} (chat {note.chat_id}, {note.updated_at:%Y-%m-%d %H:%M}): "
                        f"{note.error_code}: {note.error_detail}")
     store.close()
+
+
+# --- escalations and daily digests (bot_bridge/escalation.py, digest.py) ---
+
+
+@cli.command()
+@click.option("--now", "right_now", is_flag=True, help="sweep now, as the scheduler does every sweep_interval_min")
+@click.option("--dry-run", is_flag=True, help="print the alerts instead of sending them; nothing is recorded")
+@click.pass_obj
+def escalate(settings, right_now: bool, dry_run: bool) -> None:
+    """Send every target the cases it has still to receive, one alert each (split to fit)."""
+    from .escalation import Escalator
+    from .scheduler import utc_now
+
+    if not right_now:
+        raise click.UsageError("say --now: `bot-bridge serve` sweeps on its own every escalation.sweep_interval_min")
+    with _alert_targets(settings) as (store, targets):
+        escalator = Escalator(store, settings, targets)
+        if dry_run:
+            for key, messages in escalator.preview(utc_now()).items():
+                _print_messages(targets[key], messages)
+            return
+        for key, count in escalator.sweep(utc_now()).items():
+            click.echo(f"{targets[key].name}: {count} case(s) sent")
+
+
+@cli.command()
+@click.option("--now", "right_now", is_flag=True, help="send the digest of --date now, whatever the time of day")
+@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="default: today, in each target's timezone")
+@click.option("--dry-run", is_flag=True, help="print the digests instead of sending them; nothing is recorded")
+@click.pass_obj
+def digest(settings, right_now: bool, day, dry_run: bool) -> None:
+    """Send the daily digests that are due, as the scheduler does each minute (or, with --now, --date's).
+
+    A digest already sent for a target and date is never sent again.
+    """
+    from .digest import Digests
+    from .scheduler import utc_now
+
+    with _alert_targets(settings) as (store, targets):
+        digests = Digests(store, settings, targets)
+        now = utc_now()
+        if not (right_now or dry_run):
+            for key, outcome in digests.send_due(now).items():
+                click.echo(f"{targets[key].name}: {outcome}")
+            return
+        for target in digests.targets.values():
+            target_day = day.date() if day else now.astimezone(target.zone).date()
+            if dry_run:
+                preview = digests.preview(target, target_day)
+                texts, chart = preview or (["(no voice notes that day: skipped, as digest.skip_empty says)"], None)
+                _print_messages(target, texts + ([f"[chart: {len(chart):,} bytes of PNG]"] if chart else []))
+            elif target.sender is not None:
+                outcome = digests.send(target, target_day, now)
+                click.echo(f"{target.name} {target_day}: {outcome or 'sent before, not again'}")
+
+
+@contextlib.contextmanager
+def _alert_targets(settings):
+    """The store and the configured targets, for one command."""
+    from .alerting import build_targets
+    from .store import Store
+    from .worker import build_adapters
+
+    if not settings.targets:
+        raise click.ClickException("no targets are configured; see config/escalation.example.yaml")
+    store = Store(settings.resolved_database_url, settings.outputs_dir)
+    try:
+        yield store, build_targets(settings, build_adapters(settings))
+    finally:
+        store.close()
+
+
+def _print_messages(target, messages: list[str]) -> None:
+    click.echo(f"=== to {target.name} ({target.settings.platform}): {len(messages)} message(s) ===")
+    for message in messages:
+        click.echo(message + "\n")
 
 
 def _platform_group(name: str) -> click.Group:

@@ -12,11 +12,15 @@ the file named by ``BOT_BRIDGE_CONFIG``), environment variables.
 from __future__ import annotations
 
 import os
+from datetime import time
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+
+from .emotions import EMOTION_KEYS
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_FILE = PROJECT_DIR / "config" / "bot-bridge.yaml"
@@ -87,6 +91,106 @@ class ReplySettings(_Section):
     chart_min_duration_s: float = 10.0
 
 
+# --- Escalations and daily digests (bot_bridge/escalation.py, digest.py, scheduler.py) ---
+#
+# ``targets`` are where alerts go, ``routes`` which source chats go to which
+# targets; ``escalation`` says which voice notes are cases and how often they
+# are swept, ``digest`` which targets get a daily digest and when. The
+# commented example is config/escalation.example.yaml.
+
+Language = Literal["zh", "en", "both"]
+
+
+def _check_thresholds(thresholds: dict[str, float]) -> dict[str, float]:
+    for emotion, score in thresholds.items():
+        if emotion not in EMOTION_KEYS:
+            raise ValueError(f"{emotion!r} is not an emotion; use one of {', '.join(EMOTION_KEYS)}")
+        if not 0 < score <= 1:
+            raise ValueError(f"{emotion}: {score} is not a score between 0 (exclusive) and 1")
+    return thresholds
+
+
+def _check_source(source: str) -> str:
+    if source != "*" and ":" not in source:
+        raise ValueError(f"{source!r} is not a source chat; write platform:chat_id, platform:* or *")
+    return source
+
+
+class TargetSettings(_Section):
+    """One place alerts go: a chat of a configured platform, or a WeCom group robot."""
+
+    platform: str = Field(description="slack, telegram, wecom (app message) or wecom_robot (group robot webhook)")
+    chat_id: str = Field(min_length=1, description="channel, chat, WeCom user ids a|b, or the robot's webhook key")
+    name: str | None = Field(None, description="how people see it (console, logs); default: the target's key")
+    language: Language = "both"
+    timezone: str = Field("Asia/Shanghai", description="times in alerts, and the clock of the daily digest")
+
+    @field_validator("platform")
+    @classmethod
+    def _known_platform(cls, value: str) -> str:
+        from adapters import adapter_classes, alert_only_classes
+
+        known = sorted({*adapter_classes(), *alert_only_classes()})
+        if value not in known:
+            raise ValueError(f"{value!r} is not a platform; use one of {', '.join(known)}")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone such as Asia/Shanghai or Europe/London") from None
+        return value
+
+
+class RouteSettings(_Section):
+    sources: list[str] = Field(min_length=1, description="platform:chat_id, platform:* or *")
+    targets: list[str] = Field(min_length=1, description="keys of targets")
+
+    @field_validator("sources")
+    @classmethod
+    def _sources(cls, value: list[str]) -> list[str]:
+        return [_check_source(source) for source in value]
+
+
+class EscalationSettings(_Section):
+    sweep_interval_min: float = Field(5.0, gt=0, description="new cases go out together this often")
+    default_rule: dict[str, float] = Field(
+        default_factory=lambda: {"angry": 0.5}, description="emotion -> score at or above which a note is a case"
+    )
+    rules: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="per source chat 'platform:chat_id', instead of the default rule"
+    )
+    immediate: dict[str, float] = Field(
+        default_factory=dict, description="a case scoring this high goes out within immediate_check_s; empty: off"
+    )
+    immediate_check_s: float = Field(30.0, gt=0)
+    max_age_h: float = Field(24.0, gt=0, description="a note analysed longer ago than this is not escalated")
+    max_attempts: int = Field(12, ge=1, description="tries per case and target before giving up")
+
+    @field_validator("default_rule", "immediate")
+    @classmethod
+    def _thresholds(cls, value: dict[str, float]) -> dict[str, float]:
+        return _check_thresholds(value)
+
+    @field_validator("rules")
+    @classmethod
+    def _rules(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        return {_check_source(source): _check_thresholds(rule) for source, rule in value.items()}
+
+
+class DigestTargetSettings(_Section):
+    at: time = Field(time(18, 0), description="local time (the target's timezone) the digest goes out")
+
+
+class DigestSettings(_Section):
+    targets: dict[str, DigestTargetSettings] = Field(default_factory=dict, description="keys of targets")
+    skip_empty: bool = True
+    grace_period_h: float = Field(6.0, ge=0, description="a digest missed while down is sent this late at most")
+
+
 class Settings(_Section):
     data_dir: Path = Path("var")
     database_url: str | None = None
@@ -102,6 +206,32 @@ class Settings(_Section):
         default_factory=dict,
         description="per chat platform, the settings its adapter reads (see adapters/)",
     )
+    # escalations and daily digests (section above)
+    public_url: str | None = Field(None, description="where people open the console, for links in alerts")
+    targets: dict[str, TargetSettings] = Field(default_factory=dict)
+    routes: list[RouteSettings] = Field(default_factory=list)
+    escalation: EscalationSettings = Field(default_factory=EscalationSettings)
+    digest: DigestSettings = Field(default_factory=DigestSettings)
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// address, such as https://bot-bridge.example.com")
+        return value.rstrip("/") if value else None
+
+    @field_validator("routes")
+    @classmethod
+    def _routes_name_targets(cls, routes: list[RouteSettings], info: ValidationInfo) -> list[RouteSettings]:
+        for number, route in enumerate(routes):
+            _check_target_names(f"routes[{number}].targets", route.targets, info)
+        return routes
+
+    @field_validator("digest")
+    @classmethod
+    def _digests_name_targets(cls, digest: DigestSettings, info: ValidationInfo) -> DigestSettings:
+        _check_target_names("digest.targets", digest.targets, info)
+        return digest
 
     @field_validator("data_dir")
     @classmethod
@@ -115,6 +245,15 @@ class Settings(_Section):
     @property
     def outputs_dir(self) -> Path:
         return self.data_dir / "outputs"
+
+
+def _check_target_names(where: str, names, info: ValidationInfo) -> None:
+    known = info.data.get("targets") or {}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ValueError(
+            f"{where} names {', '.join(map(repr, unknown))}, not one of targets: {', '.join(known) or '(none)'}"
+        )
 
 
 # Environment variable -> (setting path, how to parse the string)
@@ -138,6 +277,7 @@ ENVIRONMENT: dict[str, tuple[str, ...]] = {
     "BOT_BRIDGE_QUEUE_URL": ("queue", "url"),
     "BOT_BRIDGE_WORKER_THREADS": ("queue", "worker_threads"),
     "BOT_BRIDGE_REPLY_LANGUAGE": ("reply", "language"),
+    "BOT_BRIDGE_PUBLIC_URL": ("public_url",),
 }
 
 

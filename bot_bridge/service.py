@@ -19,6 +19,7 @@ from .config import Settings
 from .errors import ModelUnavailable
 from .model import EmotionModel
 from .results import Result
+from .scheduler import Scheduler, build_scheduler
 from .store import Store
 from .worker import ChatWorker, build_adapters
 
@@ -34,6 +35,7 @@ class Service:
         self._model_lock = threading.Lock()
         self._chat: ChatWorker | None = None
         self._chat_lock = threading.Lock()
+        self._scheduler: Scheduler | None = None
 
     @property
     def model(self) -> EmotionModel:
@@ -65,11 +67,16 @@ class Service:
 
         Roles ``all`` and ``worker`` load the model and, when a chat platform is
         configured, run the queue's worker threads and the lease recovery sweep.
+        Every role runs the scheduler of escalations and digests when a target
+        is configured; its lease lets one process of the deployment do the work.
         """
         if role in ("all", "worker"):
             threading.Thread(target=self._load_model_quietly, name="model-loader", daemon=True).start()
             if self.chat.adapters:
                 self.chat.start()
+        self._scheduler = build_scheduler(self)
+        if self._scheduler is not None:
+            self._scheduler.start()
 
     def _load_model_quietly(self) -> None:
         try:
@@ -112,6 +119,8 @@ class Service:
         return result
 
     def close(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.stop()
         if self._chat is not None:
             self._chat.stop()
         self.store.close()

@@ -45,6 +45,9 @@ from flask import (
     url_for,
 )
 
+from ..alert_store import AlertStore, DeliveryState
+from ..alerting import build_targets, source_line
+from ..digest import Digests
 from ..emotions import BY_KEY, EMOTIONS
 from ..errors import BotBridgeError
 from ..model_files import has_random_weights
@@ -494,14 +497,61 @@ class DigestPreview:
 
 def escalated_case(service: Service, result_id: str) -> EscalatedCase | None:
     """The escalation of one result with its state per target; ``None``: not escalated."""
-    return None
+    found = _escalated(service, AlertStore(service.store).cases(result_id=result_id, limit=1))
+    return found[0] if found else None
 
 
 def escalated_cases(service: Service, *, state: str | None = None, limit: int = 200) -> list[EscalatedCase]:
     """The newest escalations first; ``state`` keeps the cases with a target in that state."""
-    return []
+    states = _DELIVERY_STATES[state] if state else None
+    return _escalated(service, AlertStore(service.store).cases(states=states, limit=limit))
 
 
 def digest_preview(service: Service, day: date) -> DigestPreview | None:
     """The digests of ``day`` as each target would receive them; ``None``: none for that day."""
-    return None
+    targets = build_targets(service.settings, service.chat.adapters)
+    digests = Digests(service.store, service.settings, targets)
+    messages = []
+    for target in digests.targets.values():
+        preview = digests.preview(target, day) if target.sender is not None else None
+        if preview is not None:
+            texts, chart = preview  # the chart follows the last text, as when it is sent
+            messages += [DigestMessage(target.name, text) for text in texts[:-1]]
+            messages.append(DigestMessage(target.name, texts[-1], chart))
+    return DigestPreview(day, tuple(messages)) if messages else None
+
+
+# The console's states of a target, and the delivery states (bot_bridge.alert_store) each covers.
+_DELIVERY_STATES = {
+    "pending": (DeliveryState.PENDING, DeliveryState.SENDING),
+    "sent": (DeliveryState.SENT,),
+    "failed": (DeliveryState.RETRYING, DeliveryState.GAVE_UP),
+}
+
+
+def _escalated(service: Service, cases) -> list[EscalatedCase]:
+    names = {key: target.name or key for key, target in service.settings.targets.items()}
+    return [
+        EscalatedCase(
+            result_id=case.result_id,
+            emotion=case.emotion,
+            score=case.score,
+            rule=f"{case.emotion} ≥ {case.threshold:.2f}" + (" ‼️" if case.severe else ""),
+            source=source_line(note),
+            matched_at=case.matched_at,
+            targets=tuple(_target_state(names.get(row.target, row.target), row) for row in deliveries),
+        )
+        for case, note, deliveries in cases
+    ]
+
+
+def _target_state(name: str, row) -> TargetState:
+    state = next(console for console, covered in _DELIVERY_STATES.items() if row.state in covered)
+    detail = row.last_error
+    if row.state == DeliveryState.RETRYING:
+        detail = f"try {row.attempts} failed, tried again at the next sweep: {row.last_error}"
+    elif row.state == DeliveryState.GAVE_UP:
+        detail = f"gave up after {row.attempts} tries: {row.last_error}"
+    elif row.state == DeliveryState.SENT and row.maybe_sent:
+        detail = "sent again after a restart while sending: may have arrived twice"
+    return TargetState(name, state, row.sent_at or row.updated_at, detail)

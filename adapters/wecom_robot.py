@@ -1,0 +1,118 @@
+"""WeCom (企业微信) group robot: alerts posted to a group chat through the robot's webhook.
+
+A group robot (群机器人) is a URL, ``/cgi-bin/webhook/send?key=KEY``, added
+to a group by any member; it can only post, so it is an ``AlertTarget``
+and not a chat adapter. A target names it with ``platform: wecom_robot``
+and the robot's key as ``chat_id``: the key is the whole credential, so it
+belongs in a protected config file and never in a log line (calls are named
+``wecom robot webhook/send``, never by their URL).
+
+What WeCom allows a robot, and how this module keeps to it:
+
+* markdown content up to 4096 bytes of UTF-8 (errcode 40058 beyond): the
+  alert text limit, which the splitter measures in bytes;
+* 20 messages a minute per robot (errcode 45009 beyond): sends are paced
+  here, waiting for a free slot, so a long escalation or a digest with its
+  chart is not refused halfway;
+* images as base64 with the md5 of the raw bytes, at most 2 MB: a chart
+  follows its text as a second message, and a chart over the limit is left
+  out with a warning rather than failing the text that went before it.
+
+``WECOM_API_BASE`` (a private WeCom deployment, or the tests' fake) applies
+here as it does to the app adapter.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import logging
+import threading
+import time
+from collections import defaultdict, deque
+from typing import Callable
+
+from bot_bridge.outbound import OutboundError
+
+from .base import AlertTarget, TextLimit
+from .wecom import _check as check_wecom_answer
+
+log = logging.getLogger(__name__)
+
+MESSAGES_PER_MINUTE = 20
+IMAGE_LIMIT_BYTES = 2 * 1024 * 1024
+
+
+class WeComRobot(AlertTarget):
+    name = "wecom_robot"
+    environment = {"api_base": "WECOM_API_BASE"}
+    default_api_base = "https://qyapi.weixin.qq.com"
+    alert_text_limit = TextLimit(4096, "bytes")
+    chat_id_is_secret = True
+
+    def __init__(
+        self,
+        settings: dict,
+        http=None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        super().__init__(settings, http)
+        self._pace = _Pace(MESSAGES_PER_MINUTE, 60.0, clock, sleep)
+
+    def send_alert(self, chat_id: str, text: str, image: bytes | None = None) -> str:
+        """Post ``text`` as markdown, then ``image``; ``chat_id`` is the robot's key. Returns ``""``:
+        the robot's answer names no message."""
+        self._send(chat_id, {"msgtype": "markdown", "markdown": {"content": text}})
+        if image is not None and len(image) > IMAGE_LIMIT_BYTES:
+            log.warning("wecom robot: a %d-byte image is over the robot's 2 MB limit; sent the text without it",
+                        len(image))
+        elif image is not None:
+            picture = {"base64": base64.b64encode(image).decode("ascii"), "md5": hashlib.md5(image).hexdigest()}
+            try:
+                self._send(chat_id, {"msgtype": "image", "image": picture})
+            except OutboundError as error:
+                log.warning("wecom robot: the image after a message was not delivered: %s", error)
+        return ""
+
+    def _send(self, key: str, body: dict) -> None:
+        self._pace.wait_for_turn(key)
+        self.http.call(
+            "POST",
+            f"{self.api_base}/cgi-bin/webhook/send",
+            params={"key": key},
+            json=body,
+            call="wecom robot webhook/send",
+            check=functools.partial(check_wecom_answer, token_errors=frozenset()),
+        )
+
+
+class _Pace:
+    """At most ``count`` sends per ``window_s`` seconds for each key; a send over that waits.
+
+    Counted in this process only: the scheduler sends every alert of a
+    deployment from the one process that holds its lease.
+    """
+
+    def __init__(self, count: int, window_s: float, clock: Callable[[], float], sleep: Callable[[float], None]) -> None:
+        self.count = count
+        self.window_s = window_s
+        self.clock = clock
+        self.sleep = sleep
+        self._sent: dict[str, deque[float]] = defaultdict(deque)
+        self._lock = threading.Lock()
+
+    def wait_for_turn(self, key: str) -> None:
+        with self._lock:
+            sent = self._sent[key]
+            if len(sent) >= self.count:
+                wait = sent[0] + self.window_s - self.clock()
+                if wait > 0:
+                    log.info("wecom robot: %d messages in the last minute; waiting %.0f s", len(sent), wait)
+                    self.sleep(wait)
+            now = self.clock()
+            while sent and now - sent[0] >= self.window_s:
+                sent.popleft()
+            sent.append(now)

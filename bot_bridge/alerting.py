@@ -1,0 +1,173 @@
+"""Where alerts go and how they are cut to size: what escalations and digests share.
+
+A ``Target`` is one configured destination (``targets.<key>``) with the
+sender that posts to it: the chat platform's adapter, or an alert-only one
+such as a WeCom group robot (``adapters.alert_targets``). ``Routes`` say
+which source chats each target hears about. ``pack`` splits a message made
+of blocks (one case, one chat's numbers) into messages that fit the
+target's limit, measured the way the platform measures it, never cutting a
+block in two unless one block alone is too long.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Callable
+from zoneinfo import ZoneInfo
+
+from adapters import adapter_classes, alert_only_classes, alert_targets
+from adapters.base import AlertTarget, ChatAdapter, TextLimit
+
+from .config import RouteSettings, Settings, TargetSettings
+from .logs import secret_values
+from .outbound import OutboundHttp
+from .store import VoiceNoteRow
+
+log = logging.getLogger(__name__)
+
+#: Between the header and each block of a message.
+SEPARATOR = "\n\n"
+ELLIPSIS = "…"
+
+
+@dataclass(frozen=True)
+class Target:
+    key: str
+    settings: TargetSettings
+    sender: AlertTarget | None  # None: the target's platform is not configured in this process
+
+    @property
+    def name(self) -> str:
+        return self.settings.name or self.key
+
+    @property
+    def language(self) -> str:
+        return self.settings.language
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.settings.timezone)
+
+    @property
+    def limit(self) -> TextLimit:
+        return self.sender.alert_text_limit
+
+    def send(self, text: str, image: bytes | None = None) -> str:
+        return self.sender.send_alert(self.settings.chat_id, text, image)
+
+
+def build_targets(
+    settings: Settings, chat_adapters: dict[str, ChatAdapter], http: OutboundHttp | None = None
+) -> dict[str, Target]:
+    """Every configured target with its sender; one whose platform is off is kept without one, and logged.
+
+    Chat platforms' targets share ``chat_adapters`` (and their access tokens);
+    alert-only destinations get ``http``, by default one that masks every
+    secret of the settings and every robot key.
+    """
+    http = http or OutboundHttp(secrets=secret_values(settings) + _secret_chat_ids(settings))
+    senders = alert_targets(settings.platforms, chat_adapters, http)
+    targets = {}
+    for key, target_settings in settings.targets.items():
+        sender = senders.get(target_settings.platform)
+        if sender is None:
+            log.error('target %s: %s is not configured, so nothing is sent there (README, "Chat platforms")',
+                      key, target_settings.platform)
+        targets[key] = Target(key, target_settings, sender)
+    return targets
+
+
+def _secret_chat_ids(settings: Settings) -> list[str]:
+    """A robot's chat id is its webhook key: masked in every error message like the other secrets."""
+    classes = {**adapter_classes(), **alert_only_classes()}
+    return [target.chat_id for target in settings.targets.values() if classes[target.platform].chat_id_is_secret]
+
+
+class Routes:
+    """``routes`` of the settings: which targets hear about which source chats (``platform:chat_id``)."""
+
+    def __init__(self, routes: list[RouteSettings]) -> None:
+        self.routes = routes
+
+    def targets_for(self, source: str) -> list[str]:
+        """The targets routed from ``source``, each once, in the order the routes name them."""
+        found: dict[str, None] = {}
+        for route in self.routes:
+            if any(_matches(pattern, source) for pattern in route.sources):
+                found.update(dict.fromkeys(route.targets))
+        return list(found)
+
+    def reaches(self, source: str, target: str) -> bool:
+        return target in self.targets_for(source)
+
+
+def _matches(pattern: str, source: str) -> bool:
+    if pattern in ("*", source):
+        return True
+    return pattern.endswith(":*") and source.startswith(pattern[:-1])
+
+
+def pack(blocks: list[str], limit: TextLimit, header: Callable[[int, int], str]) -> list[tuple[str, list[int]]]:
+    """Messages of ``header(part, parts)`` and as many whole blocks as fit ``limit``.
+
+    Returns each message with the indexes of the blocks it carries, so the
+    caller knows what each message delivers. A block too long for a message
+    of its own is cut, ending in an ellipsis.
+    """
+    widest_header = header(max(len(blocks), 1), max(len(blocks), 1))
+    room = limit.size - limit.measure(widest_header + SEPARATOR)
+    if room <= limit.measure(ELLIPSIS):
+        raise ValueError(f"a {limit.size}-{limit.unit} message cannot hold its own header")
+    fitted = [cut_to_fit(block, room, limit) for block in blocks]
+    groups: list[list[int]] = []
+    used = room + 1  # start a new group at the first block
+    for index, block in enumerate(fitted):
+        size = limit.measure(block)
+        if groups and used + limit.measure(SEPARATOR) + size <= room:
+            groups[-1].append(index)
+            used += limit.measure(SEPARATOR) + size
+        else:
+            groups.append([index])
+            used = size
+    return [
+        (header(part, len(groups)) + SEPARATOR + SEPARATOR.join(fitted[i] for i in group), group)
+        for part, group in enumerate(groups, start=1)
+    ]
+
+
+def cut_to_fit(text: str, room: int, limit: TextLimit) -> str:
+    """``text``, or its longest prefix that fits ``room`` with an ellipsis after it."""
+    if limit.measure(text) <= room:
+        return text
+    low, high = 0, len(text)
+    while low < high:  # the longest prefix that still fits, by bisection (measures are monotonic)
+        middle = (low + high + 1) // 2
+        if limit.measure(text[:middle] + ELLIPSIS) <= room:
+            low = middle
+        else:
+            high = middle - 1
+    return text[:low] + ELLIPSIS
+
+
+# -- words and numbers that alerts and digests share ------------------------------------
+
+
+def say(language: str, zh: str, en: str, joiner: str = " / ") -> str:
+    """``zh``, ``en``, or both joined, following a target's language."""
+    return {"zh": zh, "en": en}.get(language, f"{zh}{joiner}{en}")
+
+
+def local_time(moment: datetime, zone: ZoneInfo) -> str:
+    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+
+
+def result_link(public_url: str | None, result_id: str) -> str:
+    """The console's page of a result, or its id when ``public_url`` is not set."""
+    return f"{public_url}/results/{result_id}" if public_url else f"result {result_id}"
+
+
+def source_line(note: VoiceNoteRow) -> str:
+    """``telegram · Support group · Alice``: where a voice note came from, as people know it."""
+    return " · ".join((note.platform, note.chat_name or note.chat_id, note.sender_name or note.sender_id or "?"))

@@ -1,0 +1,188 @@
+"""Escalations: voice notes that sound angry (or fearful, ...) reach support channels, once per target.
+
+A chat voice note is a *case* when one of its scores, not only its top
+label, meets its chat's rule: ``escalation.rules["platform:chat_id"]``,
+else ``escalation.rules["platform:*"]``, else ``escalation.default_rule``
+(angry >= 0.5). ``routes`` say which targets hear about which chats.
+
+``Escalator.sweep(now)``, which the scheduler runs every
+``escalation.sweep_interval_min``, records the new cases and then sends each
+target one alert with everything it has still to receive (new cases and
+those a failed send left behind), split to fit the platform. A case that
+also meets ``escalation.immediate`` is *severe*: ``sweep(now,
+severe_only=True)``, run every ``escalation.immediate_check_s``, sends those
+without waiting. How a case reaches each target exactly once:
+``bot_bridge.alert_store``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from .alert_store import AlertStore, Case, OpenDelivery
+from .alerting import Routes, Target, local_time, pack, result_link, say, source_line
+from .config import EscalationSettings, Settings
+from .outbound import OutboundError
+from .replies import label
+from .results import NO_SPEECH
+from .store import Store, VoiceNoteRow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Match:
+    emotion: str
+    score: float
+    threshold: float
+
+
+def rule_for(escalation: EscalationSettings, platform: str, chat_id: str) -> dict[str, float]:
+    """The thresholds of a chat: its own rule, else its platform's (``platform:*``), else the default."""
+    for source in (f"{platform}:{chat_id}", f"{platform}:*"):
+        if source in escalation.rules:
+            return escalation.rules[source]
+    return escalation.default_rule
+
+
+def match(thresholds: dict[str, float], scores: dict[str, float]) -> Match | None:
+    """The highest-scoring emotion that meets its threshold, or None."""
+    met = [(scores.get(emotion, 0.0), emotion, threshold) for emotion, threshold in thresholds.items()
+           if scores.get(emotion, 0.0) >= threshold]
+    if not met:
+        return None
+    score, emotion, threshold = max(met)
+    return Match(emotion, score, threshold)
+
+
+@dataclass(frozen=True)
+class AlertLine:
+    """One case as an alert tells it."""
+
+    note: VoiceNoteRow
+    result_id: str
+    duration_s: float
+    emotion: str
+    score: float
+    threshold: float
+    severe: bool
+    maybe_sent: bool = False
+
+    @classmethod
+    def waiting(cls, open_delivery: OpenDelivery) -> AlertLine:
+        case = open_delivery.case
+        return cls(open_delivery.note, case.result_id, open_delivery.result.duration_s, case.emotion, case.score,
+                   case.threshold, case.severe, open_delivery.delivery.maybe_sent)
+
+    @classmethod
+    def new(cls, case: Case) -> AlertLine:
+        return cls(case.note, case.result.id, case.result.duration_s, case.emotion, case.score, case.threshold,
+                   case.severe)
+
+
+class Escalator:
+    """Finds cases and sends them. Every method takes ``now``: the scheduler, the CLI and tests own the clock."""
+
+    def __init__(self, store: Store, settings: Settings, targets: dict[str, Target]) -> None:
+        self.alerts = AlertStore(store)
+        self.escalation = settings.escalation
+        self.public_url = settings.public_url
+        self.routes = Routes(settings.routes)
+        self.targets = targets
+
+    def sweep(self, now: datetime, *, severe_only: bool = False) -> dict[str, int]:
+        """Record the new cases, then send each target what it has still to receive; cases sent, per target."""
+        for case, targets in self.new_cases(now):
+            self.alerts.record_case(case, targets, now)
+        for delivery_id in self.alerts.recover_stale_deliveries(now):
+            log.warning("escalation delivery %d: the process died while sending it; sending it again, marked as "
+                        "a possible repeat", delivery_id)
+        return {key: self._send(target, now, severe_only) for key, target in self.targets.items() if target.sender}
+
+    def new_cases(self, now: datetime) -> list[tuple[Case, list[str]]]:
+        """Chat notes analysed within ``escalation.max_age_h`` that meet their rule and are not cases yet,
+        each with the targets it goes to."""
+        since = now - timedelta(hours=self.escalation.max_age_h)
+        found = []
+        for note, result in self.alerts.unescalated_chat_results(since, now):
+            if result.reason == NO_SPEECH:
+                continue  # scores of silence mean nothing
+            targets = self.routes.targets_for(f"{note.platform}:{note.chat_id}")
+            matched = match(rule_for(self.escalation, note.platform, note.chat_id), result.scores)
+            if not targets or matched is None:
+                continue
+            severe = match(self.escalation.immediate, result.scores) is not None
+            found.append((Case(note, result, matched.emotion, matched.score, matched.threshold, severe), targets))
+        return found
+
+    def preview(self, now: datetime) -> dict[str, list[str]]:
+        """The messages a sweep at ``now`` would send, per target; nothing is recorded or sent."""
+        new = self.new_cases(now)
+        messages = {}
+        for key, target in self.targets.items():
+            lines = [AlertLine.waiting(waiting) for waiting in self.alerts.open_deliveries(key)]
+            lines += [AlertLine.new(case) for case, targets in new if key in targets]
+            if lines and target.sender:
+                messages[key] = [text for text, _ in self.messages(lines, target, urgent=False)]
+        return messages
+
+    def messages(self, lines: list[AlertLine], target: Target, *, urgent: bool) -> list[tuple[str, list[int]]]:
+        """The alert for ``lines`` in as many messages as the target's limit needs, each with its lines' indexes."""
+        blocks = [self._block(line, target) for line in lines]
+        return pack(blocks, target.limit, lambda part, parts: _header(len(lines), target, urgent, part, parts))
+
+    def _send(self, target: Target, now: datetime, severe_only: bool) -> int:
+        waiting = self.alerts.open_deliveries(target.key, severe_only=severe_only)
+        lines = [AlertLine.waiting(open_delivery) for open_delivery in waiting]
+        sent = 0
+        for text, indexes in self.messages(lines, target, urgent=severe_only):
+            ids = [waiting[i].delivery.id for i in indexes]
+            claimed = self.alerts.claim_deliveries(ids, now)
+            parts = [(text, ids)]
+            if claimed != set(ids):
+                # Another process swept at the same moment (a CLI sweep while the scheduler's ran)
+                # and took some of these cases: this message says only what this process sends.
+                mine = [i for i in indexes if waiting[i].delivery.id in claimed]
+                parts = [(part, [waiting[mine[k]].delivery.id for k in kept])
+                         for part, kept in self.messages([lines[i] for i in mine], target, urgent=severe_only)]
+            unsent = set(claimed)
+            for message, delivered in parts:
+                try:
+                    reference = target.send(message)
+                except Exception as error:  # noqa: BLE001 - any failure leaves the rest for the next sweep
+                    self._failed(target, sorted(unsent), error, now)
+                    return sent
+                self.alerts.mark_sent(delivered, reference, now)
+                unsent -= set(delivered)
+                sent += len(delivered)
+        if sent:
+            log.info("escalation: %d case(s) sent to %s", sent, target.name)
+        return sent
+
+    def _failed(self, target: Target, delivery_ids: list[int], error: Exception, now: datetime) -> None:
+        """The claimed but unsent cases wait for the next sweep; the target's later messages are not tried now."""
+        self.alerts.mark_failed(delivery_ids, f"{type(error).__name__}: {error}", now, self.escalation.max_attempts)
+        log.warning("escalation: %d case(s) not sent to %s, tried again at the next sweep: %s",
+                    len(delivery_ids), target.name, error, exc_info=not isinstance(error, OutboundError))
+
+    def _block(self, line: AlertLine, target: Target) -> str:
+        language = target.language
+        first = f"{label(line.emotion, line.score, language)} (≥ {line.threshold:.0%})"
+        if line.severe:
+            first += " ‼️ " + say(language, "紧急", "urgent")
+        if line.maybe_sent:
+            first += " ↻ " + say(language, "可能重复", "may repeat")
+        seconds = f"{line.duration_s:.1f} {'秒' if language == 'zh' else 's'}"
+        when = f"{local_time(line.note.received_at, target.zone)} · {seconds}"
+        return "\n".join((first, source_line(line.note), when, result_link(self.public_url, line.result_id)))
+
+
+def _header(count: int, target: Target, urgent: bool, part: int, parts: int) -> str:
+    zone = target.settings.timezone
+    zh = f"🚨 {'紧急：' if urgent else ''}{count} 条语音需要关注（时间：{zone}）"
+    notes = f"{count} voice note needs" if count == 1 else f"{count} voice notes need"
+    en = f"🚨 {'URGENT: ' if urgent else ''}{notes} attention (times: {zone})"
+    suffix = f" ({part}/{parts})" if parts > 1 else ""
+    return say(target.language, zh + suffix, en + suffix, joiner="\n")

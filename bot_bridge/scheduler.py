@@ -1,0 +1,177 @@
+"""The periodic work of a deployment (escalation sweeps, daily digests), run by one process at a time.
+
+Every bot-bridge process starts a ``Scheduler`` (APScheduler's
+``BackgroundScheduler``), and every job first takes or renews the
+deployment's *lease*: one row of the ``leases`` table, held by one process
+until it expires. Taking it is a single conditional UPDATE (``holder`` is us,
+or the lease has expired), with an INSERT for the very first time: atomic on
+SQLite and PostgreSQL alike, so of any number of processes exactly one
+does the work, and another takes over within ``LEASE_TTL`` of its death
+(at once after a clean shutdown, which releases it). A heartbeat job, on an
+executor of its own, renews the lease while a long job runs. Clocks of the
+hosts must agree to well within ``LEASE_TTL`` (NTP does).
+
+The lease is for tidiness (one alert per target per sweep, no wasted work);
+exactly-once does not depend on it: every send claims its rows first
+(``bot_bridge.alert_store``).
+
+Jobs are plain functions of ``now``; ``Scheduler.run(job, now)`` is what
+APScheduler calls and what tests call with a clock of their own.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Callable
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import String, or_, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .alerting import build_targets
+from .digest import Digests
+from .escalation import Escalator
+from .store import Base, Store, UTCDateTime
+
+if TYPE_CHECKING:
+    from .service import Service
+
+log = logging.getLogger(__name__)
+
+LEASE_NAME = "scheduler"
+LEASE_TTL = timedelta(seconds=90)
+HEARTBEAT = LEASE_TTL / 3
+DIGEST_CHECK = timedelta(minutes=1)
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class LeaseRow(Base):
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(191))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Lease:
+    """A named lease in the database, held by at most one ``holder`` until ``expires_at``."""
+
+    def __init__(self, store: Store, holder: str, *, name: str = LEASE_NAME, ttl: timedelta = LEASE_TTL) -> None:
+        self.session = store.session
+        self.holder = holder
+        self.name = name
+        self.ttl = ttl
+
+    def acquire(self, now: datetime) -> bool:
+        """Take the lease, or renew it if ours, until ``now + ttl``; False while another holder has it."""
+        with self.session.begin() as session:
+            taken = session.execute(
+                update(LeaseRow)
+                .where(
+                    LeaseRow.name == self.name,
+                    or_(LeaseRow.holder == self.holder, LeaseRow.holder.is_(None), LeaseRow.expires_at <= now),
+                )
+                .values(holder=self.holder, expires_at=now + self.ttl)
+            ).rowcount
+        if taken:
+            return True
+        try:  # the first time ever: nobody has the row to update
+            with self.session.begin() as session:
+                session.add(LeaseRow(name=self.name, holder=self.holder, expires_at=now + self.ttl))
+            return True
+        except IntegrityError:
+            return False
+
+    def release(self, now: datetime) -> None:
+        """Let another process take over at once (on a clean shutdown)."""
+        with self.session.begin() as session:
+            session.execute(
+                update(LeaseRow)
+                .where(LeaseRow.name == self.name, LeaseRow.holder == self.holder)
+                .values(holder=None, expires_at=now)
+            )
+
+
+class Scheduler:
+    """The jobs of one process; only the lease holder's do any work."""
+
+    def __init__(self, store: Store, jobs: dict[str, tuple[timedelta, Callable[[datetime], object]]], *,
+                 clock: Clock = utc_now, holder: str | None = None) -> None:
+        self.jobs = jobs
+        self.clock = clock
+        self.lease = Lease(store, holder or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}")
+        self.apscheduler: BackgroundScheduler | None = None
+
+    def run(self, job: str, now: datetime | None = None) -> bool:
+        """Run ``job`` at ``now`` if this process holds the lease; whether it ran."""
+        now = now or self.clock()
+        if not self.lease.acquire(now):
+            return False
+        _, work = self.jobs[job]
+        try:
+            work(now)
+        except Exception:  # noqa: BLE001 - a failed run (database busy, a bug) must not stop the next
+            log.exception("scheduled job %r failed; it runs again at its next time", job)
+        return True
+
+    def heartbeat(self) -> None:
+        """Renew the lease between and during jobs, so a long job keeps it and a dead holder is replaced soon."""
+        try:
+            self.lease.acquire(self.clock())
+        except Exception:  # noqa: BLE001 - the next beat tries again
+            log.exception("scheduler lease: renewing failed")
+
+    def start(self) -> None:
+        """Run every job now, then at its interval, in a background thread."""
+        scheduler = BackgroundScheduler(
+            timezone=timezone.utc,
+            executors={"default": ThreadPoolExecutor(1), "lease": ThreadPoolExecutor(1)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        )
+        first = self.clock()
+        for name, (interval, _) in self.jobs.items():
+            scheduler.add_job(self.run, IntervalTrigger(seconds=interval.total_seconds()), args=(name,),
+                              id=name, name=name, next_run_time=first)
+        scheduler.add_job(self.heartbeat, IntervalTrigger(seconds=HEARTBEAT.total_seconds()), id="lease heartbeat",
+                          executor="lease")
+        scheduler.start()
+        self.apscheduler = scheduler
+        log.info("scheduler started (%s); the lease holder among bot-bridge's processes runs them",
+                 ", ".join(self.jobs))
+
+    def stop(self) -> None:
+        if self.apscheduler is not None:
+            self.apscheduler.shutdown(wait=True)
+            self.apscheduler = None
+            self.lease.release(self.clock())
+
+
+def build_scheduler(service: Service, *, clock: Clock = utc_now, holder: str | None = None) -> Scheduler | None:
+    """The scheduler of ``service``'s deployment, or None when no target is configured."""
+    settings = service.settings
+    if not settings.targets:
+        return None
+    targets = build_targets(settings, service.chat.adapters)
+    escalator = Escalator(service.store, settings, targets)
+    digests = Digests(service.store, settings, targets)
+    escalation = settings.escalation
+    jobs: dict[str, tuple[timedelta, Callable[[datetime], object]]] = {
+        "escalation sweep": (timedelta(minutes=escalation.sweep_interval_min), escalator.sweep),
+        "daily digests": (DIGEST_CHECK, digests.send_due),
+    }
+    if escalation.immediate:
+        jobs["urgent escalations"] = (timedelta(seconds=escalation.immediate_check_s),
+                                      lambda now: escalator.sweep(now, severe_only=True))
+    return Scheduler(service.store, jobs, clock=clock, holder=holder)

@@ -1,0 +1,298 @@
+"""Escalations against the loopback platform fakes: one alert per target per sweep, each case once.
+
+Time is the test's: notes are written with known times and every sweep is
+called with its ``now``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from click.testing import CliRunner
+
+from adapters.base import TextLimit
+from adapters.wecom_robot import WeComRobot
+from bot_bridge.alert_store import DeliveryState
+from bot_bridge.cli import cli
+from bot_bridge.config import PROJECT_DIR, ConfigError, load_settings
+from bot_bridge.outbound import OutboundHttp
+from bot_bridge.service import Service
+from bot_bridge.web import create_app
+from tests.alert_helpers import NOON, PUBLIC_URL, TELEGRAM_CHAT, Alerts, add_chat_note, alert_settings, texts
+from tests.chat_helpers import platform_environment
+from tests.platforms import fixtures
+from tests.platforms.wecom import FakeWeCom
+from tests.test_console import PASSWORD, sign_in
+
+fake_slack, fake_telegram, fake_wecom = fixtures.fake_slack, fixtures.fake_telegram, fixtures.fake_wecom
+
+
+@pytest.fixture
+def alerts(tmp_path, fake_slack, fake_telegram, fake_wecom):
+    alerts = Alerts(alert_settings(tmp_path, telegram=fake_telegram, slack=fake_slack, wecom=fake_wecom))
+    yield alerts
+    alerts.close()
+
+
+def states(alerts: Alerts) -> dict[tuple[str, str], str]:
+    """(result id, target) -> delivery state."""
+    return {(case.result_id, row.target): row.state
+            for case, _, rows in alerts.escalator.alerts.cases() for row in rows}
+
+
+def test_a_sweep_sends_each_target_one_alert_with_every_new_case(alerts, fake_slack, fake_telegram, fake_wecom):
+    store = alerts.store
+    furious = add_chat_note(store, received_at=NOON, emotions={"angry": 0.87}, sender_name="Alice", duration_s=12.34)
+    cross = add_chat_note(store, received_at=NOON + timedelta(minutes=1), emotions={"angry": 0.5}, sender_name="Bob")
+    calm = add_chat_note(store, received_at=NOON + timedelta(minutes=2), emotions={"happy": 0.9})
+
+    assert alerts.escalator.sweep(NOON + timedelta(minutes=5)) == {"slack": 2, "telegram": 2, "robot": 2}
+
+    [slack_alert] = texts(fake_slack)
+    assert fake_slack.sent_messages[0]["params"]["channel"] == "C0VOICES01"
+    assert slack_alert.startswith("🚨 2 voice notes need attention (times: Europe/London)")
+    assert "😠 Angry · 87% (≥ 50%)\ntelegram · Support group · Alice\n2026-03-04 06:00 · 12.3 s\n" in slack_alert
+    assert f"{PUBLIC_URL}/results/{furious}" in slack_alert and f"{PUBLIC_URL}/results/{cross}" in slack_alert
+    assert calm not in slack_alert
+    assert slack_alert.index("Alice") < slack_alert.index("Bob"), "cases in the order they arrived"
+
+    [telegram_alert] = texts(fake_telegram)
+    assert fake_telegram.sent_messages[0]["params"]["chat_id"] == int(TELEGRAM_CHAT)
+    assert telegram_alert.startswith("🚨 2 条语音需要关注（时间：Asia/Shanghai）")
+    assert "😠 愤怒 · 87% (≥ 50%)" in telegram_alert and "2026-03-04 14:00 · 12.3 秒" in telegram_alert
+
+    [robot_alert] = texts(fake_wecom)
+    assert fake_wecom.sent_messages[0]["params"]["msgtype"] == "markdown"
+    assert robot_alert.startswith("🚨 2 条语音需要关注（时间：Asia/Shanghai）\n🚨 2 voice notes need attention")
+    assert "😠 愤怒 Angry · 87%" in robot_alert
+
+    assert set(states(alerts).values()) == {DeliveryState.SENT}
+
+
+def test_the_same_case_is_never_sent_twice_even_after_a_restart(alerts, fake_slack, fake_telegram, fake_wecom):
+    first = add_chat_note(alerts.store, received_at=NOON, emotions={"angry": 0.9})
+    alerts.escalator.sweep(NOON + timedelta(minutes=5))
+    alerts.escalator.sweep(NOON + timedelta(minutes=10))
+    restarted = alerts.restart()
+    try:
+        restarted.escalator.sweep(NOON + timedelta(minutes=15))
+        second = add_chat_note(restarted.store, received_at=NOON + timedelta(minutes=16), emotions={"angry": 0.6})
+        restarted.escalator.sweep(NOON + timedelta(minutes=20))
+    finally:
+        restarted.close()
+
+    for fake in (fake_slack, fake_telegram, fake_wecom):
+        first_alert, second_alert = texts(fake)
+        assert first in first_alert and second not in first_alert
+        assert second in second_alert and first not in second_alert
+
+
+def test_a_failing_target_is_retried_at_the_next_sweep_without_resending_to_the_others(
+    alerts, fake_slack, fake_telegram, fake_wecom
+):
+    case = add_chat_note(alerts.store, received_at=NOON, emotions={"angry": 0.9})
+    fake_slack.fail_next("chat.postMessage", status=500, times=2)  # both tries of the sweep
+
+    assert alerts.escalator.sweep(NOON + timedelta(minutes=5)) == {"slack": 0, "telegram": 1, "robot": 1}
+    assert texts(fake_slack) == []
+    assert states(alerts)[(case, "slack")] == DeliveryState.RETRYING
+
+    assert alerts.escalator.sweep(NOON + timedelta(minutes=10)) == {"slack": 1, "telegram": 0, "robot": 0}
+    assert case in texts(fake_slack)[0]
+    assert (len(texts(fake_telegram)), len(texts(fake_wecom))) == (1, 1)
+    assert set(states(alerts).values()) == {DeliveryState.SENT}
+
+
+def test_a_target_that_keeps_failing_is_given_up_after_max_attempts(tmp_path, fake_slack):
+    alerts = Alerts(alert_settings(tmp_path, slack=fake_slack, escalation={"max_attempts": 2}))
+    case = add_chat_note(alerts.store, received_at=NOON, emotions={"angry": 0.9})
+    fake_slack.fail_next("chat.postMessage", status=200, body={"ok": False, "error": "channel_not_found"}, times=2)
+    for minutes in (5, 10, 15):
+        alerts.escalator.sweep(NOON + timedelta(minutes=minutes))
+    [(escalation, _, [delivery])] = alerts.escalator.alerts.cases(result_id=case)
+    assert (delivery.state, delivery.attempts) == (DeliveryState.GAVE_UP, 2)
+    assert "channel_not_found" in delivery.last_error
+    assert texts(fake_slack) == []
+    alerts.close()
+
+
+def test_long_lists_are_split_to_fit_each_platform(alerts, fake_slack, fake_telegram, fake_wecom):
+    long_name = "客户服务投诉处理中心" * 6  # 60 characters, 180 bytes of UTF-8
+    cases = [add_chat_note(alerts.store, received_at=NOON + timedelta(seconds=n), emotions={"angry": 0.9},
+                           chat_name=f"{long_name} {n}", sender_name=f"客户{n}") for n in range(40)]
+
+    alerts.escalator.sweep(NOON + timedelta(minutes=5))
+
+    limits = {fake_slack: TextLimit(4000, "characters"), fake_telegram: TextLimit(4096, "utf-16 units"),
+              fake_wecom: TextLimit(4096, "bytes")}
+    for fake, limit in limits.items():
+        parts = texts(fake)
+        assert len(parts) > 1, f"40 long cases do not fit one {limit.size}-{limit.unit} message"
+        assert all(limit.measure(part) <= limit.size for part in parts)
+        assert all(re.search(rf"\({number}/{len(parts)}\)", part) for number, part in enumerate(parts, start=1))
+        assert all(sum(part.count(case) for part in parts) == 1 for case in cases), "every case exactly once"
+    assert len(texts(fake_wecom)) > len(texts(fake_telegram)), "WeCom counts bytes: a Chinese character is 3"
+
+
+def test_rules_per_chat_score_any_emotion_not_only_the_top_label(tmp_path, fake_telegram):
+    rules = {"telegram:-100888": {"fearful": 0.6}, "slack:*": {"angry": 0.3}}
+    alerts = Alerts(alert_settings(tmp_path, telegram=fake_telegram, escalation={"rules": rules}))
+    store = alerts.store
+    fearful = add_chat_note(store, received_at=NOON, emotions={"fearful": 0.65}, chat_id="-100888")
+    add_chat_note(store, received_at=NOON, emotions={"angry": 0.9}, chat_id="-100888")  # its rule has no angry
+    default = add_chat_note(store, received_at=NOON, emotions={"angry": 0.5}, chat_id="-100777")
+    add_chat_note(store, received_at=NOON, emotions={"angry": 0.49}, chat_id="-100777")
+    not_top = add_chat_note(store, received_at=NOON, emotions={"angry": 0.35, "neutral": 0.65}, platform="slack",
+                            chat_id="C0SALES")
+    add_chat_note(store, received_at=NOON, emotions={"angry": 0.9}, reason="no_speech")
+    add_chat_note(store, received_at=NOON - timedelta(hours=25), emotions={"angry": 0.9})  # older than max_age_h
+
+    found = {case.result.id: (case.emotion, case.score, case.threshold)
+             for case, _ in alerts.escalator.new_cases(NOON + timedelta(minutes=5))}
+    assert found == {fearful: ("fearful", 0.65, 0.6), default: ("angry", 0.5, 0.5), not_top: ("angry", 0.35, 0.3)}
+    alerts.close()
+
+
+def test_a_chat_no_route_names_is_not_escalated(tmp_path, fake_telegram):
+    routes = [{"sources": ["telegram:-100777"], "targets": ["telegram"]}]
+    alerts = Alerts(alert_settings(tmp_path, telegram=fake_telegram, routes=routes))
+    routed = add_chat_note(alerts.store, received_at=NOON, emotions={"angry": 0.9}, chat_id="-100777")
+    add_chat_note(alerts.store, received_at=NOON, emotions={"angry": 0.9}, chat_id="-100999")
+    assert [case.result.id for case, _ in alerts.escalator.new_cases(NOON + timedelta(minutes=5))] == [routed]
+    alerts.close()
+
+
+def test_severe_cases_go_out_at_once_and_the_rest_at_the_sweep(tmp_path, fake_telegram):
+    alerts = Alerts(alert_settings(tmp_path, telegram=fake_telegram, escalation={"immediate": {"angry": 0.8}}))
+    severe = add_chat_note(alerts.store, received_at=NOON, emotions={"angry": 0.95})
+    ordinary = add_chat_note(alerts.store, received_at=NOON, emotions={"angry": 0.6})
+
+    alerts.escalator.sweep(NOON + timedelta(seconds=30), severe_only=True)
+    [urgent] = texts(fake_telegram)
+    assert urgent.startswith("🚨 紧急：1 条语音需要关注") and severe in urgent and ordinary not in urgent
+    assert "‼️ 紧急" in urgent
+
+    alerts.escalator.sweep(NOON + timedelta(minutes=5))
+    assert ordinary in texts(fake_telegram)[1] and severe not in texts(fake_telegram)[1]
+    alerts.close()
+
+
+def test_an_alert_cut_off_by_a_crash_is_sent_again_marked_as_a_possible_repeat(alerts, fake_slack, fake_telegram):
+    case = add_chat_note(alerts.store, received_at=NOON, emotions={"angry": 0.9})
+    escalator, found_at = alerts.escalator, NOON + timedelta(minutes=5)
+    for found, targets in escalator.new_cases(found_at):
+        escalator.alerts.record_case(found, targets, found_at)
+    # A process claims its Slack delivery, then dies before recording the send.
+    [waiting] = escalator.alerts.open_deliveries("slack")
+    escalator.alerts.claim_deliveries([waiting.delivery.id], found_at)
+
+    escalator.sweep(found_at + timedelta(minutes=5))
+    assert texts(fake_slack) == [], "still within SENDING_TIMEOUT: maybe on its way"
+    assert len(texts(fake_telegram)) == 1
+
+    escalator.sweep(found_at + timedelta(minutes=15))
+    [again] = texts(fake_slack)
+    assert case in again and "↻ may repeat" in again
+    assert len(texts(fake_telegram)) == 1
+
+
+def test_cases_another_process_claimed_meanwhile_are_left_to_it(alerts, fake_telegram, monkeypatch):
+    mine = add_chat_note(alerts.store, received_at=NOON, emotions={"angry": 0.9})
+    theirs = add_chat_note(alerts.store, received_at=NOON, emotions={"angry": 0.8})
+    store = alerts.escalator.alerts
+    claim = store.claim_deliveries
+
+    def claim_after_another_process(delivery_ids, now):
+        if len(delivery_ids) == 2:  # the Telegram message: the other process wins the second case first
+            claim(delivery_ids[1:], now)
+        return claim(delivery_ids, now)
+
+    monkeypatch.setattr(store, "claim_deliveries", claim_after_another_process)
+    alerts.escalator.sweep(NOON + timedelta(minutes=5))
+    [alert] = texts(fake_telegram)
+    assert alert.startswith("🚨 1 条语音需要关注") and mine in alert and theirs not in alert
+
+
+def test_dry_run_prints_the_alerts_and_records_nothing(tmp_path, fake_slack, fake_telegram):
+    settings = alert_settings(tmp_path, slack=fake_slack)
+    case = add_chat_note(Alerts(settings).store, received_at=NOON, emotions={"angry": 0.9}, duration_s=3)
+    config = tmp_path / "bot-bridge.yaml"
+    config.write_text(
+        f"data_dir: {tmp_path / 'data'}\npublic_url: {PUBLIC_URL}\n"
+        "targets:\n  slack: {platform: slack, chat_id: C0VOICES01, language: en}\n"
+        "routes:\n  - {sources: ['*'], targets: [slack]}\n"
+        "escalation: {max_age_h: 100000}\n",  # the notes are from 2026, whatever today is
+        encoding="utf-8",
+    )
+    run = CliRunner().invoke(cli, ["--config", str(config), "escalate", "--now", "--dry-run"],
+                             env=platform_environment(slack_fake=fake_slack))
+    assert run.exit_code == 0, run.output
+    assert "slack" in run.output and f"{PUBLIC_URL}/results/{case}" in run.output and "3.0 s" in run.output
+    assert fake_slack.sent_messages == []
+
+    run = CliRunner().invoke(cli, ["--config", str(config), "escalate", "--now"],
+                             env=platform_environment(slack_fake=fake_slack))
+    assert run.exit_code == 0, run.output
+    assert case in texts(fake_slack)[0]
+    assert "1 case" in run.output
+
+
+def test_the_console_shows_each_case_with_its_state_per_target(tmp_path, fake_slack, fake_telegram):
+    settings = alert_settings(tmp_path, slack=fake_slack, telegram=fake_telegram)
+    settings.console.password = PASSWORD
+    service = Service(settings)
+    alerts = Alerts(settings, service.store)
+    case = add_chat_note(alerts.store, received_at=NOON, emotions={"angry": 0.87}, sender_name="Alice")
+    fake_telegram.fail_next("sendMessage", status=400, times=1)
+    alerts.escalator.sweep(NOON + timedelta(minutes=5))
+    browser = create_app(service=service).test_client()
+    sign_in(browser)
+
+    page = browser.get("/escalations?state=failed").get_data(as_text=True)
+    assert f"/results/{case}" in page and "angry ≥ 0.50" in page and "telegram · Support group · Alice" in page
+    assert "Slack #support" in page and "try 1 failed, tried again at the next sweep" in page
+    assert case not in browser.get("/escalations?state=pending").get_data(as_text=True)
+    result_page = browser.get(f"/results/{case}").get_data(as_text=True)
+    assert "angry ≥ 0.50" in result_page and "Slack #support" in result_page
+    service.close()
+
+
+def test_the_robot_keeps_to_20_messages_a_minute():
+    now, slept = [0.0], []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    with FakeWeCom(robot_rate_limit=None) as fake:
+        robot = WeComRobot({"api_base": fake.base_url}, OutboundHttp(sleep=lambda _s: None),
+                           clock=lambda: now[0], sleep=sleep)
+        for number in range(21):
+            robot.send_alert(fake.robot_key, f"message {number}")
+            now[0] += 1
+        assert slept == [40.0], "the 21st waits until the 1st is a minute old"
+        assert len(fake.sent_messages) == 21
+
+
+def test_the_escalation_example_config_is_valid():
+    settings = load_settings(PROJECT_DIR / "config" / "escalation.example.yaml", environ={})
+    assert {target.platform for target in settings.targets.values()} == {"slack", "telegram", "wecom", "wecom_robot"}
+    assert settings.escalation.immediate == {"angry": 0.8}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        ({"routes": [{"sources": ["*"], "targets": ["suport"]}]}, r"routes.*routes\[0\]\.targets names 'suport'"),
+        ({"escalation": {"default_rule": {"angy": 0.5}}}, r"escalation\.default_rule.*'angy' is not an emotion"),
+        ({"escalation": {"rules": {"telegram:1": {"angry": 1.5}}}}, r"escalation\.rules.*1\.5 is not a score"),
+        ({"targets": {"x": {"platform": "whatsapp", "chat_id": "1"}}}, r"targets\.x\.platform.*'whatsapp'"),
+        ({"digest": {"targets": {"nobody": {}}}}, r"digest.*digest\.targets names 'nobody'"),
+        ({"escalation": {"sweep_intervall_min": 5}}, r"escalation\.sweep_intervall_min.*unknown setting"),
+    ],
+)
+def test_a_wrong_escalation_setting_is_named(overrides, named):
+    with pytest.raises(ConfigError, match=named):
+        load_settings(environ={}, **overrides)
