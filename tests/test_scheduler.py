@@ -96,11 +96,11 @@ def test_two_started_schedulers_send_each_case_and_digest_once(settings, fake_sl
     assert [case in text for text in texts(fake_telegram)] == [True]
 
 
-def test_a_service_runs_the_scheduler_in_every_role_and_releases_the_lease_when_it_closes(settings, fake_slack):
-    service = Service(settings)
+def test_a_started_service_runs_the_scheduler_and_releases_the_lease_when_it_closes(settings, fake_slack, tiny_model):
+    service = Service(settings, model=tiny_model)
     add_chat_note(service.store, received_at=NOON, emotions={"angry": 0.9})
     service.settings.escalation.max_age_h = 24 * 365 * 100  # the notes are from 2026, whatever today is
-    service.start_background("web")
+    service.start_background("worker")
     try:
         fake_slack.wait_for_messages(1)
     finally:
