@@ -30,8 +30,10 @@ fake_slack, fake_telegram, fake_wecom = fixtures.fake_slack, fixtures.fake_teleg
 
 
 @pytest.fixture
-def alerts(tmp_path, fake_slack, fake_telegram, fake_wecom):
-    alerts = Alerts(alert_settings(tmp_path, telegram=fake_telegram, slack=fake_slack, wecom=fake_wecom))
+def alerts(tmp_path, database_url, fake_slack, fake_telegram, fake_wecom):
+    """Runs each test on SQLite and on PostgreSQL: the claims are conditional UPDATEs on both."""
+    settings = alert_settings(tmp_path, telegram=fake_telegram, slack=fake_slack, wecom=fake_wecom, database_url=database_url)
+    alerts = Alerts(settings)
     yield alerts
     alerts.close()
 

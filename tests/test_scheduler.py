@@ -1,7 +1,7 @@
 """The scheduler's lease: of any number of processes exactly one does the work, another takes over.
 
 Each "process" here has its own ``Store`` (its own connections) on one
-SQLite database, as separate processes would. Lease times come from the
+database (SQLite, then PostgreSQL), as separate processes would. Lease times come from the
 test's clock; the threaded test starts real APScheduler schedulers whose
 jobs get their ``now`` from a fixed clock.
 """
@@ -23,8 +23,10 @@ fake_slack, fake_telegram = fixtures.fake_slack, fixtures.fake_telegram
 
 
 @pytest.fixture
-def settings(tmp_path, fake_slack, fake_telegram):
-    return alert_settings(tmp_path, slack=fake_slack, telegram=fake_telegram, digest={"targets": {"slack": {}}})
+def settings(tmp_path, database_url, fake_slack, fake_telegram):
+    """Each test runs on SQLite and on PostgreSQL: the lease must be atomic on both."""
+    return alert_settings(tmp_path, slack=fake_slack, telegram=fake_telegram, digest={"targets": {"slack": {}}},
+                          database_url=database_url)
 
 
 def open_store(settings) -> Store:
