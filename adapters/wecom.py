@@ -149,7 +149,7 @@ class WeComAdapter(ChatAdapter):
                 f"{self.api_base}/cgi-bin/{path}",
                 params={"access_token": token, **(query or {})},
                 call=f"wecom {path}",
-                check=_check,
+                check=check_answer,
                 **kwargs,
             )
 
@@ -175,7 +175,7 @@ class WeComAdapter(ChatAdapter):
                     f"{self.api_base}/cgi-bin/gettoken",
                     params={"corpid": self.settings["corp_id"], "corpsecret": self.settings["corp_secret"]},
                     call="wecom gettoken",
-                    check=functools.partial(_check, token_errors=frozenset()),
+                    check=functools.partial(check_answer, token_errors=frozenset()),
                 )
                 self._access_token = answer["access_token"]
                 self._token_renew_at = time.monotonic() + max(0, int(answer.get("expires_in", 7200)) - TOKEN_MARGIN_S)
@@ -194,7 +194,7 @@ class WeComAdapter(ChatAdapter):
         return self._crypto.decrypt_message(request.body, signature, timestamp, nonce)
 
 
-def _check(response, token_errors: frozenset[int] = TOKEN_ERRORS) -> dict:
+def check_answer(response, token_errors: frozenset[int] = TOKEN_ERRORS) -> dict:
     """WeCom answers HTTP 200 with ``errcode``; 0 is success. Codes are compared, never messages."""
     raise_for_transient(response)
     try:
@@ -218,5 +218,5 @@ def _check_media(response) -> None:
     """media/get answers the file itself, or a JSON error with HTTP 200."""
     check_status(response)
     if response.headers.get("Content-Type", "").startswith(("application/json", "text/plain")):
-        _check(response)
+        check_answer(response)
         raise Rejected("media/get answered JSON without the file")

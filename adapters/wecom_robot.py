@@ -36,7 +36,7 @@ from typing import Callable
 from bot_bridge.outbound import OutboundError
 
 from .base import AlertTarget, TextLimit
-from .wecom import _check as check_wecom_answer
+from .wecom import check_answer
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class WeComRobot(AlertTarget):
             params={"key": key},
             json=body,
             call="wecom robot webhook/send",
-            check=functools.partial(check_wecom_answer, token_errors=frozenset()),
+            check=functools.partial(check_answer, token_errors=frozenset()),
         )
 
 

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Callable
 from zoneinfo import ZoneInfo
 
-from adapters import adapter_classes, alert_only_classes, alert_targets
+from adapters import alert_targets
 from adapters.base import AlertTarget, ChatAdapter, TextLimit
 
 from .config import RouteSettings, Settings, TargetSettings
@@ -67,7 +67,7 @@ def build_targets(
     alert-only destinations get ``http``, by default one that masks every
     secret of the settings and every robot key.
     """
-    http = http or OutboundHttp(secrets=secret_values(settings) + _secret_chat_ids(settings))
+    http = http or OutboundHttp(secrets=secret_values(settings))
     senders = alert_targets(settings.platforms, chat_adapters, http)
     targets = {}
     for key, target_settings in settings.targets.items():
@@ -77,12 +77,6 @@ def build_targets(
                       key, target_settings.platform)
         targets[key] = Target(key, target_settings, sender)
     return targets
-
-
-def _secret_chat_ids(settings: Settings) -> list[str]:
-    """A robot's chat id is its webhook key: masked in every error message like the other secrets."""
-    classes = {**adapter_classes(), **alert_only_classes()}
-    return [target.chat_id for target in settings.targets.values() if classes[target.platform].chat_id_is_secret]
 
 
 class Routes:

@@ -34,9 +34,18 @@ def configure_logging(settings: Settings) -> None:
 
 
 def secret_values(settings: Settings) -> list[str]:
+    """Every configured secret, longest first (so a secret containing another is masked whole).
+
+    Besides tokens and keys, the chat id of a target whose platform says it is
+    secret: a WeCom group robot's chat id is its webhook key.
+    """
+    from adapters import adapter_classes, alert_only_classes
+
     values = [settings.api.token, settings.console.password, settings.console.secret_key]
     for platform in settings.platforms.values():
         values += [str(v) for k, v in platform.items() if any(word in k.lower() for word in SECRET_WORDS)]
+    classes = {**adapter_classes(), **alert_only_classes()}
+    values += [t.chat_id for t in settings.targets.values() if t.platform in classes and classes[t.platform].chat_id_is_secret]
     return sorted({v for v in values if v and len(v) >= 6}, key=len, reverse=True)
 
 
