@@ -104,6 +104,7 @@ class SlackAdapter(ChatAdapter):
         return self._post(chat_id, text, image, {})
 
     def _post(self, channel: str, text: str, image: bytes | None, thread: dict) -> str:
+        text = _escape(text)
         if image is None:
             return self._call("chat.postMessage", json={"channel": channel, "text": text, **thread})["ts"]
         # files_upload_v2: reserve an upload URL, send the bytes there, then share the file with its comment.
@@ -182,3 +183,8 @@ def _media(file: dict) -> Media:
         duration_s=None if duration_ms is None else duration_ms / 1000,
         file_name=file.get("name"),
     )
+
+
+def _escape(text: str) -> str:
+    """Slack reads ``&``, ``<`` and ``>`` as markup (links, mentions); our texts mean them literally."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

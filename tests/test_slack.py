@@ -137,3 +137,12 @@ def test_a_file_the_bot_cannot_download_gets_a_reply_saying_so(bot, fake_slack):
     [sent] = fake_slack.wait_for_messages(1, timeout=10)
     assert "could not be downloaded" in sent["text"]
     assert bot.wait_until_finished()[0].error_code == "download_failed"
+
+
+def test_text_is_escaped_so_chat_names_cannot_become_links_or_mentions(bot, fake_slack):
+    adapter = bot.service.chat.adapters["slack"]
+
+    adapter.send_alert("C0SUPPORT", "R&D <!channel> team > 3 cases")
+
+    [sent] = fake_slack.wait_for_messages(1, timeout=10)
+    assert sent["text"] == "R&amp;D &lt;!channel&gt; team &gt; 3 cases"
