@@ -77,12 +77,13 @@ def predict(settings, files: tuple[str, ...], granularity: str, embedding: bool,
 @click.option("--host", help="default: server.host")
 @click.option("--port", type=int, help="default: server.port")
 @click.option("--role", type=click.Choice(["all", "web", "worker"]), help="default: server.role")
+@click.option("--processes", type=click.IntRange(1, 64), help="default: server.processes")
 @click.pass_obj
-def serve(settings, host: str | None, port: int | None, role: str | None) -> None:
-    """Run the service (web server, chat webhooks, and model workers unless --role web)."""
+def serve(settings, host: str | None, port: int | None, role: str | None, processes: int | None) -> None:
+    """Run the service: web server, chat webhooks and model workers (--role all), or one of the two."""
     from .server import run
 
-    overrides = {"host": host, "port": port, "role": role}
+    overrides = {"host": host, "port": port, "role": role, "processes": processes}
     settings.server = settings.server.model_copy(update={k: v for k, v in overrides.items() if v is not None})
     run(settings)
 

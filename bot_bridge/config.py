@@ -36,15 +36,20 @@ class _Section(BaseModel):
 
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
-    port: int = Field(7860, ge=1, le=65535)
+    port: int = Field(7860, ge=1, le=65535, description="HTTP port; a worker serves only /healthz, /readyz, /metrics")
     role: Literal["all", "web", "worker"] = "all"
+    # Process layout (bot_bridge/layout.py says why these defaults)
+    processes: int | None = Field(
+        None, ge=1, le=64, description="processes of this `serve`; default: web one per core (at least 2), all/worker 1"
+    )
+    threads: int = Field(8, ge=1, le=256, description="HTTP threads per process")
 
 
 class ModelSettings(_Section):
     name: str = "iic/emotion2vec_plus_large"
     hub: Literal["ms", "hf"] = "ms"
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    threads: int | None = Field(None, ge=1, description="torch threads; default: all cores")
+    threads: int | None = Field(None, ge=1, description="torch threads per process; default: cores / server.processes")
     mode: Literal["exact", "fast"] = "exact"
     max_chunk_s: float = Field(30.0, gt=1, le=60)
     batch_size: int | None = Field(None, ge=1, le=64, description="recordings per forward pass; default 8 on CUDA, 1 on CPU")
@@ -60,6 +65,9 @@ class AudioSettings(_Section):
 
 class ApiSettings(_Section):
     token: str | None = None
+    predict_timeout_s: float = Field(
+        120.0, gt=0, description="role web: how long POST /api/predict waits for a worker before 503/504"
+    )
 
 
 class ConsoleSettings(_Section):
@@ -69,7 +77,11 @@ class ConsoleSettings(_Section):
 
 class QueueSettings(_Section):
     url: str | None = Field(None, description="empty: SQLite under data_dir; redis://host:6379/0 to scale out")
-    worker_threads: int = Field(1, ge=1, le=64)
+    name: str = Field("bot-bridge", pattern=r"^[A-Za-z0-9_-]+$", description="deployments sharing a Redis need their own")
+    worker_threads: int | None = Field(
+        None, ge=1, le=64, description="notes in work at once per model process; default 2 on CPU, model.batch_size on CUDA"
+    )
+    shutdown_grace_s: float = Field(10.0, ge=0, description="on SIGTERM, notes still in work after this are handed back")
     max_attempts: int = Field(5, ge=1, description="tries per chat voice note before it is marked failed")
     retry_delay_s: float = Field(15.0, gt=0, description="wait before the 2nd try; tripled for each later one")
     lease_s: float = Field(60.0, gt=0, description="a note held this long by a silent worker is taken back")
@@ -264,6 +276,7 @@ ENVIRONMENT: dict[str, tuple[str, ...]] = {
     "BOT_BRIDGE_HOST": ("server", "host"),
     "BOT_BRIDGE_PORT": ("server", "port"),
     "BOT_BRIDGE_ROLE": ("server", "role"),
+    "BOT_BRIDGE_PROCESSES": ("server", "processes"),
     "BOT_BRIDGE_MODEL": ("model", "name"),
     "BOT_BRIDGE_HUB": ("model", "hub"),
     "BOT_BRIDGE_DEVICE": ("model", "device"),
@@ -275,6 +288,7 @@ ENVIRONMENT: dict[str, tuple[str, ...]] = {
     "BOT_BRIDGE_CONSOLE_PASSWORD": ("console", "password"),
     "BOT_BRIDGE_SECRET_KEY": ("console", "secret_key"),
     "BOT_BRIDGE_QUEUE_URL": ("queue", "url"),
+    "BOT_BRIDGE_QUEUE_NAME": ("queue", "name"),
     "BOT_BRIDGE_WORKER_THREADS": ("queue", "worker_threads"),
     "BOT_BRIDGE_REPLY_LANGUAGE": ("reply", "language"),
     "BOT_BRIDGE_PUBLIC_URL": ("public_url",),

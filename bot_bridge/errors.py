@@ -82,6 +82,16 @@ ERROR_KINDS: dict[str, ErrorKind] = {
         "情绪识别模型暂时不可用，请稍后再试。",
         "The emotion model is not available right now; please try again later.",
     ),
+    "no_worker": ErrorKind(
+        503,
+        "暂时没有可用的分析进程，请稍后再试。",
+        "No analysis worker is available right now; please try again later.",
+    ),
+    "analysis_timeout": ErrorKind(
+        504,
+        "分析用时过长，请稍后再试或上传更短的录音。",
+        "The analysis took too long; please try again later or send a shorter recording.",
+    ),
     "download_failed": ErrorKind(
         502,
         "无法从聊天平台下载这条语音，请稍后重新发送。",

@@ -38,6 +38,7 @@ from .model_files import has_random_weights, resolve_model_dir
 log = logging.getLogger(__name__)
 
 FRAME_RATE = 50  # emotion2vec frames per second of 16 kHz audio (hop 320 samples)
+CUDA_BATCH_SIZE = 8  # recordings per forward pass on CUDA unless model.batch_size says otherwise
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,7 @@ class EmotionModel:
             mode=settings.mode,
             embedding_dim=int(network.proj.in_features),
         )
-        batch_size = settings.batch_size or (8 if device == "cuda" else 1)
+        batch_size = settings.batch_size or (CUDA_BATCH_SIZE if device == "cuda" else 1)
         model = cls(network, list(automodel.kwargs["token_list"]), info, batch_size, settings.batch_wait_ms)
         log.info(
             "model %s loaded from %s on %s (%d threads, mode %s) in %.1f s",

@@ -3,13 +3,19 @@
 Why Huey: it is a maintained queue with an embedded mode (a SQLite file
 under ``data_dir``, nothing to install) and a distributed one (Redis), the
 same task code for both, durable scheduled tasks for retries with backoff,
-and a consumer that runs in threads. The consumer runs inside the service's
-process (roles ``all`` and ``worker``), so the model is loaded once and
-shared by every worker thread.
+result storage, and a consumer that runs in threads. The consumer runs
+inside the service's model processes (roles ``all`` and ``worker``), so the
+model is loaded once per process and shared by its worker threads.
 
-The queue carries voice-note ids only. The database row is the source of
-truth (``bot_bridge/worker.py``): a task taken off the queue by a process
-that dies is gone from Huey, and the row's lease is what brings it back.
+Two kinds of work travel on it:
+
+* Chat voice notes, by id. The database row is the source of truth
+  (``bot_bridge/worker.py``): a task taken off the queue by a process that
+  dies is gone from Huey, and the row's lease is what brings it back.
+* Uploads that a web process (role ``web``, which never loads the model)
+  hands to a worker and waits for (``bot_bridge/remote.py``). Their answer
+  comes back through Huey's result store; an upload nobody took before its
+  deadline expires unrun, and the caller already said so.
 """
 
 from __future__ import annotations
@@ -18,19 +24,20 @@ import logging
 from pathlib import Path
 from typing import Callable
 
-from huey import RedisHuey, SqliteHuey
+from huey import RedisExpireHuey, SqliteHuey
+from huey.api import Result as HueyResult
 from huey.consumer import Consumer
 
 from .config import QueueSettings
 
 log = logging.getLogger(__name__)
 
-QUEUE_NAME = "bot-bridge"
-TASK_NAME = "bot_bridge.process_voice_note"
+NOTE_TASK = "bot_bridge.process_voice_note"
+UPLOAD_TASK = "bot_bridge.analyse_upload"
 # An idle SQLite consumer polls at most this often; it bounds the wait for a new note.
 MAX_POLL_INTERVAL_S = 0.5
-# On shutdown, a note still in work after this is left to its lease (another process takes it back).
-SHUTDOWN_TIMEOUT_S = 10.0
+# Answers to web processes nobody collected (the caller gave up) are dropped from Redis after this.
+UNCOLLECTED_RESULT_TTL_S = 3600
 
 
 class _EmbeddedConsumer(Consumer):
@@ -40,49 +47,76 @@ class _EmbeddedConsumer(Consumer):
         pass
 
 
-class NoteQueue:
-    """Voice-note ids to process, now or after a delay, handled by ``handler(note_id)``."""
+class WorkQueue:
+    """Voice-note ids for ``note_handler(note_id)``, uploads for ``upload_handler(upload, task=...)``."""
 
-    def __init__(self, settings: QueueSettings, data_dir: Path, handler: Callable[[int], None]) -> None:
+    def __init__(
+        self,
+        settings: QueueSettings,
+        data_dir: Path,
+        *,
+        note_handler: Callable[[int], None],
+        upload_handler: Callable[..., dict],
+    ) -> None:
         self.settings = settings
         self.huey = _make_huey(settings, data_dir)
-        self._task = self.huey.task(name=TASK_NAME)(handler)
+        self._note_task = self.huey.task(name=NOTE_TASK)(note_handler)
+        # context=True: the handler gets its task, whose id names where the caller looks for the answer.
+        self._upload_task = self.huey.task(name=UPLOAD_TASK, context=True)(upload_handler)
         self._consumer: Consumer | None = None
 
     def enqueue(self, note_id: int, delay_s: float = 0.0) -> None:
         if delay_s > 0:
-            self._task.schedule(args=(note_id,), delay=delay_s)
+            self._note_task.schedule(args=(note_id,), delay=delay_s)
         else:
-            self._task(note_id)
+            self._note_task(note_id)
+
+    def submit_upload(self, upload, expires_s: float) -> HueyResult:
+        """Queue ``upload`` for any worker; unrun after ``expires_s``. The handle waits for its answer."""
+        return self._upload_task(upload, expires=expires_s)
+
+    def check(self) -> None:
+        """Raise if the queue's storage does not answer (readiness of web processes)."""
+        self.huey.pending_count()
 
     def is_idle(self) -> bool:
         """Nothing waiting to run now (scheduled retries do not count: their rows say when they are due)."""
         return self.huey.pending_count() == 0
 
-    def start_consumer(self) -> None:
-        """Run ``queue.worker_threads`` worker threads and the scheduler (which releases delayed tasks)."""
+    @property
+    def consuming(self) -> bool:
+        return self._consumer is not None
+
+    def start_consumer(self, workers: int) -> None:
+        """Run ``workers`` worker threads and the scheduler (which releases delayed tasks)."""
         if self._consumer is not None:
             return
         self._consumer = _EmbeddedConsumer(
             self.huey,
-            workers=self.settings.worker_threads,
+            workers=workers,
             worker_type="thread",
             periodic=False,
             max_delay=MAX_POLL_INTERVAL_S,
             check_worker_health=False,
-            shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+            shutdown_timeout=self.settings.shutdown_grace_s,
         )
         self._consumer.start()
 
-    def stop_consumer(self) -> None:
-        if self._consumer is not None:
-            self._consumer.stop(graceful=True)
-            self._consumer = None
+    def stop_consumer(self) -> bool:
+        """Take no more work; wait up to ``queue.shutdown_grace_s`` for the work in hand. False: some is left."""
+        if self._consumer is None:
+            return True
+        consumer, self._consumer = self._consumer, None
+        consumer.stop(graceful=True)
+        return not any(consumer.environment.is_alive(thread) for _, thread in consumer.worker_threads)
 
 
 def _make_huey(settings: QueueSettings, data_dir: Path):
-    # results=False: tasks report through the database, and Huey would otherwise keep every return value.
+    # Results are stored only for uploads (a note's task returns None, and None is not stored).
     if settings.url:  # validated as a redis:// URL
-        return RedisHuey(QUEUE_NAME, url=settings.url, results=False)
+        # notify_result: the waiting web thread wakes on a Redis list push instead of polling.
+        return RedisExpireHuey(
+            settings.name, url=settings.url, expire_time=UNCOLLECTED_RESULT_TTL_S, notify_result=True
+        )
     data_dir.mkdir(parents=True, exist_ok=True)
-    return SqliteHuey(QUEUE_NAME, filename=str(data_dir / "queue.db"), results=False)
+    return SqliteHuey(settings.name, filename=str(data_dir / "queue.db"))

@@ -5,6 +5,10 @@ The HTTP API, the CLI, the web console and the chat workers all call
 own. The model loads at most once per process, on first use or in the
 background at start so ``/readyz`` can report it; a failed load is kept and
 reported with its fix, never replaced by anything else.
+
+A process has a role (``server.role``): ``all`` and ``worker`` processes
+load the model and consume the work queue; ``web`` processes never load it
+and hand every analysis to a worker through the queue (``bot_bridge/remote.py``).
 """
 
 from __future__ import annotations
@@ -17,7 +21,11 @@ from .analysis import AnalysisOptions, analyse
 from .audio import AudioLimits
 from .config import Settings
 from .errors import ModelUnavailable
+from .layout import queue_worker_threads
+from .metrics import record_analysis
 from .model import EmotionModel
+from .queue import WorkQueue
+from .remote import RemoteAnalysis, Upload, analyse_upload
 from .results import Result
 from .scheduler import Scheduler, build_scheduler
 from .store import Store
@@ -35,6 +43,8 @@ class Service:
         self._model_lock = threading.Lock()
         self._chat: ChatWorker | None = None
         self._chat_lock = threading.Lock()
+        self._queue: WorkQueue | None = None
+        self._queue_lock = threading.Lock()
         self._scheduler: Scheduler | None = None
 
     @property
@@ -42,6 +52,8 @@ class Service:
         """The loaded model; loads it on first use, raises ``ModelUnavailable`` if it cannot."""
         if self._model is not None:
             return self._model
+        if self.is_web:
+            raise ModelUnavailable("this is a web process (server.role web): it never loads the model")
         with self._model_lock:
             if self._model is None:
                 if self._model_error is not None:
@@ -55,6 +67,24 @@ class Service:
         return self._model
 
     @property
+    def is_web(self) -> bool:
+        """A web process: it records and queues, and workers analyse (``server.role web``)."""
+        return self.settings.server.role == "web"
+
+    @property
+    def queue(self) -> WorkQueue:
+        """The work queue: chat voice notes, and uploads that web processes hand to workers."""
+        with self._queue_lock:
+            if self._queue is None:
+                self._queue = WorkQueue(
+                    self.settings.queue,
+                    self.settings.data_dir,
+                    note_handler=lambda note_id: self.chat.process(note_id),
+                    upload_handler=lambda upload, task: analyse_upload(self, upload, task),
+                )
+            return self._queue
+
+    @property
     def chat(self) -> ChatWorker:
         """Chat platforms: their adapters, the queue of voice notes, and the workers that answer them."""
         with self._chat_lock:
@@ -65,15 +95,17 @@ class Service:
     def start_background(self, role: str) -> None:
         """Start what a process of this role runs besides answering HTTP requests.
 
-        Roles ``all`` and ``worker`` load the model and, when a chat platform is
-        configured, run the queue's worker threads and the lease recovery sweep.
-        Every role runs the scheduler of escalations and digests when a target
-        is configured; its lease lets one process of the deployment do the work.
+        Roles ``all`` and ``worker`` load the model, run the queue's worker
+        threads (chat voice notes, and uploads from web processes) with the
+        lease recovery sweep, and the scheduler of escalations and digests
+        when a target is configured; its lease lets one process of the
+        deployment do the work. Role ``web`` starts nothing: its processes
+        record, queue and wait, and stay quick to answer.
         """
-        if role in ("all", "worker"):
-            threading.Thread(target=self._load_model_quietly, name="model-loader", daemon=True).start()
-            if self.chat.adapters:
-                self.chat.start()
+        if role == "web":
+            return
+        threading.Thread(target=self._load_model_quietly, name="model-loader", daemon=True).start()
+        self.chat.start(queue_worker_threads(self.settings))
         self._scheduler = build_scheduler(self)
         if self._scheduler is not None:
             self._scheduler.start()
@@ -86,11 +118,25 @@ class Service:
 
     @property
     def model_state(self) -> dict:
+        if self.is_web:
+            return {"state": "remote", "name": self.settings.model.name, "role": "web"}
         if self._model is not None:
             return {"state": "ready", **self._model.info.to_dict()}
         if self._model_error is not None:
             return {"state": "failed", "name": self.settings.model.name, "detail": self._model_error.detail}
         return {"state": "loading", "name": self.settings.model.name}
+
+    def readiness(self) -> dict:
+        """What ``/readyz`` reports: the model where it runs; in a web process, whether the database
+        and the queue answer (it can record and hand on work)."""
+        if not self.is_web:
+            return self.model_state
+        try:
+            self.store.check()
+            self.queue.check()
+        except Exception as error:  # noqa: BLE001 - any failure means "do not send traffic here"
+            return {"state": "failed", "role": "web", "detail": f"{type(error).__name__}: {error}"}
+        return {"state": "ready", "role": "web"}
 
     @property
     def analysis_options(self) -> AnalysisOptions:
@@ -109,13 +155,27 @@ class Service:
         embedding: bool = False,
         origin: str = "api",
     ) -> Result:
-        """Analyse and store one recording. Raises ``AudioError`` or ``ModelUnavailable``."""
+        """Analyse and store one recording: here, or in a web process by a worker.
+
+        Raises ``AudioError``, ``ModelUnavailable``, or in a web process
+        ``BotBridgeError`` ``no_worker`` / ``analysis_timeout``.
+        """
+        upload = Upload(data, file_name, timeline, embedding, origin)
+        if self.is_web:
+            return RemoteAnalysis(self.queue, self.settings.api.predict_timeout_s).analyse(upload)
+        return self.analyse_here(upload)
+
+    def analyse_here(self, upload: Upload) -> Result:
+        """Analyse and store ``upload`` with this process's model."""
         options = self.analysis_options
-        options = AnalysisOptions(timeline, embedding, options.max_chunk_s, options.limits)
-        result = analyse(data, self.model, options, file_name=file_name, origin=origin)
+        options = AnalysisOptions(upload.timeline, upload.embedding, options.max_chunk_s, options.limits)
+        result = analyse(upload.data, self.model, options, file_name=upload.file_name, origin=upload.origin)
+        record_analysis(result)
         result.log.append(f"saved as result {result.id}")
-        keep = data if self.settings.audio.keep_audio else None
-        self.store.save_result(result, audio=keep, audio_suffix=_suffix(file_name), embedding_file=embedding)
+        keep = upload.data if self.settings.audio.keep_audio else None
+        self.store.save_result(
+            result, audio=keep, audio_suffix=_suffix(upload.file_name), embedding_file=upload.embedding
+        )
         return result
 
     def close(self) -> None:

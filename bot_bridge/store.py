@@ -32,10 +32,12 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    case,
     create_engine,
     event,
     func,
     select,
+    text,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -163,6 +165,11 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def check(self) -> None:
+        """Raise if the database does not answer (readiness of web processes)."""
+        with self.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
 
     def save_result(
         self,
@@ -351,6 +358,21 @@ class Store:
         with self.session() as session:
             return {(platform, status): count for platform, status, count in session.execute(query)}
 
+    def voice_note_backlog(self) -> dict[str, int]:
+        """Notes not answered yet: ``waiting`` (due now), ``scheduled`` (a retry not due yet), ``working``."""
+        now = _utcnow()
+        state = case(
+            (VoiceNoteRow.status != NoteStatus.QUEUED, "working"),
+            (VoiceNoteRow.due_at <= now, "waiting"),
+            else_="scheduled",
+        )
+        unanswered = (NoteStatus.QUEUED, NoteStatus.WORKING, NoteStatus.SENDING)
+        query = select(state, func.count()).where(VoiceNoteRow.status.in_(unanswered)).group_by(state)
+        backlog = dict.fromkeys(("waiting", "scheduled", "working"), 0)
+        with self.session() as session:
+            backlog.update({name: count for name, count in session.execute(query)})
+        return backlog
+
     def claim_voice_note(self, note_id: int, owner: str, lease_s: float) -> VoiceNoteRow | None:
         """Take a queued, due note for ``lease_s`` seconds and count the attempt; None if not available."""
         now = _utcnow()
@@ -451,6 +473,18 @@ class Store:
             requeue += self._transition(overdue, due_at=now)
         return requeue, unconfirmed
 
+    def release_voice_notes(self, owner_prefix: str) -> list[int]:
+        """Hand back the notes a stopping process still works on: queued again, due now; their ids.
+
+        The interrupted try is not counted. A note whose reply is being sent is
+        left to finish (or, if the process dies, to become ``unconfirmed``).
+        """
+        return self._transition(
+            (VoiceNoteRow.status == NoteStatus.WORKING, VoiceNoteRow.lease_owner.startswith(owner_prefix, autoescape=True)),
+            status=NoteStatus.QUEUED, due_at=_utcnow(), lease_owner=None, lease_expires_at=None,
+            attempts=VoiceNoteRow.attempts - 1,
+        )
+
     def _update_held(self, note_id: int, owner: str, statuses: tuple[str, ...] = (NoteStatus.WORKING, NoteStatus.SENDING), **values) -> bool:
         """Update a note only while ``owner`` still holds it; False means the lease was lost."""
         values.setdefault("updated_at", _utcnow())
@@ -471,14 +505,26 @@ class Store:
             return list(session.scalars(statement.execution_options(synchronize_session=False)))
 
 
+# Any 64-bit number that no other program takes an advisory lock on in the same database.
+MIGRATION_LOCK_KEY = 0x626F_7462_7269_6467  # "botbridg"
+
+
 def migrate(engine) -> None:
-    """Bring the database schema to the newest migration."""
+    """Bring the database schema to the newest migration.
+
+    Several processes may start at once on an empty PostgreSQL database; a
+    transaction-scoped advisory lock lets one migrate while the others wait,
+    then find nothing left to do (PostgreSQL's DDL is transactional). SQLite
+    needs no lock: its writers are serialised by the file lock.
+    """
     from alembic import command
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 

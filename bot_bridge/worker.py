@@ -34,6 +34,7 @@ import os
 import socket
 import threading
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from adapters import adapter_classes, enabled_adapters
@@ -44,8 +45,8 @@ from .chat import ChatMessage
 from .config import ReplySettings, Settings
 from .errors import AudioError, BotBridgeError, ModelUnavailable
 from .logs import secret_values
+from .metrics import count_error, observe_time_to_reply, timed_stage
 from .outbound import OutboundError, OutboundHttp, TooLarge
-from .queue import NoteQueue
 from .replies import render_error, render_help, render_result
 from .store import VoiceNoteRow
 
@@ -85,7 +86,7 @@ class ChatWorker:
         self.settings = service.settings
         self.store = service.store
         self.adapters = adapters
-        self.queue = NoteQueue(self.settings.queue, self.settings.data_dir, self.process)
+        self.queue = service.queue
         self._stopping = threading.Event()
         self._recovery: threading.Thread | None = None
 
@@ -103,16 +104,25 @@ class ChatWorker:
 
     # -- queue side -----------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, worker_threads: int = 1) -> None:
         """Run the queue's worker threads and the periodic recovery sweep in this process."""
-        self.queue.start_consumer()
+        self.queue.start_consumer(worker_threads)
         self._stopping.clear()
         self._recovery = threading.Thread(target=self._recover_periodically, name="chat-recovery", daemon=True)
         self._recovery.start()
 
     def stop(self) -> None:
+        """Take no more notes, finish those in hand within ``queue.shutdown_grace_s``, hand back the rest.
+
+        Handing back (SIGTERM, a deploy) lets another worker take a note at
+        once instead of after its lease runs out; this process's late answer,
+        if it comes, finds the lease gone and is not sent.
+        """
         self._stopping.set()
-        self.queue.stop_consumer()
+        if not self.queue.stop_consumer():
+            for note_id in self.store.release_voice_notes(_process_owner()):
+                log.warning("note %d: still in work at shutdown; handed back to the queue", note_id)
+                self.queue.enqueue(note_id)
         if self._recovery is not None:
             self._recovery.join()
             self._recovery = None
@@ -138,12 +148,17 @@ class ChatWorker:
 
     def process(self, note_id: int) -> None:
         """The queue's task: one try at answering one note, if it is still to be answered."""
-        owner = f"{socket.gethostname()}:{os.getpid()}:{threading.current_thread().name}"
+        owner = f"{_process_owner()}{threading.current_thread().name}"
         note = self.store.claim_voice_note(note_id, owner, self.settings.queue.lease_s)
         if note is None:
             return  # answered already, not due yet, or another worker has it
         with _Heartbeat(self.store, note.id, owner, self.settings.queue.lease_s):
             _Attempt(self, note, owner).run()
+
+
+def _process_owner() -> str:
+    """The start of every lease owner name this process writes: host and pid."""
+    return f"{socket.gethostname()}:{os.getpid()}:"
 
 
 @dataclass(frozen=True)
@@ -230,7 +245,8 @@ class _Attempt:
         if media.size_bytes and media.size_bytes > max_bytes:
             raise too_large
         try:
-            audio = adapter.fetch_audio(self.message, max_bytes)
+            with timed_stage("download"):
+                audio = adapter.fetch_audio(self.message, max_bytes)
         except TooLarge:
             raise too_large from None
         return self.worker.service.analyse(audio, file_name=media.file_name, timeline=True, origin=self.note.platform)
@@ -250,6 +266,7 @@ class _Attempt:
         return self._error_reply(error)
 
     def _error_reply(self, error: BotBridgeError) -> _Reply:
+        count_error(error.code, "chat")
         return _Reply(render_error(error, self.language), error_code=error.code, error_detail=error.detail)
 
     # -- saying it ---------------------------------------------------------------
@@ -260,7 +277,8 @@ class _Attempt:
             log.warning("%s: lease lost before sending; another worker has it", self.what)
             return
         try:
-            reference = adapter.send_reply(self.message, reply.text, image)
+            with timed_stage("reply"):
+                reference = adapter.send_reply(self.message, reply.text, image)
         except OutboundError as failure:
             if failure.retryable and not self.last:
                 self._retry("send_failed", str(failure), failure.retry_after_s)
@@ -272,6 +290,7 @@ class _Attempt:
             self._give_up("send_failed", f"{type(failure).__name__}: {failure}")
             return
         self.store.mark_replied(self.note.id, reference)
+        observe_time_to_reply(self.note.platform, (datetime.now(timezone.utc) - self.note.received_at).total_seconds())
         outcome = f"error reply ({reply.error_code})" if reply.error_code else "replied"
         log.info("%s: %s as %s", self.what, outcome, reference)
 
@@ -287,11 +306,13 @@ class _Attempt:
     def _retry(self, code: str, detail: str, after_s: float | None) -> None:
         delay = self.settings.queue.retry_delay_s * RETRY_GROWTH ** (self.note.attempts - 1)
         delay = max(delay, after_s or 0.0)
+        count_error(code, "chat")
         if self.store.retry_voice_note_later(self.note.id, self.owner, delay, code, detail):
             log.warning("%s: %s (%s); trying again in %.0f s", self.what, code, detail, delay)
             self.worker.queue.enqueue(self.note.id, delay)
 
     def _give_up(self, code: str, detail: str) -> None:
+        count_error(code, "chat")
         self.store.fail_voice_note(self.note.id, self.owner, code, detail)
         log.error("%s FAILED after %d tries: %s: %s", self.what, self.note.attempts, code, detail)
 

@@ -52,6 +52,19 @@ def platform_environment(telegram=None, slack_fake=None, wecom_fake=None) -> dic
     return environ
 
 
+def one_note_each(fakes, voice: dict[str, bytes]):
+    """A webhook request per platform, each carrying a voice note the fake hosts: [(request, path)].
+
+    ``fakes`` is (telegram, slack, wecom); ``voice`` has ``ogg_opus``, ``m4a_aac_moov_end`` and ``amr`` bytes.
+    """
+    telegram_fake, slack_fake, wecom_fake = fakes
+    return [
+        (tg.webhook_request(tg.voice_update(telegram_fake.add_file(voice["ogg_opus"]))), "telegram"),
+        (slack.event_request(slack.voice_clip_message(slack_fake.add_file(voice["m4a_aac_moov_end"]))), "slack/events"),
+        (wecom.voice_callback(wecom_fake.add_media(voice["amr"])), "wecom"),
+    ]
+
+
 def chat_settings(data_dir: Path, model_dir: Path, environ: dict[str, str], **overrides) -> Settings:
     queue = {f"queue__{key}": value for key, value in TEST_QUEUE.items()}
     return load_settings(

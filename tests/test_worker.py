@@ -11,22 +11,19 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 
 import pytest
-import requests
 import yaml
 
 from bot_bridge.results import Result, Window
 from bot_bridge.store import NoteStatus, Store
 from tests.audio_fixtures import encode, speech_clip
-from tests.chat_helpers import TEST_QUEUE, platform_environment, running_bot
-from tests.platforms import fixtures, slack, wecom
-from tests.platforms import telegram as tg
+from tests.chat_helpers import TEST_QUEUE, one_note_each, platform_environment, running_bot
+from tests.platforms import fixtures, slack
+from tests.processes import free_port, serve, wait_for
 
 fake_slack, fake_telegram, fake_wecom = fixtures.fake_slack, fixtures.fake_telegram, fixtures.fake_wecom
 
@@ -52,16 +49,6 @@ def bot(tmp_path, tiny_model_dir, tiny_model, fakes):
 def voice():
     clip = speech_clip(3)
     return {fmt: encode(clip, 16000, fmt) for fmt in ("ogg_opus", "m4a_aac_moov_end", "amr")}
-
-
-def one_note_each(fakes, voice):
-    """A webhook request per platform, each carrying a voice note the fake hosts: [(request, path)]."""
-    telegram_fake, slack_fake, wecom_fake = fakes
-    return [
-        (tg.webhook_request(tg.voice_update(telegram_fake.add_file(voice["ogg_opus"]))), "telegram"),
-        (slack.event_request(slack.voice_clip_message(slack_fake.add_file(voice["m4a_aac_moov_end"]))), "slack/events"),
-        (wecom.voice_callback(wecom_fake.add_media(voice["amr"])), "wecom"),
-    ]
 
 
 def test_webhooks_answer_at_once_while_the_model_is_busy(bot, fakes, voice, monkeypatch):
@@ -174,7 +161,7 @@ def test_a_changing_voice_over_10_s_gets_its_timeline_chart(bot, fakes, voice, m
 
 def test_a_worker_killed_mid_note_then_restarted_replies_exactly_once(tmp_path, tiny_model_dir, fakes, voice):
     telegram_fake, slack_fake, wecom_fake = fakes
-    port = _free_port()
+    port = free_port()
     config = tmp_path / "bot-bridge.yaml"
     config.write_text(yaml.safe_dump({
         "data_dir": str(tmp_path / "data"),
@@ -187,7 +174,8 @@ def test_a_worker_killed_mid_note_then_restarted_replies_exactly_once(tmp_path, 
     for fake, download in ((telegram_fake, "download"), (slack_fake, "download"), (wecom_fake, "media/get")):
         fake.delay_next(download, 120)  # the first process never gets its audio
 
-    first = _serve(environ, port, tmp_path / "first.log")
+    # Web up (/healthz) is enough: a worker downloads before it needs the model, which goes on loading.
+    first = serve(environ, port, tmp_path / "first.log")
     try:
         for request, path in deliveries:
             assert request.send(f"http://127.0.0.1:{port}/webhooks/{path}").status_code == 200
@@ -197,12 +185,12 @@ def test_a_worker_killed_mid_note_then_restarted_replies_exactly_once(tmp_path, 
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
 
-    second = _serve(environ, port, tmp_path / "second.log")
+    second = serve(environ, port, tmp_path / "second.log")
     try:
         for fake in fakes:
             fake.wait_for_messages(1, timeout=60)
         store = Store(f"sqlite:///{tmp_path / 'data' / 'bot-bridge.db'}", tmp_path / "data" / "outputs")
-        notes = _wait_for(lambda: _all_finished(store), timeout=30)
+        notes = wait_for(lambda: _all_finished(store), timeout=30)
         # Give any wrongly repeated work a full lease and a recovery sweep to show itself.
         time.sleep(TEST_QUEUE["lease_s"] + TEST_QUEUE["recovery_interval_s"] * 2)
         assert [len(fake.sent_messages) for fake in fakes] == [1, 1, 1]
@@ -230,47 +218,9 @@ def _core_request(request, path):
     return InboundRequest(request.method, path, request.query, CaseInsensitiveDict(request.headers), request.body)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _serve(environ: dict, port: int, log_file) -> subprocess.Popen:
-    """``python -m bot_bridge serve`` in its own process group (gunicorn's master and worker die together)."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bot_bridge", "serve"],
-        env=environ,
-        stdout=open(log_file, "w"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-    def ready():
-        if process.poll() is not None:
-            raise AssertionError(f"the server exited:\n{log_file.read_text()}")
-        try:
-            # Web up is enough: a worker downloads before it needs the model, which goes on loading.
-            return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
-        except requests.RequestException:  # not listening yet, or busy starting
-            return False
-
-    _wait_for(ready, timeout=90)
-    return process
-
-
 def _all_finished(store: Store):
     notes = store.voice_notes()
     return notes if len(notes) == 3 and all(n.status == NoteStatus.REPLIED for n in notes) else None
-
-
-def _wait_for(predicate, timeout: float):
-    deadline = time.monotonic() + timeout
-    while not (outcome := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not reached within {timeout} s")
-        time.sleep(0.1)
-    return outcome
 
 
 def test_the_chats_own_language_wins_then_the_senders_app_then_the_default():
@@ -309,11 +259,11 @@ def redis_url(tmp_path):
     server = shutil.which("redis-server")
     if server is None:
         pytest.skip("redis-server is not installed")
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen([server, "--port", str(port), "--save", "", "--dir", str(tmp_path)],
                                stdout=subprocess.DEVNULL)
     url = f"redis://127.0.0.1:{port}/0"
-    _wait_for(lambda: _redis_answers(url), timeout=10)
+    wait_for(lambda: _redis_answers(url), timeout=10)
     yield url
     process.terminate()
     process.wait(10)

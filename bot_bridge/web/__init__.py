@@ -1,7 +1,9 @@
 """The Flask application: the HTTP API, chat webhooks and the web console.
 
-``create_app`` is the only entry point (``wsgi.py`` and ``bot-bridge serve``
-use it); each area is a blueprint that calls the shared ``Service``.
+``create_app`` is the entry point of web processes (roles ``all`` and
+``web``; ``wsgi.py`` and ``bot-bridge serve`` use it); each area is a
+blueprint that calls the shared ``Service``. A worker process (role
+``worker``) serves only the health checks and metrics (``create_worker_app``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from ..config import Settings, load_settings
 from ..service import Service
 from .api import api
 from .console import init_console
+from .health import health
 from .webhooks import webhooks
 
 
@@ -19,11 +22,22 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     settings = settings or (service.settings if service else load_settings())
     service = service or Service(settings)
 
-    app = Flask(__name__)
+    app = _flask_app(service)
     # multipart framing adds a little to the file itself; the audio layer enforces the real limit
     app.config["MAX_CONTENT_LENGTH"] = settings.audio.max_bytes + 1_000_000
-    app.extensions["bot_bridge"] = service
     app.register_blueprint(api)
     app.register_blueprint(webhooks)
     init_console(app, service)  # the web console's pages, signed sessions and password
+    return app
+
+
+def create_worker_app(service: Service) -> Flask:
+    """``/healthz``, ``/readyz`` and ``/metrics``, nothing else: a worker has no public HTTP."""
+    return _flask_app(service)
+
+
+def _flask_app(service: Service) -> Flask:
+    app = Flask(__name__)
+    app.extensions["bot_bridge"] = service
+    app.register_blueprint(health)
     return app

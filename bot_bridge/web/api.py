@@ -1,8 +1,9 @@
-"""The HTTP API: ``/api/*`` for programs, ``/healthz`` and ``/readyz`` for orchestrators.
+"""The HTTP API: ``/api/*`` for programs (health checks and metrics: ``health.py``).
 
 When ``api.token`` is set, every ``/api/*`` call needs ``Authorization:
-Bearer <token>``; health checks never do. Errors are JSON with a stable
-``code`` and a ``message`` in English (``message_zh`` in Chinese).
+Bearer <token>``. Errors are JSON with a stable ``code`` and a ``message``
+in English (``message_zh`` in Chinese). In a web process (role ``web``),
+``POST /api/predict`` is analysed by a worker (``bot_bridge/remote.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from flask import Blueprint, current_app, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException, InternalServerError, RequestEntityTooLarge
 
 from ..errors import AudioError, BotBridgeError
+from ..metrics import count_error
 from ..service import Service
 from .openapi import openapi_document
 
@@ -39,17 +41,6 @@ def _require_token():
     if not hmac.compare_digest(supplied.encode(), token.encode()):
         raise BotBridgeError("unauthorized", "missing or wrong API bearer token")
     return None
-
-
-@api.get("/healthz")
-def healthz():
-    return jsonify(status="ok")
-
-
-@api.get("/readyz")
-def readyz():
-    state = service().model_state
-    return jsonify(state), 200 if state["state"] == "ready" else 503
 
 
 @api.get("/api/openapi.json")
@@ -111,6 +102,7 @@ def get_audio(result_id: str):
 @api.app_errorhandler(BotBridgeError)
 def _bot_bridge_error(error: BotBridgeError):
     level = logging.WARNING if isinstance(error, AudioError) or error.http_status < 500 else logging.ERROR
+    count_error(error.code, "api")
     log.log(level, "%s %s -> %s: %s", request.method, request.path, error.code, error.detail)
     return jsonify(error.to_dict()), error.http_status
 
@@ -133,6 +125,7 @@ def _http_error(error: HTTPException):
 @api.app_errorhandler(Exception)
 def _unexpected(error: Exception):
     log.exception("%s %s failed", request.method, request.path)
+    count_error("internal_error", "api")
     if not request.path.startswith("/api/"):
         return InternalServerError()
     return jsonify(BotBridgeError("internal_error").to_dict()), 500

@@ -1,0 +1,211 @@
+"""Prometheus metrics: what an operator watches while bot-bridge runs.
+
+* ``bot_bridge_queue_depth{state}``: chat voice notes waiting (due now),
+  scheduled (retries not due yet) and in work, counted in the database at
+  scrape time, so every process of a deployment reports the same truth;
+  ``bot_bridge_queue_tasks_pending``: tasks in the work queue itself (notes
+  and uploads from web processes).
+* ``bot_bridge_stage_seconds{stage}``: decode, vad, model (every analysis),
+  download and reply (chat notes).
+* ``bot_bridge_time_to_reply_seconds{platform}``: webhook received to reply sent.
+* ``bot_bridge_errors_total{code,source}``: every error by its stable code,
+  from the HTTP API (``api``) and from chat notes (``chat``: error replies,
+  retries and give-ups).
+* ``bot_bridge_process_*{pid}``: resident memory, CPU time and whether the
+  process holds the model, for each live process; ``bot_bridge_process_info``
+  says its role.
+
+Several processes: one ``serve`` runs several (gunicorn's), and any of them
+may answer a scrape. prometheus_client's multiprocess mode has each process
+write its samples to files in one directory per ``serve`` instance
+(``<data_dir>/metrics/<host>-<role>-<port>``, emptied when the instance
+starts) and sums them when scraped. Each instance is scraped on its own port
+(web processes on the HTTP port, workers on their health port) and
+Prometheus adds the instances up: nothing is shared between hosts.
+
+prometheus_client reads ``PROMETHEUS_MULTIPROC_DIR`` when it is first
+imported, so ``use_instance_directory`` runs before anything records, and
+this module imports prometheus_client only on first use. Without the
+variable (tests, the CLI) the metrics live in the process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import shutil
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+from .config import Settings
+
+if TYPE_CHECKING:
+    from .results import Result
+    from .service import Service
+
+MULTIPROC_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+ANALYSIS_STAGES = ("decode", "vad", "model")
+STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+REPLY_BUCKETS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+PROCESS_SAMPLE_S = 5.0
+
+
+def instance_directory(settings: Settings) -> Path:
+    """Where the processes of this ``serve`` (host, role, port) keep their samples."""
+    server = settings.server
+    return settings.data_dir / "metrics" / f"{socket.gethostname()}-{server.role}-{server.port}"
+
+
+def use_instance_directory(settings: Settings) -> Path:
+    """Start this instance's metrics afresh and point every process it forks at them.
+
+    Call in the parent process before prometheus_client is imported (before
+    gunicorn forks its workers).
+    """
+    directory = instance_directory(settings)
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    os.environ[MULTIPROC_VARIABLE] = str(directory)
+    return directory
+
+
+def forget_process(pid: int) -> None:
+    """A process of this instance exited: drop its live gauges (gunicorn's ``child_exit``)."""
+    if os.environ.get(MULTIPROC_VARIABLE):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)
+
+
+@dataclass(frozen=True)
+class _Metrics:
+    stage: object
+    time_to_reply: object
+    errors: object
+    resident_memory: object
+    cpu_seconds: object
+    model_loaded: object
+    info: object
+
+
+@functools.cache
+def _metrics() -> _Metrics:
+    from prometheus_client import Counter, Gauge, Histogram
+
+    def process_gauge(name: str, documentation: str, labels: tuple[str, ...] = ()) -> Gauge:
+        # liveall: one sample per live process (the pid label is added); dead processes drop out.
+        return Gauge(name, documentation, labels, multiprocess_mode="liveall")
+
+    return _Metrics(
+        stage=Histogram("bot_bridge_stage_seconds", "Time per processing stage", ["stage"], buckets=STAGE_BUCKETS),
+        time_to_reply=Histogram(
+            "bot_bridge_time_to_reply_seconds", "Webhook received to reply sent", ["platform"], buckets=REPLY_BUCKETS
+        ),
+        errors=Counter("bot_bridge_errors", "Errors by their stable code", ["code", "source"]),
+        resident_memory=process_gauge("bot_bridge_process_resident_memory_bytes", "Resident memory"),
+        cpu_seconds=process_gauge("bot_bridge_process_cpu_seconds", "CPU time used (user + system)"),
+        model_loaded=process_gauge("bot_bridge_process_model_loaded", "1 when this process holds the model"),
+        info=process_gauge("bot_bridge_process_info", "The role of each live process", ("role",)),
+    )
+
+
+# --- recording -----------------------------------------------------------------
+
+
+def record_analysis(result: Result) -> None:
+    for stage in ANALYSIS_STAGES:
+        if stage in result.timings_ms:
+            observe_stage(stage, result.timings_ms[stage] / 1000.0)
+
+
+def observe_stage(stage: str, seconds: float) -> None:
+    _metrics().stage.labels(stage).observe(seconds)
+
+
+@contextlib.contextmanager
+def timed_stage(stage: str) -> Iterator[None]:
+    """``with timed_stage("download"): ...`` observes the block's duration, also when it fails."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        observe_stage(stage, time.perf_counter() - started)
+
+
+def observe_time_to_reply(platform: str, seconds: float) -> None:
+    _metrics().time_to_reply.labels(platform).observe(seconds)
+
+
+def count_error(code: str, source: str) -> None:
+    _metrics().errors.labels(code, source).inc()
+
+
+# --- this process --------------------------------------------------------------------
+
+
+def start_process_sampler(service: Service, role: str) -> None:
+    """Report this process's role, and every few seconds its memory, CPU time and model (a daemon thread)."""
+    _metrics().info.labels(role).set(1)
+
+    def sample_forever() -> None:
+        while True:
+            sample_process(service)
+            time.sleep(PROCESS_SAMPLE_S)
+
+    threading.Thread(target=sample_forever, name="metrics-sampler", daemon=True).start()
+
+
+def sample_process(service: Service) -> None:
+    metrics = _metrics()
+    metrics.resident_memory.set(_resident_bytes())
+    metrics.cpu_seconds.set(sum(os.times()[:2]))
+    metrics.model_loaded.set(1 if service.model_state["state"] == "ready" else 0)
+
+
+def _resident_bytes() -> int:
+    with open("/proc/self/statm", encoding="ascii") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+# --- scraping ------------------------------------------------------------------------
+
+
+def exposition(service: Service) -> tuple[bytes, str]:
+    """The text a scrape gets: every process of this instance, and the queue as the database sees it."""
+    from prometheus_client import REGISTRY, CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    _metrics()  # declared, so that an idle process still shows every metric
+    queue = CollectorRegistry()
+    queue.register(_QueueCollector(service))
+    if os.environ.get(MULTIPROC_VARIABLE):
+        processes = CollectorRegistry()
+        MultiProcessCollector(processes)
+    else:
+        processes = REGISTRY
+    return generate_latest(processes) + generate_latest(queue), CONTENT_TYPE_LATEST
+
+
+class _QueueCollector:
+    """Queue depth at scrape time, from the database (and the queue's own count of tasks)."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    def collect(self):
+        from prometheus_client.core import GaugeMetricFamily
+
+        depth = GaugeMetricFamily("bot_bridge_queue_depth", "Chat voice notes not answered yet", labels=["state"])
+        for state, count in self.service.store.voice_note_backlog().items():
+            depth.add_metric([state], count)
+        yield depth
+        yield GaugeMetricFamily(
+            "bot_bridge_queue_tasks_pending",
+            "Tasks in the work queue (voice notes and uploads from web processes)",
+            value=self.service.queue.huey.pending_count(),
+        )
