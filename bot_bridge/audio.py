@@ -54,7 +54,7 @@ import soxr
 
 from .errors import AudioError
 
-__all__ = ["SAMPLE_RATE", "AudioLimits", "DecodedAudio", "decode"]
+__all__ = ["SAMPLE_RATE", "AudioLimits", "DecodedAudio", "decode", "media_type"]
 
 SAMPLE_RATE = 16000
 
@@ -122,6 +122,28 @@ _MAX_BAD_PACKETS = 10
 
 # FFmpeg's native AMR decoders fail on DTX silence frames; opencore's do not.
 _DECODER_OVERRIDES = {"amrnb": "libopencore_amrnb", "amrwb": "libopencore_amrwb"}
+
+
+def media_type(container: str) -> tuple[str, str]:
+    """File suffix and MIME type for kept audio of ``container`` (as ``DecodedAudio.container`` names it).
+
+    Kept uploads are served back to browsers, so their type comes from what
+    the decoder found, never from the uploader's file name (``x.html`` would
+    otherwise be served as a web page). Containers browsers do not play
+    (SILK) are opaque bytes.
+    """
+    return _MEDIA_TYPES.get(container, (".bin", "application/octet-stream"))
+
+
+_MEDIA_TYPES = {
+    "amr": (".amr", "audio/amr"),
+    "ogg": (".ogg", "audio/ogg"),
+    "matroska,webm": (".webm", "audio/webm"),
+    "mov,mp4,m4a,3gp,3g2,mj2": (".m4a", "audio/mp4"),
+    "mp3": (".mp3", "audio/mpeg"),
+    "flac": (".flac", "audio/flac"),
+    "wav": (".wav", "audio/wav"),
+}
 
 
 def _refuse(code: str, detail: str, size: int, level: int = logging.INFO, **params: object) -> AudioError:

@@ -13,12 +13,12 @@ and hand every analysis to a worker through the queue (``bot_bridge/remote.py``)
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
-from pathlib import Path
 
 from .analysis import AnalysisOptions, analyse
-from .audio import AudioLimits
+from .audio import AudioLimits, media_type
 from .config import Settings
 from .errors import ModelUnavailable
 from .layout import queue_worker_threads
@@ -167,15 +167,13 @@ class Service:
 
     def analyse_here(self, upload: Upload) -> Result:
         """Analyse and store ``upload`` with this process's model."""
-        options = self.analysis_options
-        options = AnalysisOptions(upload.timeline, upload.embedding, options.max_chunk_s, options.limits)
+        options = dataclasses.replace(self.analysis_options, timeline=upload.timeline, embedding=upload.embedding)
         result = analyse(upload.data, self.model, options, file_name=upload.file_name, origin=upload.origin)
         record_analysis(result)
         result.log.append(f"saved as result {result.id}")
         keep = upload.data if self.settings.audio.keep_audio else None
-        self.store.save_result(
-            result, audio=keep, audio_suffix=_suffix(upload.file_name), embedding_file=upload.embedding
-        )
+        suffix, _ = media_type(result.audio["container"])
+        self.store.save_result(result, audio=keep, audio_suffix=suffix, embedding_file=upload.embedding)
         return result
 
     def close(self) -> None:
@@ -184,8 +182,3 @@ class Service:
         if self._chat is not None:
             self._chat.stop()
         self.store.close()
-
-
-def _suffix(file_name: str | None) -> str:
-    suffix = Path(file_name or "").suffix.lower()
-    return suffix if suffix and len(suffix) <= 6 and suffix[1:].isalnum() else ".bin"

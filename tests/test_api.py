@@ -210,3 +210,16 @@ def test_the_api_token_is_required_when_configured(tmp_path, tiny_model, speech_
 def test_the_openapi_document_describes_every_route(client):
     paths = client.get("/api/openapi.json").json["paths"]
     assert {"/api/predict", "/api/results/{result_id}", "/api/results/{result_id}/embedding.npy", "/healthz", "/readyz"} <= set(paths)
+
+
+def test_kept_audio_is_served_as_what_it_decoded_as_never_as_a_page(client, speech_3s):
+    """An upload named x.html must not come back as HTML on the console's origin."""
+    created = post(client, af.encode(speech_3s, 16000, "wav_s16"), "x.html").json
+
+    served = client.get(f"/api/results/{created['id']}/audio")
+
+    assert served.status_code == 200
+    assert served.mimetype == "audio/wav"
+    assert served.headers["X-Content-Type-Options"] == "nosniff"
+    assert "sandbox" in served.headers["Content-Security-Policy"]
+    assert "x.wav" in served.headers["Content-Disposition"]

@@ -11,11 +11,13 @@ from __future__ import annotations
 import hmac
 import io
 import logging
+from pathlib import Path
 
 import numpy as np
 from flask import Blueprint, current_app, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException, InternalServerError, RequestEntityTooLarge
 
+from ..audio import media_type
 from ..errors import AudioError, BotBridgeError
 from ..metrics import count_error
 from ..service import Service
@@ -96,7 +98,17 @@ def get_audio(result_id: str):
     row = service().store.result_row(result_id)
     if row is None or row.audio_file is None:
         raise BotBridgeError("not_found", f"audio of result {result_id}")
-    return send_file(row.audio_file, download_name=row.file_name or "audio")
+    suffix, mimetype = media_type(row.payload["audio"].get("container", ""))
+    name = f"{Path(row.file_name).stem}{suffix}" if row.file_name else f"audio{suffix}"
+    return send_file(row.audio_file, mimetype=mimetype, as_attachment=not mimetype.startswith("audio/"), download_name=name)
+
+
+@api.after_request
+def _no_active_content(response):
+    """Nothing under /api/ is a page: browsers must not sniff it into one or run it."""
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    return response
 
 
 @api.app_errorhandler(BotBridgeError)
