@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from dataclasses import fields
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -181,7 +182,7 @@ class Store:
     ) -> Path:
         """Store ``result`` in the database and its output folder; returns the folder."""
         folder = self.outputs_dir / f"{result.created_at.strftime('%Y%m%d_%H%M%S')}_{result.id}"
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True)  # exclusive: a failed insert below removes only its own folder
         payload = result.to_dict()
         (folder / "result.json").write_text(json.dumps(payload, ensure_ascii=False, indent=2), encoding="utf-8")
         if embedding_file and result.embedding is not None:
@@ -194,7 +195,7 @@ class Store:
             id=result.id,
             created_at=result.created_at,
             origin=result.origin,
-            file_name=result.file_name,
+            file_name=_fit(ResultRow, "file_name", result.file_name),
             emotion=result.emotion,
             confidence=result.confidence,
             scores=payload["scores"],
@@ -209,8 +210,12 @@ class Store:
             output_dir=str(folder),
             audio_file=None if audio_file is None else str(audio_file),
         )
-        with self.session.begin() as session:
-            session.add(row)
+        try:
+            with self.session.begin() as session:
+                session.add(row)
+        except Exception:
+            shutil.rmtree(folder, ignore_errors=True)  # no folder without its row
+            raise
         return folder
 
     def result(self, result_id: str) -> Result | None:
@@ -567,4 +572,12 @@ def _utcnow() -> datetime:
 def _columns_of(message: ChatMessage) -> dict:
     columns = {name: getattr(message, name) for name in CHAT_MESSAGE_FIELDS}
     columns["media"] = None if message.media is None else message.media.to_dict()
+    for name in ("chat_name", "sender_name"):
+        columns[name] = _fit(VoiceNoteRow, name, columns[name])
     return columns
+
+
+def _fit(row_class, column: str, value: str | None) -> str | None:
+    """Cut a name people chose (file, chat, sender) to its column: PostgreSQL refuses longer ones, SQLite not."""
+    limit = row_class.__table__.c[column].type.length
+    return value if value is None or len(value) <= limit else value[: limit - 1] + "…"

@@ -69,9 +69,24 @@ def test_a_result_without_speech_has_no_embedding(database_url, tmp_path):
     store.close()
 
 
-def test_naive_timestamps_are_refused(tmp_path):
+def test_naive_timestamps_are_refused_and_leave_nothing_behind(tmp_path):
     from datetime import datetime
 
     store = Store(f"sqlite:///{tmp_path / 's.db'}", tmp_path / "o")
     with pytest.raises(Exception, match="naive"):
         store.save_result(sample_result(created_at=datetime(2026, 1, 1)))
+    assert list((tmp_path / "o").iterdir()) == [], "no folder is left without its row"
+
+
+def test_names_longer_than_their_column_are_cut_not_refused(database_url, tmp_path):
+    store = Store(database_url, tmp_path / "outputs")
+    long_name = "语音" * 400 + ".amr"
+    result = sample_result(file_name=long_name)
+
+    store.save_result(result)
+
+    row = store.result_row(result.id)
+    assert len(row.file_name) == 512 and row.file_name.endswith("…")
+    assert store.result(result.id).file_name == long_name  # the result itself keeps the whole name
+    store.close()
+
