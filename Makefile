@@ -13,7 +13,7 @@ APT_TEST_PACKAGES := chromium fonts-wqy-microhei fonts-noto-color-emoji espeak-n
 run: $(VENV)/.runtime
 	$(BIN)/bot-bridge serve
 
-demo: $(VENV)/.runtime $(DEMO_MODEL)/model.pt
+demo: $(VENV)/.runtime $(DEMO_MODEL)/configuration.json
 	BOT_BRIDGE_MODEL=$(CURDIR)/$(DEMO_MODEL) BOT_BRIDGE_DATA_DIR=$(CURDIR)/var/demo $(BIN)/bot-bridge serve
 
 test: $(VENV)/.dev system-test-deps
@@ -22,7 +22,7 @@ test: $(VENV)/.dev system-test-deps
 bench: $(VENV)/.dev
 	$(BIN)/python bench/bench_pipeline.py
 
-$(DEMO_MODEL)/model.pt: | $(VENV)/.runtime
+$(DEMO_MODEL)/configuration.json: | $(VENV)/.runtime
 	$(BIN)/bot-bridge model make-random --preset base $(DEMO_MODEL)
 
 $(VENV)/.runtime: requirements.txt pyproject.toml

@@ -148,6 +148,13 @@ def make_random_model(preset: str, target: str | os.PathLike, seed: int = 0) -> 
     config = _config_for(PRESETS[preset])
     tokens = TOKENS.split()
 
+    # The marker goes first: an interrupted write must never leave random weights unmarked.
+    (target / RANDOM_MARKER).write_text(
+        f"RANDOM WEIGHTS (preset {preset!r}, seed {seed}), written by `bot-bridge model make-random`.\n"
+        "The architecture and file format are those of emotion2vec+, so speed and memory are real,\n"
+        "but every emotion label this model gives is MEANINGLESS.\n",
+        encoding="utf-8",
+    )
     torch.manual_seed(seed)
     model = Emotion2vec(model_conf=config["model_conf"], vocab_size=len(tokens))
     # Trained checkpoints have learned extra tokens; zeros would make every input look alike.
@@ -176,12 +183,6 @@ def make_random_model(preset: str, target: str | os.PathLike, seed: int = 0) -> 
             },
             indent=2,
         ),
-        encoding="utf-8",
-    )
-    (target / RANDOM_MARKER).write_text(
-        f"RANDOM WEIGHTS (preset {preset!r}, seed {seed}), written by `bot-bridge model make-random`.\n"
-        "The architecture and file format are those of emotion2vec+, so speed and memory are real,\n"
-        "but every emotion label this model gives is MEANINGLESS.\n",
         encoding="utf-8",
     )
     parameters = sum(p.numel() for p in model.parameters())
