@@ -45,5 +45,6 @@ system-test-deps:
 		|| { $$sudo apt-get update >/dev/null && $$sudo apt-get install -y --no-install-recommends $$missing >/dev/null; }; \
 	fi
 
+# Leaves var/ alone apart from generated models: it holds the database, results and console password.
 clean:
-	rm -rf $(VENV) var test-artifacts
+	rm -rf $(VENV) test-artifacts $(DEMO_MODEL) var/bench-models
