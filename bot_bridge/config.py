@@ -318,6 +318,7 @@ def load_settings(
     for dotted, value in overrides.items():
         _set(data, tuple(dotted.split("__")), value)
     _apply_platform_environment(data, environ)
+    _check_platforms(data.get("platforms") or {}, path)
 
     try:
         return Settings.model_validate(data)
@@ -337,6 +338,29 @@ def _apply_platform_environment(data: dict, environ: dict[str, str]) -> None:
         for key, variable in variables.items():
             if environ.get(variable, "") != "":
                 data.setdefault("platforms", {}).setdefault(platform, {})[key] = environ[variable]
+
+
+def _check_platforms(platforms: dict, path: Path) -> None:
+    """``platforms.<name>.<key>`` must name a chat adapter and one of its settings.
+
+    The section is a free-form mapping for the settings model (each adapter
+    owns its keys), so misspellings are caught here instead.
+    """
+    from adapters import environment_variables
+
+    known = environment_variables()
+    for platform, values in platforms.items():
+        if platform not in known:
+            raise ConfigError(
+                f"invalid settings:\n  setting platforms.{platform} (in {path}): unknown platform; "
+                f"known: {', '.join(sorted(known))}"
+            )
+        for key in values or {}:
+            if key not in known[platform]:
+                raise ConfigError(
+                    f"invalid settings:\n  setting platforms.{platform}.{key} (in {path}): unknown setting; "
+                    f"known: {', '.join(sorted(known[platform]))}"
+                )
 
 
 def _read_yaml(path: Path) -> dict:

@@ -100,8 +100,11 @@ class Service:
         lease recovery sweep, and the scheduler of escalations and digests
         when a target is configured; its lease lets one process of the
         deployment do the work. Role ``web`` starts nothing: its processes
-        record, queue and wait, and stay quick to answer.
+        record, queue and wait, and stay quick to answer. Every role builds
+        the chat adapters now, so a bad platform setting (a WeCom AES key of
+        the wrong length) stops the start instead of failing each webhook.
         """
+        self.chat
         if role == "web":
             return
         threading.Thread(target=self._load_model_quietly, name="model-loader", daemon=True).start()

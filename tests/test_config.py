@@ -53,3 +53,15 @@ def test_the_shipped_example_config_is_valid_and_equals_the_defaults():
     from bot_bridge.config import Settings
 
     assert shipped.model_dump(exclude={"data_dir"}) == Settings().model_dump(exclude={"data_dir"})
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "named"),
+    [("platforms:\n  telgram:\n    bot_token: x\n", r"platforms\.telgram .*unknown platform; known: slack, telegram, wecom"),
+     ("platforms:\n  telegram:\n    bot_tokn: x\n", r"platforms\.telegram\.bot_tokn .*unknown setting")],
+)
+def test_a_misspelt_platform_or_platform_setting_is_named(tmp_path, yaml_text, named):
+    config = tmp_path / "bad.yaml"
+    config.write_text(yaml_text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=named):
+        load_settings(config, environ={})

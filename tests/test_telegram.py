@@ -160,3 +160,15 @@ def test_set_webhook_registers_the_url_with_the_secret_token(fake_telegram, tmp_
     assert fake_telegram.webhook["secret_token"] == tg.DEFAULT_SECRET_TOKEN
     assert fake_telegram.webhook["allowed_updates"] == ["message"]
     assert fake_telegram.token not in outcome.output
+
+
+@pytest.mark.parametrize("body", [b"[1, 2]", b'{"update_id": 5, "message": "not an object"}', b"not json"])
+def test_a_verified_update_that_cannot_be_read_is_acknowledged_not_stored(bot, fake_telegram, body):
+    """A non-2xx answer would make Telegram resend it for a day; no resend could be read either."""
+    request = tg.webhook_request(tg.text_update("/start")).with_body(body)
+
+    response = bot.deliver(request, "telegram")
+
+    assert response.status_code == 200
+    assert bot.notes() == []
+    assert fake_telegram.sent_messages == []

@@ -137,3 +137,15 @@ VECTOR_MESSAGE = b"""<xml><ToUserName><![CDATA[wx49f0ab532d5d035a]]></ToUserName
 
 def _request(method: str, query: dict, body: bytes = b"") -> InboundRequest:
     return InboundRequest(method, "wecom", query, CaseInsensitiveDict(), body)
+
+
+def test_an_aes_key_of_the_wrong_length_stops_the_start_in_every_role(tmp_path, tiny_model_dir, fake_wecom):
+    from bot_bridge.service import Service
+    from tests.chat_helpers import chat_settings, platform_environment
+
+    environ = {**platform_environment(wecom_fake=fake_wecom), "WECOM_ENCODING_AES_KEY": "too-short"}
+    service = Service(chat_settings(tmp_path, tiny_model_dir, environ, server__role="web"))
+
+    with pytest.raises(ValueError, match="43 characters"):
+        service.start_background("web")
+    service.close()
