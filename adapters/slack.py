@@ -106,12 +106,13 @@ class SlackAdapter(ChatAdapter):
     def _post(self, channel: str, text: str, image: bytes | None, thread: dict) -> str:
         text = _escape(text)
         if image is None:
-            return self._call("chat.postMessage", json={"channel": channel, "text": text, **thread})["ts"]
+            return self._call("chat.postMessage", delivers=True, json={"channel": channel, "text": text, **thread})["ts"]
         # files_upload_v2: reserve an upload URL, send the bytes there, then share the file with its comment.
         slot = self._call("files.getUploadURLExternal", data={"filename": "timeline.png", "length": len(image)})
         self.http.call("POST", slot["upload_url"], call="slack file upload", data=image)
         shared = self._call(
-            "files.completeUploadExternal",
+            "files.completeUploadExternal",  # shares the file with its comment: this posts the message
+            delivers=True,
             data={
                 "files": json.dumps([{"id": slot["file_id"], "title": "Emotion over time"}]),
                 "channel_id": channel,

@@ -108,11 +108,12 @@ class TelegramAdapter(ChatAdapter):
     def _send(self, chat_id: str, text: str, image: bytes | None, extra: dict) -> str:
         target = {"chat_id": _chat_id(chat_id), **extra}
         if image is None:
-            sent = self._call("sendMessage", json={**target, "text": text})
+            sent = self._call("sendMessage", delivers=True, json={**target, "text": text})
         else:
             form = {key: json.dumps(value) if isinstance(value, dict) else value for key, value in target.items()}
             sent = self._call(
-                "sendPhoto", data={**form, "caption": text}, files={"photo": ("timeline.png", image, "image/png")}
+                "sendPhoto", delivers=True, data={**form, "caption": text},
+                files={"photo": ("timeline.png", image, "image/png")},
             )
         return str(sent["message_id"])
 

@@ -136,7 +136,8 @@ class WeComAdapter(ChatAdapter):
 
     def _send(self, user: str, msg_type: str, content: dict) -> dict:
         body = {"touser": user, "msgtype": msg_type, "agentid": int(self.settings["agent_id"]), msg_type: content}
-        return self._api("message/send", json=body)
+        # Not WeCom's enable_duplicate_check: it would also drop a second, different note's identical reply.
+        return self._api("message/send", delivers=True, json=body)
 
     def _upload_image(self, image: bytes) -> str:
         uploaded = self._api("media/upload", query={"type": "image"}, files={"media": ("timeline.png", image, "image/png")})

@@ -5,7 +5,12 @@ rules are the same everywhere:
 
 * every request has a connect and a read timeout;
 * timeouts, connection errors and 5xx answers are retried with exponential
-  backoff (plus jitter), a bounded number of times;
+  backoff (plus jitter), a bounded number of times, except for calls that
+  deliver a message (``delivers=True``): chat APIs have no idempotency key,
+  so those are resent only when the request provably never reached the
+  platform (no connection), or the platform answered that it did not act
+  (429, 5xx). A timeout or a connection lost after sending raises
+  ``MaybeDelivered``: resending could show the message twice;
 * a rate limit (HTTP 429, or a platform's own signal such as Telegram's
   ``parameters.retry_after`` or WeCom's errcode 45009) waits as long as the
   platform asks, when that is short; a longer wait is handed back to the
@@ -29,6 +34,7 @@ import time
 from typing import Any, Callable
 
 import requests
+import urllib3
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +76,13 @@ class OutboundError(Exception):
         self.reason = reason
         self.retryable = retryable
         self.retry_after_s = retry_after_s
+
+
+class MaybeDelivered(OutboundError):
+    """A message-delivering call whose request left but whose answer never came: it may have been shown."""
+
+    def __init__(self, call: str, reason: str) -> None:
+        super().__init__(call, f"{reason}; it may have been delivered, so it is not sent again", retryable=False)
 
 
 Check = Callable[[requests.Response], Any]
@@ -115,15 +128,20 @@ class OutboundHttp:
         self.session = session or requests.Session()
         self.sleep = sleep
 
-    def call(self, method: str, url: str, *, call: str, check: Check = check_status, **kwargs: Any) -> Any:
-        """Send a request and return ``check(response)``, retrying what is worth retrying."""
+    def call(
+        self, method: str, url: str, *, call: str, check: Check = check_status, delivers: bool = False, **kwargs: Any
+    ) -> Any:
+        """Send a request and return ``check(response)``, retrying what is worth retrying.
+
+        ``delivers``: the call puts a message in front of people (see the module docstring).
+        """
 
         def send() -> Any:
             response = self.session.request(method, url, timeout=self.timeout, **kwargs)
             with response:
                 return check(response)
 
-        return self._with_retries(call, send)
+        return self._with_retries(call, send, delivers)
 
     def download(
         self, url: str, *, call: str, max_bytes: int, check: Check = check_status, **kwargs: Any
@@ -138,7 +156,7 @@ class OutboundHttp:
 
         return self._with_retries(call, fetch)
 
-    def _with_retries(self, call: str, attempt: Callable[[], Any]) -> Any:
+    def _with_retries(self, call: str, attempt: Callable[[], Any], delivers: bool = False) -> Any:
         for number in range(1, self.attempts + 1):
             last = number == self.attempts
             try:
@@ -158,6 +176,8 @@ class OutboundHttp:
                 wait, reason = self._backoff(number), str(error)
             except requests.RequestException as error:
                 # The exception's own text quotes the URL (tokens included): keep only its kind.
+                if delivers and not _never_sent(error):
+                    raise MaybeDelivered(call, type(error).__name__) from None
                 if last:
                     raise OutboundError(call, f"{type(error).__name__} after {number} tries", retryable=True) from None
                 wait, reason = self._backoff(number), type(error).__name__
@@ -172,6 +192,16 @@ class OutboundHttp:
         for secret in self.secrets:
             text = text.replace(secret, "[REDACTED]")
         return text
+
+
+def _never_sent(error: requests.RequestException) -> bool:
+    """True when no connection was made, so the platform cannot have seen the request."""
+    if isinstance(error, requests.ConnectTimeout):
+        return True
+    reason = error.args[0] if error.args else None
+    return isinstance(error, requests.ConnectionError) and isinstance(
+        getattr(reason, "reason", reason), urllib3.exceptions.NewConnectionError
+    )
 
 
 def _retry_after_header(response: requests.Response) -> float | None:

@@ -77,7 +77,7 @@ class NoteStatus:
     SENDING = "sending"  # the reply is being sent
     REPLIED = "replied"  # the reply is out (``reply_sent_at``, ``reply_ref``)
     FAILED = "failed"  # gave up: ``error_code``, ``error_detail``
-    UNCONFIRMED = "unconfirmed"  # the process died while sending: maybe sent, never resent
+    UNCONFIRMED = "unconfirmed"  # the send may have happened (process died, answer lost): never resent
 
 
 CHAT_MESSAGE_FIELDS = tuple(field.name for field in fields(ChatMessage))
@@ -354,6 +354,13 @@ class Store:
             query = query.where(VoiceNoteRow.status == status)
         with self.session() as session:
             return list(session.scalars(query))
+    def mark_unconfirmed(self, note_id: int, owner: str, detail: str) -> bool:
+        """A send that may have reached the chat (timed out after leaving): never sent again."""
+        return self._update_held(
+            note_id, owner, (NoteStatus.SENDING,), status=NoteStatus.UNCONFIRMED, lease_owner=None,
+            lease_expires_at=None, error_code="reply_unconfirmed", error_detail=detail,
+        )
+
 
     def voice_note_counts(self) -> dict[tuple[str, str], int]:
         """How many notes each platform has in each status: ``{(platform, status): n}``."""

@@ -24,7 +24,10 @@ loaded) is tried again after ``queue.retry_delay_s``, tripled each time, up to
 platform outage of ten minutes is survived). After the last, the person gets
 a reply naming the problem when one can still be sent, and the note ends
 ``failed`` with one log line. Bad audio is not a failure: its reply says
-what is wrong with it.
+what is wrong with it. An unexpected exception (a bug) gets one more try,
+not five. A reply whose send timed out after the request left may have been
+delivered (chat APIs have no idempotency key): it becomes ``unconfirmed``
+and is not resent, as after a crash while sending.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ from .config import ReplySettings, Settings
 from .errors import AudioError, BotBridgeError, ModelUnavailable
 from .logs import secret_values
 from .metrics import count_error, observe_time_to_reply, timed_stage
-from .outbound import OutboundError, OutboundHttp, TooLarge
+from .outbound import MaybeDelivered, OutboundError, OutboundHttp, TooLarge
 from .replies import render_error, render_help, render_result
 from .store import VoiceNoteRow
 
@@ -56,6 +59,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RETRY_GROWTH = 3
+UNEXPECTED_FAILURE_TRIES = 2
 
 
 def build_adapters(settings: Settings) -> dict[str, ChatAdapter]:
@@ -258,8 +262,10 @@ class _Attempt:
         elif isinstance(failure, BotBridgeError):
             retryable, error = isinstance(failure, ModelUnavailable), failure
         else:
+            # One more try rides out a blip (a dropped database connection); a bug would fail every time.
             log.exception("%s: unexpected failure", self.what)
-            retryable, error = True, BotBridgeError("internal_error", f"{type(failure).__name__}: {failure}")
+            retryable = self.note.attempts < UNEXPECTED_FAILURE_TRIES
+            error = BotBridgeError("internal_error", f"{type(failure).__name__}: {failure}")
         if retryable and not self.last:
             self._retry(error.code, error.detail, getattr(failure, "retry_after_s", None))
             return None
@@ -279,6 +285,11 @@ class _Attempt:
         try:
             with timed_stage("reply"):
                 reference = adapter.send_reply(self.message, reply.text, image)
+        except MaybeDelivered as failure:
+            count_error("reply_unconfirmed", "chat")
+            self.store.mark_unconfirmed(self.note.id, self.owner, str(failure))
+            log.error("%s: %s", self.what, failure)
+            return
         except OutboundError as failure:
             if failure.retryable and not self.last:
                 self._retry("send_failed", str(failure), failure.retry_after_s)

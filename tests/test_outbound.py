@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from adapters.telegram import _check as telegram_check
-from bot_bridge.outbound import OutboundError, OutboundHttp, TooLarge
+from bot_bridge.outbound import MaybeDelivered, OutboundError, OutboundHttp, TooLarge
 from tests.platforms import fixtures
 
 fake_telegram = fixtures.fake_telegram
@@ -86,3 +86,28 @@ def test_tokens_in_urls_never_reach_errors_or_logs(http, caplog):
     assert str(raised.value) == "telegram sendMessage: ConnectionError after 3 tries"
     assert raised.value.__cause__ is None and raised.value.__suppress_context__
     assert "secret" not in caplog.text
+
+
+def test_a_message_whose_answer_times_out_is_not_sent_again(http, fake_telegram):
+    """The platform may have shown it: a second try could show it twice."""
+    fake_telegram.delay_next("sendMessage", 1.5)
+
+    with pytest.raises(MaybeDelivered) as raised:
+        http.call("POST", method_url(fake_telegram, "sendMessage"), call="telegram sendMessage", check=telegram_check,
+                  delivers=True, json={"chat_id": 1, "text": "😠 Angry · 87%"})
+
+    assert not raised.value.retryable
+    fake_telegram.wait_for_messages(1, timeout=5)
+    assert len(fake_telegram.calls("sendMessage")) == 1
+
+
+def test_a_message_that_could_not_connect_is_tried_again(http, waits):
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # nothing listens here once closed: connections are refused
+
+    with pytest.raises(OutboundError) as raised:
+        http.call("POST", f"http://127.0.0.1:{port}/sendMessage", call="telegram sendMessage", delivers=True)
+
+    assert not isinstance(raised.value, MaybeDelivered) and raised.value.retryable
+    assert len(waits) == 2  # three tries: the request never left

@@ -172,3 +172,17 @@ def test_a_verified_update_that_cannot_be_read_is_acknowledged_not_stored(bot, f
     assert response.status_code == 200
     assert bot.notes() == []
     assert fake_telegram.sent_messages == []
+
+
+def test_a_reply_whose_send_times_out_is_left_unconfirmed_not_sent_twice(bot, fake_telegram, voice_ogg):
+    from bot_bridge.outbound import OutboundHttp
+
+    bot.service.chat.adapters["telegram"].http = OutboundHttp(read_timeout_s=0.5)
+    fake_telegram.delay_next("sendMessage", 2)
+
+    send_voice(bot, fake_telegram, voice_ogg)
+
+    [note] = bot.wait_until_finished()
+    assert note.status == NoteStatus.UNCONFIRMED and note.error_code == "reply_unconfirmed"
+    fake_telegram.wait_for_messages(1, timeout=10)
+    assert len(fake_telegram.calls("sendMessage")) == 1
