@@ -112,6 +112,8 @@ class EmotionModel:
         _check_checkpoint_matches(directory / "model.pt", network)
         if settings.mode == "fast":
             network = _quantise(network, device)
+        tokens = list(automodel.kwargs["token_list"])
+        del automodel  # in fast mode it holds the float network: let it go before the heap is trimmed
         _release_load_memory()
 
         info = ModelInfo(
@@ -123,7 +125,7 @@ class EmotionModel:
             embedding_dim=int(network.proj.in_features),
         )
         batch_size = settings.batch_size or (CUDA_BATCH_SIZE if device == "cuda" else 1)
-        model = cls(network, list(automodel.kwargs["token_list"]), info, batch_size, settings.batch_wait_ms)
+        model = cls(network, tokens, info, batch_size, settings.batch_wait_ms)
         log.info(
             "model %s loaded from %s on %s (%d threads, mode %s) in %.1f s",
             settings.name, directory, device, threads, settings.mode, time.perf_counter() - started,
