@@ -134,11 +134,13 @@ class Service:
         and the queue answer (it can record and hand on work)."""
         if not self.is_web:
             return self.model_state
-        try:
-            self.store.check()
-            self.queue.check()
-        except Exception as error:  # noqa: BLE001 - any failure means "do not send traffic here"
-            return {"state": "failed", "role": "web", "detail": f"{type(error).__name__}: {error}"}
+        for part, check in (("database", self.store.check), ("queue", self.queue.check)):
+            try:
+                check()
+            except Exception as error:  # noqa: BLE001 - any failure means "do not send traffic here"
+                # The route is unauthenticated: hosts, users and SQL stay in the log.
+                log.warning("not ready: the %s does not answer (%s: %s)", part, type(error).__name__, error)
+                return {"state": "failed", "role": "web", "detail": f"the {part} does not answer (see the log)"}
         return {"state": "ready", "role": "web"}
 
     @property

@@ -251,3 +251,14 @@ def test_gunicorn_runs_the_web_role_from_its_config_file(tmp_path, tiny_model_di
 def _model_loaded_by_process(port: int) -> list[float] | None:
     samples = [s.value for s in scrape(port) if s.name == "bot_bridge_process_model_loaded"]
     return samples if len(samples) == 2 else None
+
+
+def test_a_web_process_whose_queue_is_down_is_not_ready_and_says_no_more_than_that(tmp_path, tiny_model_dir, caplog):
+    settings = role_settings(tmp_path, tiny_model_dir, "web", queue__url="redis://127.0.0.1:1/0")
+    service = Service(settings)
+
+    readiness = service.readiness()
+
+    assert readiness == {"state": "failed", "role": "web", "detail": "the queue does not answer (see the log)"}
+    assert "127.0.0.1:1" in caplog.text or "Connection" in caplog.text  # the operator gets the details
+    service.close()
