@@ -27,13 +27,6 @@ SECONDS = 6.0
 MP4 = "mov,mp4,m4a,3gp,3g2,mj2"
 REPO = Path(__file__).resolve().parents[1]
 
-try:
-    import pysilk  # noqa: F401
-
-    HAVE_SILK = True
-except ImportError:
-    HAVE_SILK = False
-
 
 @pytest.fixture(scope="module")
 def speech():
@@ -79,10 +72,7 @@ GOOD = [
     pytest.param("wav_f32", "wav", "pcm_f32le", 16000, 0.999, id="wav-f32"),
     pytest.param("mp4_video", MP4, "aac", 48000, 0.97, id="mp4-h264-video-with-aac"),
     pytest.param("webm_video", "matroska,webm", "opus", 48000, 0.97, id="webm-vp8-video-with-opus"),
-    pytest.param(
-        "silk", "silk", "silk_v3", 24000, 0.85, id="wechat-silk",
-        marks=pytest.mark.skipif(not HAVE_SILK, reason="silk-python not installed"),
-    ),
+    pytest.param("silk", "silk", "silk_v3", 24000, 0.85, id="wechat-silk"),
 ]
 
 
@@ -166,7 +156,6 @@ def test_streamed_wav_with_a_placeholder_length_is_accepted():
         assert decode(fx.streamed_wav(2.0, placeholder)).duration_s == pytest.approx(2.0, rel=0.01)
 
 
-@pytest.mark.skipif(not HAVE_SILK, reason="silk-python not installed")
 def test_silk_with_an_end_marker_decodes_in_full():
     assert decode(fx.silk_with_end_marker(3.0)).duration_s == pytest.approx(3.0, rel=0.02)
 
@@ -225,7 +214,6 @@ BAD = [
     pytest.param(fx.wav_unknown_codec, "decode_failed", id="wav-with-unknown-codec"),
     pytest.param(
         fx.truncated_silk, "truncated_audio", id="silk-cut-mid-packet",
-        marks=pytest.mark.skipif(not HAVE_SILK, reason="silk-python not installed"),
     ),
 ]
 
@@ -304,7 +292,6 @@ def test_too_long_is_refused_from_the_header_before_decoding(fmt):
     assert "header declares" in refused.value.detail
 
 
-@pytest.mark.skipif(not HAVE_SILK, reason="silk-python not installed")
 def test_too_long_silk_is_refused_by_counting_packets():
     data = fx.encode(fx.speech_clip(8), 16000, "silk")
     with pytest.raises(AudioError) as refused:
