@@ -239,7 +239,7 @@ def _platform_group(name: str) -> click.Group:
 
         adapter = build_adapters(settings).get(name)
         if adapter is None:
-            raise click.ClickException(f"{name} is not configured; see docs/chat-platforms.md")
+            raise click.ClickException(f'{name} is not configured; see the README, "Chat platforms"')
         try:
             click.echo(adapter.set_webhook(url))
         except OutboundError as error:
