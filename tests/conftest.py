@@ -59,7 +59,7 @@ def flac_bombs(tmp_path_factory):
     ``{"with_length": Path, "no_length": Path}``: the second has total_samples = 0
     in STREAMINFO, so only counting decoded samples can catch it.
     """
-    import audio_fixtures
+    from tests import audio_fixtures
 
     folder = tmp_path_factory.mktemp("audio-bombs")
     paths = {}

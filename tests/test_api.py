@@ -151,7 +151,8 @@ def test_a_stored_result_can_be_fetched_by_id(client, service, speech_3s):
     assert fetched.json["scores"] == created["scores"]
     folder = next(service.settings.outputs_dir.glob(f"*_{created['id']}"))
     assert (folder / "result.json").exists() and (folder / "audio.mp3").exists()
-    assert client.get(f"/api/results/{created['id']}/audio").data == af.encode(speech_3s, 16000, "mp3")
+    with client.get(f"/api/results/{created['id']}/audio") as audio:
+        assert audio.data == af.encode(speech_3s, 16000, "mp3")
 
 
 def test_unknown_ids_are_404_with_a_code(client):
@@ -216,10 +217,9 @@ def test_kept_audio_is_served_as_what_it_decoded_as_never_as_a_page(client, spee
     """An upload named x.html must not come back as HTML on the console's origin."""
     created = post(client, af.encode(speech_3s, 16000, "wav_s16"), "x.html").json
 
-    served = client.get(f"/api/results/{created['id']}/audio")
-
-    assert served.status_code == 200
-    assert served.mimetype == "audio/wav"
-    assert served.headers["X-Content-Type-Options"] == "nosniff"
-    assert "sandbox" in served.headers["Content-Security-Policy"]
-    assert "x.wav" in served.headers["Content-Disposition"]
+    with client.get(f"/api/results/{created['id']}/audio") as served:
+        assert served.status_code == 200
+        assert served.mimetype == "audio/wav"
+        assert served.headers["X-Content-Type-Options"] == "nosniff"
+        assert "sandbox" in served.headers["Content-Security-Policy"]
+        assert "x.wav" in served.headers["Content-Disposition"]

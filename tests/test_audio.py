@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import audio_fixtures as fx
+from tests import audio_fixtures as fx
 from bot_bridge.audio import AudioLimits, decode
 from bot_bridge.errors import AudioError
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import audio_fixtures as fx
+from tests import audio_fixtures as fx
 from bot_bridge.audio import decode
 from bot_bridge.vad import SpeechMap, detect_speech, split_at_pauses
 
