@@ -21,12 +21,15 @@ import numpy as np
 
 from .audio import AudioLimits, DecodedAudio, decode
 from .emotions import EMOTION_KEYS
-from .model import FRAME_RATE, EmotionModel
+from .model import EmotionModel
 from .results import NO_SPEECH, Result, Window, scores_from_vector
 from .vad import SpeechMap, detect_speech, split_at_pauses
 
 WINDOW_S = 1.0
 HOP_S = 0.5
+# emotion2vec's frame i sees samples [320 i, 320 i + 400) of 16 kHz audio: 50 frames a second.
+FRAME_HOP = 320
+FRAME_WIDTH = 400
 # Less speech than this in the whole recording is "no speech": a cough or a click, not a voice.
 MIN_SPEECH_S = 0.25
 
@@ -99,7 +102,7 @@ def _run_model(
         samples = audio.samples[int(start * audio.sample_rate) : int(end * audio.sample_rate)]
         features = model.frame_features(samples)
         frame_features.append(features)
-        frame_times.append(start + (np.arange(len(features)) * 320 + 200) / audio.sample_rate)
+        frame_times.append(start + (np.arange(len(features)) * FRAME_HOP + FRAME_WIDTH / 2) / audio.sample_rate)
         chunk_means.append(features.mean(axis=0))
         chunk_seconds.append(end - start)
 

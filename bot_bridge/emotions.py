@@ -50,6 +50,3 @@ def emotion_key_for_token(token: str) -> str | None:
         raise ValueError(f"token {token!r} is not one of the nine emotion2vec+ emotions")
     return key
 
-
-def empty_scores() -> dict[str, float]:
-    return {key: 0.0 for key in EMOTION_KEYS}
