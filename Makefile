@@ -19,7 +19,7 @@ demo: $(VENV)/.runtime $(DEMO_MODEL)/configuration.json
 test: $(VENV)/.dev system-test-deps
 	$(BIN)/python -m pytest
 
-bench: $(VENV)/.dev
+bench: $(VENV)/.dev system-test-deps
 	$(BIN)/python bench/bench_pipeline.py
 
 $(DEMO_MODEL)/configuration.json: | $(VENV)/.runtime

@@ -8,7 +8,9 @@ path (WAV, the only common format funasr reads here without torchaudio or a
 system ffmpeg). All figures come from one run, one process, the same clips.
 
 It uses a full-size model with RANDOM WEIGHTS (compute cost does not depend on
-weight values): the timings are real, the labels are meaningless.
+weight values): the timings are real, the labels are meaningless. Everything
+runs on the CPU, as the funasr baseline does here, so the ratios compare like
+with like on a GPU host too. The clips are synthesised speech (espeak-ng).
 
     python bench/bench_pipeline.py [--preset large|base] [--runs 3] [--malloc]
 """
@@ -61,7 +63,7 @@ def main() -> None:
     print(BANNER)
     print(f"model: {args.preset} preset at {model_dir}; {args.threads} threads; median of {args.runs} runs")
     print(f"malloc: {'tuned' if os.environ.get('MALLOC_TRIM_THRESHOLD_') else 'glibc default'}\n")
-    model = EmotionModel.load(ModelSettings(name=str(model_dir), threads=args.threads))
+    model = EmotionModel.load(ModelSettings(name=str(model_dir), threads=args.threads, device="cpu"))
     baseline = funasr_automodel(model_dir, args.threads)
 
     header = f"{'clip':>6} {'decode':>8} {'vad':>8} {'model':>8} {'total':>8} {'total/model':>12} {'bare fwd':>9} {'baseline':>9} {'baseline/total':>15}"
@@ -104,7 +106,7 @@ def measure(model: EmotionModel, baseline, wav: bytes, path: Path, runs: int) ->
 
 
 def forward_medians(model_dir: Path, threads: int, runs: int) -> dict:
-    model = EmotionModel.load(ModelSettings(name=str(model_dir), threads=threads))
+    model = EmotionModel.load(ModelSettings(name=str(model_dir), threads=threads, device="cpu"))
     medians = {}
     for seconds in CLIP_SECONDS:
         samples = speech_clip(seconds)
