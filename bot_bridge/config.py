@@ -73,6 +73,17 @@ class ApiSettings(_Section):
 class ConsoleSettings(_Section):
     password: str | None = None
     secret_key: str | None = None
+    timezone: str = Field(
+        "Asia/Shanghai", description="the zone of the times the console shows, and of the day its digest page opens on"
+    )
+    trusted_proxies: int = Field(
+        0, ge=0, le=10, description="reverse proxies in front of bot-bridge whose X-Forwarded-For/-Proto are believed"
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        return TargetSettings._known_timezone(value)
 
 
 class QueueSettings(_Section):

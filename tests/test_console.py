@@ -1,5 +1,6 @@
-"""The web console through Flask's test client: sign-in, CSRF, pages, the console's data routes,
-and the hooks escalations and digests will fill (issue 4)."""
+"""The web console through Flask's test client: sign-in, sessions and CSRF, pages, the console's data
+routes, times and the digest preview. Escalations on the console: tests/test_escalation.py; digests
+with their numbers: tests/test_digest.py."""
 
 from __future__ import annotations
 
@@ -8,17 +9,22 @@ import json
 import logging
 import re
 import stat
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
-from audio_fixtures import encode, speech_clip, text_as_audio
 
+from bot_bridge.alerting import build_targets
 from bot_bridge.chat import ChatMessage
+from bot_bridge.config import load_settings
 from bot_bridge.emotions import EMOTION_KEYS
 from bot_bridge.results import Result
+from bot_bridge.service import Service
 from bot_bridge.web import console as console_module
 from bot_bridge.web import create_app
+from tests.alert_helpers import add_chat_note
+from tests.audio_fixtures import encode, speech_clip, text_as_audio
 
 PASSWORD = "correct horse battery"
 PAGES = ["/", "/voice-notes", "/escalations", "/digest"]
@@ -68,7 +74,7 @@ def wav(seconds: float = 3.0) -> bytes:
     return encode(speech_clip(seconds), 16000, "wav_s16")
 
 
-def stored_result(service, vector, *, top: str = "happy", model: str = "tiny-test") -> str:
+def stored_result(service, vector, *, top: str = "happy", model: str = "tiny-test", created_at=None) -> str:
     """A result with a chosen embedding and top emotion, stored without running the model."""
     scores = {key: (0.6 if key == top else 0.05) for key in EMOTION_KEYS}
     result = Result(
@@ -78,6 +84,7 @@ def stored_result(service, vector, *, top: str = "happy", model: str = "tiny-tes
         model={"name": model, "random_weights": True},
         embedding=np.asarray(vector, dtype=np.float32),
         file_name="clip.wav",
+        **({"created_at": created_at} if created_at else {}),
     )
     service.store.save_result(result)
     return result.id
@@ -129,7 +136,11 @@ def test_signing_in_returns_to_the_page_asked_for(app):
     assert client.get("/voice-notes").status_code == 200
 
 
-@pytest.mark.parametrize("target", ["//evil.example/x", "https://evil.example/", "/\\evil.example"])
+@pytest.mark.parametrize("target", [
+    "//evil.example/x", "https://evil.example/", "/\\evil.example", "/\\/evil.example", "http:/evil.example",
+    "/\t/evil.example/x", "/\n/evil.example", "/\r\n/evil.example", "\t//evil.example", "/x\r\nSet-Cookie: a=b",
+    "/\x00/evil.example", "evil.example", "javascript:alert(1)",
+])
 def test_signing_in_never_redirects_off_site(app, target):
     response = sign_in(app.test_client(), next_page=target)
     assert response.status_code == 302 and response.location == "/"
@@ -159,12 +170,74 @@ def test_repeated_wrong_passwords_are_throttled(app, monkeypatch):
     assert sign_in(client).status_code == 429  # even the right password, until the window passes
 
 
+def client_at(app, address: str, forwarded_for: str | None = None):
+    """A browser at ``address``, or behind a proxy at ``address`` that says it forwards for ``forwarded_for``."""
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = address
+    if forwarded_for:
+        client.environ_base["HTTP_X_FORWARDED_FOR"] = forwarded_for
+    return client
+
+
+def test_behind_a_trusted_proxy_the_throttle_counts_each_person_not_the_proxy(settings, service, monkeypatch):
+    monkeypatch.setattr(console_module, "_throttle", console_module._LoginThrottle())
+    settings.console.password = PASSWORD
+    settings.console.trusted_proxies = 1
+    app = create_app(service=service)
+    guesser = client_at(app, "10.0.0.2", forwarded_for="203.0.113.7")
+    for _ in range(console_module.LOGIN_ATTEMPTS):
+        assert sign_in(guesser, password="nope").status_code == 401
+    assert sign_in(guesser).status_code == 429
+    assert sign_in(client_at(app, "10.0.0.2", forwarded_for="198.51.100.4")).status_code == 302  # same proxy
+
+
+def test_without_trusted_proxies_a_forwarded_for_header_changes_nothing(app, monkeypatch):
+    monkeypatch.setattr(console_module, "_throttle", console_module._LoginThrottle())
+    for number in range(console_module.LOGIN_ATTEMPTS):  # a new claimed address for every guess
+        assert sign_in(client_at(app, "192.0.2.9", forwarded_for=f"203.0.113.{number}"), password="no").status_code == 401
+    assert sign_in(client_at(app, "192.0.2.9", forwarded_for="198.51.100.4")).status_code == 429
+
+
+def test_the_throttle_forgets_after_its_window_and_remembers_a_bounded_number_of_addresses():
+    now = [1000.0]
+    throttle = console_module._LoginThrottle(attempts=2, window_s=60, addresses=3, clock=lambda: now[0])
+    throttle.failed("a")
+    throttle.failed("a")
+    assert throttle.blocked("a") and not throttle.blocked("b")
+    now[0] += 61
+    assert not throttle.blocked("a")
+    for address in ("b", "c", "d", "e"):
+        throttle.failed(address)
+    assert len(throttle) == 3  # "a" went first: its failures had passed the window
+    for number in range(100):
+        throttle.failed(f"spray-{number}")
+        throttle.failed(f"spray-{number}")
+    assert len(throttle) == 3 and throttle.blocked("spray-99")
+
+
 def test_sign_out_needs_post_with_csrf_and_ends_the_session(browser):
     assert browser.get("/logout").status_code == 405
     assert browser.post("/logout").status_code == 400
     response = browser.post("/logout", data={"csrf_token": page_token(browser)})
     assert response.status_code == 302 and response.location.startswith("/login")
     assert browser.get("/").status_code == 302
+
+
+def test_a_session_ends_its_lifetime_after_signing_in_however_busy(browser):
+    assert browser.get("/").status_code == 200
+    with browser.session_transaction() as session:
+        session["since"] -= int(console_module.SESSION_LIFETIME.total_seconds()) + 1
+    assert browser.get("/").status_code == 302
+
+
+@pytest.mark.parametrize(("public_url", "secure"), [("https://bot.example.com", True), ("http://10.0.0.5:7860", False),
+                                                     (None, False)])
+def test_the_session_cookie_is_http_only_lax_and_secure_over_https(settings, service, public_url, secure):
+    settings.console.password = PASSWORD
+    settings.public_url = public_url
+    cookie = sign_in(create_app(service=service).test_client()).headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert ("Secure" in cookie) is secure
 
 
 def test_changing_the_password_signs_every_session_out(settings, service, browser):
@@ -276,6 +349,20 @@ def test_find_similar_ranks_by_cosine_within_one_model(service, browser):
     assert best["emotion"] == "angry" and best["emoji"] == "😠" and best["label_zh"] == "愤怒"
     assert best["source"] == "slack · #support · Bob" and best["url"] == f"/results/{close}"
     assert body["items"][1]["source"] == "api · clip.wav"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC\+8", best["when"])  # console.timezone's, said
+
+
+def test_find_similar_lists_1_to_50(service, browser, monkeypatch):
+    target = stored_result(service, [1, 0])
+    for number in range(3):
+        stored_result(service, [1, number])
+    for asked, listed in (("0", 1), ("-5", 1), ("2", 2), ("x", 3)):
+        assert len(browser.get(f"/results/{target}/similar?limit={asked}").get_json()["items"]) == listed, asked
+    asked_for = []
+    monkeypatch.setattr(console_module.queries, "similar_results",
+                        lambda store, result_id, limit: asked_for.append(limit) or [])
+    browser.get(f"/results/{target}/similar?limit=100000000")
+    assert asked_for == [console_module.SIMILAR_MAX]
 
 
 def test_find_similar_of_an_unknown_result_is_404_json(browser):
@@ -349,25 +436,46 @@ def test_a_digest_date_that_is_not_a_date_is_explained(browser):
     assert response.status_code == 400 and "YYYY-MM-DD" in response.get_data(as_text=True)
 
 
-def test_the_issue_4_hooks_fill_the_pages(service, browser, monkeypatch):
-    result_id = stored_result(service, [1, 0], top="angry")
-    now = datetime(2025, 3, 4, 9, 30, tzinfo=timezone.utc)
-    case = console_module.EscalatedCase(
-        result_id=result_id, emotion="angry", score=0.82, rule="angry ≥ 0.50", source="slack · #support · Bob",
-        matched_at=now,
-        targets=(console_module.TargetState("Slack #escalations", "sent", now),
-                 console_module.TargetState("WeCom robot 客服群", "failed", now, "HTTP 500 from WeCom")),
-    )
-    preview = console_module.DigestPreview(date(2025, 3, 4), (console_module.DigestMessage("Slack #leads", "3 voice notes, 1 angry"),))
-    monkeypatch.setattr(console_module, "escalated_case", lambda service, rid: case if rid == result_id else None)
-    monkeypatch.setattr(console_module, "escalated_cases", lambda service, state=None, limit=200: [case])
-    monkeypatch.setattr(console_module, "digest_preview", lambda service, day: preview)
+def test_times_are_shown_in_the_console_zone_and_say_which(settings, service, browser):
+    result_id = stored_result(service, [1, 0], created_at=datetime(2025, 1, 15, 12, 0, tzinfo=timezone.utc))
+    html = browser.get(f"/results/{result_id}").get_data(as_text=True)
+    assert 'title="Asia/Shanghai">2025-01-15 20:00 UTC+8</time>' in html
+    assert '<span id="time-zone">Asia/Shanghai</span>' in html
+    settings.console.timezone = "America/St_Johns"
+    assert "2025-01-15 08:30 UTC-3:30" in browser.get(f"/results/{result_id}").get_data(as_text=True)
+    settings.console.timezone = "UTC"
+    assert "2025-01-15 12:00 UTC<" in browser.get(f"/results/{result_id}").get_data(as_text=True)
 
-    page = browser.get(f"/results/{result_id}").get_data(as_text=True)
-    assert "Slack #escalations" in page and "HTTP 500 from WeCom" in page and "Not escalated" not in page
-    listing = browser.get("/escalations?state=failed").get_data(as_text=True)
-    assert "angry ≥ 0.50" in listing and "WeCom robot 客服群" in listing and f"/results/{result_id}" in listing
-    assert "3 voice notes, 1 angry" in browser.get("/digest?date=2025-03-04").get_data(as_text=True)
+
+@pytest.fixture
+def robot_digest(tmp_path, tiny_model_dir, tiny_model):
+    """A service whose daily digests go to a WeCom group robot and to Slack, which is not configured."""
+    targets = {"robot": {"platform": "wecom_robot", "chat_id": "robot-key", "name": "客服群 robot"},
+               "slack": {"platform": "slack", "chat_id": "C0VOICES01", "name": "Slack #support"}}
+    settings = load_settings(environ={}, data_dir=str(tmp_path / "data"), model__name=str(tiny_model_dir),
+                             console__password=PASSWORD, console__timezone="Pacific/Kiritimati", targets=targets,
+                             routes=[{"sources": ["*"], "targets": list(targets)}],
+                             digest={"targets": {"robot": {}, "slack": {}}})
+    service = Service(settings, model=tiny_model)
+    yield service
+    service.close()
+
+
+def test_the_digest_preview_opens_on_today_in_the_console_zone_and_builds_its_targets_once(robot_digest, monkeypatch):
+    built = []
+    monkeypatch.setattr(console_module, "build_targets", lambda *args: built.append(args) or build_targets(*args))
+    add_chat_note(robot_digest.store, received_at=datetime(2026, 3, 4, 3, 0, tzinfo=timezone.utc),
+                  emotions={"angry": 0.9}, chat_name="Support group")
+    browser = create_app(service=robot_digest).test_client()
+    sign_in(browser)
+
+    page = browser.get("/digest?date=2026-03-04").get_data(as_text=True)
+    assert "客服群 robot" in page and "Support group" in page
+    assert "Slack #support" not in page, "slack is not configured here: nothing would be sent there"
+    today = datetime.now(ZoneInfo("Pacific/Kiritimati")).date()  # UTC+14: a day ahead of most servers
+    assert f'value="{today.isoformat()}"' in browser.get("/digest").get_data(as_text=True)
+    assert f'value="{today.isoformat()}"' in browser.get("/digest?date=soon").get_data(as_text=True)
+    assert len(built) == 1, "the senders are built once, not for every page view"
 
 
 # --- on every page ---

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from audio_fixtures import encode, speech_clip, text_as_audio
+from tests.audio_fixtures import encode, speech_clip, text_as_audio
 from werkzeug.serving import make_server
 
 from bot_bridge.chat import ChatMessage
@@ -162,6 +162,7 @@ def test_analyse_see_the_result_download_find_similar_and_sign_out(server, chrom
     similar = page.locator(".similar-item a")
     similar.first.wait_for()
     assert "telegram · 客服一群 Support · Alice" in page.text_content(".similar-list")
+    assert "UTC+8" in page.text_content(".similar-list") and page.text_content("#time-zone") == "Asia/Shanghai"
     assert similar.first.get_attribute("href").startswith("/results/")
     screenshot(page, "console-analyse-desktop.png")
 

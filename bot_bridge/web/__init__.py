@@ -9,6 +9,7 @@ blueprint that calls the shared ``Service``. A worker process (role
 from __future__ import annotations
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from ..config import Settings, load_settings
 from ..service import Service
@@ -28,6 +29,8 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     app.register_blueprint(api)
     app.register_blueprint(webhooks)
     init_console(app, service)  # the web console's pages, signed sessions and password
+    if hops := settings.console.trusted_proxies:  # behind reverse proxies: the client's own address and scheme
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
     return app
 
 

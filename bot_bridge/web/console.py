@@ -14,8 +14,14 @@ session's CSRF token in a header; they run the very same view functions as
 there would make it forgeable from other sites), and the token stays on the
 server.
 
-Escalations and digests (issue 4) reach the pages only through the three
-hook functions at the end of this module.
+Behind a reverse proxy, ``console.trusted_proxies`` says how many proxies'
+``X-Forwarded-For``/``-Proto`` to believe (``create_app`` applies Werkzeug's
+``ProxyFix``), so the login throttle counts each person's own address.
+Times are shown in ``console.timezone``, with the zone said.
+
+The escalation and digest pages read ``bot_bridge.alert_store`` and
+``bot_bridge.digest`` through the functions at the end of this module, whose
+data classes are all their templates render.
 """
 
 from __future__ import annotations
@@ -27,10 +33,12 @@ import os
 import secrets
 import threading
 import time
-from collections import defaultdict, deque
+from collections import deque
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 from flask import (
     Blueprint,
@@ -46,13 +54,14 @@ from flask import (
 )
 
 from ..alert_store import AlertStore, DeliveryState
-from ..alerting import build_targets, source_line
+from ..alerting import Target, build_targets, local_time, source_line
 from ..digest import Digests
 from ..emotions import BY_KEY, EMOTIONS
 from ..errors import BotBridgeError
 from ..model_files import has_random_weights
 from ..service import Service
-from .api import get_audio, get_embedding, get_result, predict
+from . import queries
+from .api import get_audio, get_embedding, get_result, predict, service
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +69,14 @@ console = Blueprint("console", __name__)
 
 PASSWORD_FILE = "console-password"
 SECRET_KEY_FILE = "console-secret-key"
-SESSION_LIFETIME = timedelta(hours=12)
+SESSION_LIFETIME = timedelta(hours=12)  # from signing in, however busy the session
 LANGUAGES = ("both", "zh", "en")
 LANGUAGE_COOKIE = "console_lang"
 PAGE_SIZE = 50
 LOGIN_ATTEMPTS = 10  # failed logins per address ...
 LOGIN_WINDOW_S = 600  # ... within this many seconds, then refused until the window passes
+LOGIN_ADDRESSES = 10_000  # addresses the throttle remembers at most
+SIMILAR_DEFAULT, SIMILAR_MAX = 8, 50  # "find similar": how many it lists, and the most ?limit= may ask for
 
 # Content Security Policy: nothing but this server; blob: for the browser's own copy of an upload.
 SECURITY_HEADERS = {
@@ -123,6 +134,8 @@ def init_console(app: Flask, service: Service) -> None:
         SESSION_COOKIE_NAME="bot_bridge_console",
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_HTTPONLY=True,
+        # where people open the console over HTTPS, the browser never sends the cookie over plain HTTP
+        SESSION_COOKIE_SECURE=(service.settings.public_url or "").startswith("https://"),
         PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
     )
     app.extensions["bot_bridge_console"] = console_auth
@@ -152,17 +165,22 @@ def persistent_secret(path: Path, generate) -> tuple[str, bool]:
     return path.read_text(encoding="utf-8").strip(), created
 
 
-def service() -> Service:
-    return current_app.extensions["bot_bridge"]
-
-
 def auth() -> ConsoleAuth:
     return current_app.extensions["bot_bridge_console"]
 
 
 def signed_in() -> bool:
-    mark = session.get("signed_in")
-    return bool(mark) and hmac.compare_digest(mark, auth().session_mark(current_app.secret_key))
+    """Whether this request's session signed in with the current password less than ``SESSION_LIFETIME`` ago.
+
+    A session is a signed cookie, not a row on the server: signing out
+    clears it in that browser, but a copy taken before stays good until its
+    sign-in is ``SESSION_LIFETIME`` old, or until the password or the
+    secret key changes, which signs every session out.
+    """
+    mark, since = session.get("signed_in"), session.get("since")
+    if not mark or not isinstance(since, int) or not 0 <= time.time() - since < SESSION_LIFETIME.total_seconds():
+        return False
+    return hmac.compare_digest(mark, auth().session_mark(current_app.secret_key))
 
 
 def csrf_token() -> str:
@@ -172,26 +190,41 @@ def csrf_token() -> str:
 
 
 class _LoginThrottle:
-    """Counts failed logins per client address; too many within the window are refused."""
+    """Counts failed logins per client address; ``attempts`` within ``window_s`` seconds are refused.
 
-    def __init__(self) -> None:
-        self._failures: dict[str, deque[float]] = defaultdict(deque)
+    The counts live in this process's memory: each process of a deployment
+    counts its own, and a restart forgets them. That slows guessing down,
+    which is its purpose; it is no record of who tried. At most ``addresses``
+    are remembered: past that, those whose failures are all older than the
+    window go first, then the longest quiet ones.
+    """
+
+    def __init__(self, attempts: int = LOGIN_ATTEMPTS, window_s: float = LOGIN_WINDOW_S,
+                 addresses: int = LOGIN_ADDRESSES, clock=time.monotonic) -> None:
+        self.attempts, self.window_s, self.addresses, self.clock = attempts, window_s, addresses, clock
+        self._failures: dict[str, deque[float]] = {}  # the longest quiet address first
         self._lock = threading.Lock()
 
     def blocked(self, address: str) -> bool:
         with self._lock:
             failures = self._failures.get(address)
-            if not failures:
-                return False
-            while failures and failures[0] < time.monotonic() - LOGIN_WINDOW_S:
-                failures.popleft()
-            if not failures:
-                del self._failures[address]
-            return len(failures) >= LOGIN_ATTEMPTS
+            return failures is not None and len(failures) == self.attempts and self._recent(failures[0])
 
     def failed(self, address: str) -> None:
         with self._lock:
-            self._failures[address].append(time.monotonic())
+            failures = self._failures.pop(address, None) or deque(maxlen=self.attempts)
+            if len(self._failures) >= self.addresses:
+                self._failures = {key: times for key, times in self._failures.items() if self._recent(times[-1])}
+                while len(self._failures) >= self.addresses:
+                    del self._failures[next(iter(self._failures))]
+            failures.append(self.clock())
+            self._failures[address] = failures
+
+    def _recent(self, moment: float) -> bool:
+        return moment > self.clock() - self.window_s
+
+    def __len__(self) -> int:
+        return len(self._failures)
 
 
 _throttle = _LoginThrottle()
@@ -243,7 +276,7 @@ def _security_headers(response):
 def login():
     if request.method == "GET":
         return render_template("login.html", next=_safe_next())
-    address = request.remote_addr or "unknown"
+    address = request.remote_addr or "unknown"  # the client's own, where ProxyFix believes the proxies
     if _throttle.blocked(address):
         return render_template("login.html", problem="throttled", next=_safe_next()), 429
     if not auth().accepts(request.form.get("password", "")):
@@ -252,21 +285,31 @@ def login():
     session.clear()  # a fresh session (and CSRF token) for the signed-in person
     session.permanent = True
     session["signed_in"] = auth().session_mark(current_app.secret_key)
+    session["since"] = int(time.time())
     return redirect(_safe_next() or url_for("console.analyse_page"))
 
 
 @console.post("/logout")
 def logout():
-    session.clear()
+    session.clear()  # the browser's cookie is emptied; see signed_in() for a copy of it
     return redirect(url_for("console.login", signed_out=1))
 
 
 def _safe_next() -> str | None:
-    """The page to return to after signing in, if it is a path on this site."""
+    """The page to return to after signing in, if it is a path on this site.
+
+    Browsers drop tabs and line breaks in URLs and read ``\\`` as ``/``, so
+    ``/\\evil.example`` or ``/<tab>/evil.example`` would lead off site: any
+    control character or backslash is refused, and so is anything with a
+    scheme or a host, or not starting with one ``/``.
+    """
     target = request.values.get("next", "")
-    if target.startswith("/") and not target.startswith(("//", "/\\")):
-        return target
-    return None
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in target) or "\\" in target:
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return None
+    return target
 
 
 # --------------------------------------------------------------------------
@@ -287,14 +330,15 @@ def voice_notes_page():
     chat_platform, _, chat_id = (chat or "").partition(":")
     emotion = request.args.get("emotion") if request.args.get("emotion") in BY_KEY else None
     before = request.args.get("before", type=int)
-    rows = service().store.console_voice_notes(
+    rows = queries.voice_notes(
+        service().store,
         platform=platform or (chat_platform if chat else None),
         chat_id=chat_id or None,
         emotion=emotion,
         before_id=before,
         limit=PAGE_SIZE + 1,
     )
-    chats = service().store.console_chats()
+    chats = queries.chats(service().store)
     older_url = None
     if len(rows) > PAGE_SIZE:
         filters = {key: value for key, value in request.args.items() if key != "before" and value}
@@ -318,7 +362,7 @@ def result_page(result_id: str):
         "result.html",
         row=row,
         payload=row.payload,
-        voice_note=service().store.voice_notes_for_results([result_id]).get(result_id),
+        voice_note=queries.voice_notes_for_results(service().store, [result_id]).get(result_id),
         escalation=escalated_case(service(), result_id),
     )
 
@@ -331,10 +375,11 @@ def escalations_page():
 
 @console.get("/digest")
 def digest_page():
+    today = datetime.now(console_zone()).date()
     try:
-        day = date.fromisoformat(request.args["date"]) if request.args.get("date") else date.today()
+        day = date.fromisoformat(request.args["date"]) if request.args.get("date") else today
     except ValueError:
-        return render_template("digest.html", day=date.today(), preview=None, bad_date=request.args["date"]), 400
+        return render_template("digest.html", day=today, preview=None, bad_date=request.args["date"]), 400
     return render_template("digest.html", day=day, preview=digest_preview(service(), day), bad_date=None)
 
 
@@ -375,8 +420,9 @@ def similar(result_id: str):
     store = service().store
     if store.result_row(result_id) is None:
         raise BotBridgeError("not_found", f"result {result_id}")
-    matches = store.similar_results(result_id, limit=request.args.get("limit", 8, type=int))
-    notes = store.voice_notes_for_results([row.id for row, _ in matches])
+    limit = min(max(request.args.get("limit", SIMILAR_DEFAULT, type=int), 1), SIMILAR_MAX)
+    matches = queries.similar_results(store, result_id, limit=limit)
+    notes = queries.voice_notes_for_results(store, [row.id for row, _ in matches])
     return jsonify(
         result_id=result_id,
         items=[_similar_item(row, similarity, notes.get(row.id)) for row, similarity in matches],
@@ -395,16 +441,15 @@ def _similar_item(row, similarity: float, note) -> dict:
         "label_en": emotion.en,
         "confidence": round(row.confidence, 4),
         "created_at": row.created_at.isoformat(timespec="seconds"),
+        "when": shown_time(row.created_at, console_zone()),
         "duration_s": row.duration_s,
-        "source": _source_line(row, note),
+        "source": _came_from(row, note),
     }
 
 
-def _source_line(row, note) -> str:
-    """Where a result came from, in one line: ``telegram · Support · Alice`` or the uploaded file's name."""
-    if note is not None:
-        return " · ".join(part for part in (note.platform, note.chat_name or note.chat_id, note.sender_name) if part)
-    return " · ".join(part for part in (row.origin, row.file_name) if part)
+def _came_from(row, note) -> str:
+    """``telegram · Support · Alice`` for a chat's voice note (as alerts say it), ``api · clip.wav`` for an upload."""
+    return source_line(note) if note is not None else " · ".join(part for part in (row.origin, row.file_name) if part)
 
 
 # --------------------------------------------------------------------------
@@ -412,9 +457,21 @@ def _source_line(row, note) -> str:
 # --------------------------------------------------------------------------
 
 
+def console_zone() -> ZoneInfo:
+    return ZoneInfo(service().settings.console.timezone)
+
+
+def shown_time(moment: datetime, zone: ZoneInfo) -> str:
+    """``2025-03-04 17:30 UTC+8``: ``moment`` in ``zone``, saying which."""
+    offset = int(moment.astimezone(zone).utcoffset().total_seconds()) // 60
+    hours, minutes = divmod(abs(offset), 60)
+    label = f"UTC{'+' if offset > 0 else '-'}{hours}{f':{minutes:02d}' if minutes else ''}" if offset else "UTC"
+    return f"{local_time(moment, zone)} {label}"
+
+
 @console.app_template_filter("local_time")
 def _local_time(moment: datetime | None) -> str:
-    return "" if moment is None else moment.astimezone().strftime("%Y-%m-%d %H:%M")
+    return "" if moment is None else shown_time(moment, console_zone())
 
 
 @console.app_template_filter("base64")
@@ -437,7 +494,7 @@ def _page_context() -> dict:
         "password_file": auth().password_file and auth().password_file.name,
         "one_day": timedelta(days=1),
         "escalation_states": ESCALATION_STATES,
-        "source_line": _source_line,
+        "time_zone": service().settings.console.timezone,
     }
 
 
@@ -451,13 +508,13 @@ def random_weights_in_use(service: Service, state: dict) -> bool:
 
 
 # --------------------------------------------------------------------------
-# Hooks for issue 4 (escalations and daily digests)
+# Escalations and daily digests
 #
-# The pages call only these three functions, and their templates only
-# render what the functions return. Until the escalation tables exist they
-# return nothing, which the pages show as "not escalated" / an empty list /
-# "no digest". Wiring issue 4 means replacing the three bodies; the data
-# classes below are the contract with the templates.
+# The pages call only the three functions below: escalated_case and
+# escalated_cases read the cases and their deliveries from
+# bot_bridge.alert_store, digest_preview composes a day's digests with
+# bot_bridge.digest without sending or recording anything. Their templates
+# render only the data classes here.
 # --------------------------------------------------------------------------
 
 ESCALATION_STATES = {"pending": ("待发送", "pending"), "sent": ("已发送", "sent"), "failed": ("失败", "failed")}
@@ -509,8 +566,7 @@ def escalated_cases(service: Service, *, state: str | None = None, limit: int = 
 
 def digest_preview(service: Service, day: date) -> DigestPreview | None:
     """The digests of ``day`` as each target would receive them; ``None``: none for that day."""
-    targets = build_targets(service.settings, service.chat.adapters)
-    digests = Digests(service.store, service.settings, targets)
+    digests = Digests(service.store, service.settings, _preview_targets(service))
     messages = []
     for target in digests.targets.values():
         preview = digests.preview(target, day) if target.sender is not None else None
@@ -519,6 +575,24 @@ def digest_preview(service: Service, day: date) -> DigestPreview | None:
             messages += [DigestMessage(target.name, text) for text in texts[:-1]]
             messages.append(DigestMessage(target.name, texts[-1], chart))
     return DigestPreview(day, tuple(messages)) if messages else None
+
+
+_targets_lock = threading.Lock()
+
+
+def _preview_targets(service: Service) -> dict[str, Target]:
+    """The configured targets, built once per app rather than per page view.
+
+    A preview shows each text as its sender would post it (split to the
+    platform's limit, names escaped for its markup), so it needs the senders,
+    though it never sends: the chat platforms' are the service's own
+    adapters, and the alert-only ones (a WeCom robot) share one HTTP client.
+    """
+    extensions = current_app.extensions
+    with _targets_lock:
+        if "bot_bridge_alert_targets" not in extensions:
+            extensions["bot_bridge_alert_targets"] = build_targets(service.settings, service.chat.adapters)
+        return extensions["bot_bridge_alert_targets"]
 
 
 # The console's states of a target, and the delivery states (bot_bridge.alert_store) each covers.

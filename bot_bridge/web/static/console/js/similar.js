@@ -32,7 +32,7 @@ function similarItem(item) {
         {},
         h("strong", {}, bilingual([item.label_zh, item.label_en])),
         ` ${percent(item.confidence, 0)}`,
-        h("span", { class: "similar-source" }, ` · ${item.source} · ${item.created_at.slice(0, 16).replace("T", " ")}`),
+        h("span", { class: "similar-source" }, ` · ${item.source} · ${item.when}`),
       ),
       h("span", { class: "similar-score", title: "cosine" }, item.similarity.toFixed(3)),
     ),
