@@ -232,9 +232,6 @@ class Store:
             row = session.get(ResultRow, result_id)
             return None if row is None else _embedding(row)
 
-    def recent_results(self, limit: int = 50) -> list[ResultRow]:
-        with self.session() as session:
-            return list(session.scalars(select(ResultRow).order_by(ResultRow.created_at.desc()).limit(limit)))
 
     # --- chat voice notes (the durable side of bot_bridge/worker.py) ---
     #
@@ -276,13 +273,6 @@ class Store:
             query = query.where(VoiceNoteRow.status == status)
         with self.session() as session:
             return list(session.scalars(query))
-    def mark_unconfirmed(self, note_id: int, owner: str, detail: str) -> bool:
-        """A send that may have reached the chat (timed out after leaving): never sent again."""
-        return self._update_held(
-            note_id, owner, (NoteStatus.SENDING,), status=NoteStatus.UNCONFIRMED, lease_owner=None,
-            lease_expires_at=None, error_code="reply_unconfirmed", error_detail=detail,
-        )
-
 
     def voice_note_counts(self) -> dict[tuple[str, str], int]:
         """How many notes each platform has in each status: ``{(platform, status): n}``."""
@@ -360,6 +350,13 @@ class Store:
                     updated_at=now,
                 )
             )
+
+    def mark_unconfirmed(self, note_id: int, owner: str, detail: str) -> bool:
+        """A send that may have reached the chat (timed out after leaving): never sent again."""
+        return self._update_held(
+            note_id, owner, (NoteStatus.SENDING,), status=NoteStatus.UNCONFIRMED, lease_owner=None,
+            lease_expires_at=None, error_code="reply_unconfirmed", error_detail=detail,
+        )
 
     def retry_voice_note_later(self, note_id: int, owner: str, delay_s: float, error_code: str, detail: str) -> bool:
         """Put a held note back in the queue, due in ``delay_s`` seconds."""
