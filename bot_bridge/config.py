@@ -309,6 +309,8 @@ ENVIRONMENT: dict[str, tuple[str, ...]] = {
 def load_settings(
     config_file: str | os.PathLike | None = None,
     environ: dict[str, str] | None = None,
+    "BOT_BRIDGE_CONSOLE_TIMEZONE": ("console", "timezone"),
+    "BOT_BRIDGE_TRUSTED_PROXIES": ("console", "trusted_proxies"),
     **overrides: Any,
 ) -> Settings:
     """Read the YAML file, apply the environment and ``overrides`` (dotted keys), validate.

@@ -17,14 +17,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.audio_fixtures import encode, speech_clip, text_as_audio
+from playwright.sync_api import sync_playwright
 from werkzeug.serving import make_server
 
 from bot_bridge.chat import ChatMessage
 from bot_bridge.service import Service
 from bot_bridge.web import create_app
-
-playwright_api = pytest.importorskip("playwright.sync_api")
+from tests.audio_fixtures import encode, speech_clip, text_as_audio
 
 PASSWORD = "e2e console password"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -83,8 +82,8 @@ def _answered_voice_note(service: Service) -> None:
 @pytest.fixture(scope="module")
 def chromium():
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM}: `make test` installs Debian's chromium")
-    with playwright_api.sync_playwright() as playwright:
+        pytest.fail(f"no Chromium at {CHROMIUM}: `make test` installs Debian's chromium")
+    with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
