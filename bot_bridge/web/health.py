@@ -9,15 +9,12 @@ can upload audio. Keep them off the public internet (README, "Scale-out").
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, jsonify
 
 from ..metrics import exposition
+from .api import service
 
 health = Blueprint("health", __name__)
-
-
-def _service():
-    return current_app.extensions["bot_bridge"]
 
 
 @health.get("/healthz")
@@ -28,11 +25,11 @@ def healthz():
 @health.get("/readyz")
 def readyz():
     """Ready: the model is loaded (workers), or the database and queue answer (web processes)."""
-    state = _service().readiness()
+    state = service().readiness()
     return jsonify(state), 200 if state["state"] == "ready" else 503
 
 
 @health.get("/metrics")
 def metrics():
-    body, content_type = exposition(_service())
+    body, content_type = exposition(service())
     return Response(body, content_type=content_type)
