@@ -2,15 +2,19 @@
 
 Adding a platform means adding one file here that defines a ``ChatAdapter``
 subclass (or, for a destination that only receives alerts, an
-``AlertTarget`` subclass); nothing else in bot-bridge names a platform.
+``AlertSender`` subclass); nothing else in bot-bridge names a platform.
+The package is looked through once per process.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
+from collections.abc import Mapping
+from types import MappingProxyType
 
-from .base import AlertTarget, ChatAdapter
+from .base import AlertSender, ChatAdapter
 
 
 def adapter_classes() -> dict[str, type[ChatAdapter]]:
@@ -18,21 +22,23 @@ def adapter_classes() -> dict[str, type[ChatAdapter]]:
     return {name: cls for name, cls in _platform_classes().items() if issubclass(cls, ChatAdapter)}
 
 
-def alert_only_classes() -> dict[str, type[AlertTarget]]:
+def alert_only_classes() -> dict[str, type[AlertSender]]:
     """Destinations that only receive alerts (a WeCom group robot), by platform name."""
     return {name: cls for name, cls in _platform_classes().items() if not issubclass(cls, ChatAdapter)}
 
 
-def _platform_classes() -> dict[str, type[AlertTarget]]:
-    classes: dict[str, type[AlertTarget]] = {}
+@functools.cache
+def _platform_classes() -> Mapping[str, type[AlertSender]]:
+    """Found once, read-only: settings validation, secret masking and every build of the senders ask for it."""
+    classes: dict[str, type[AlertSender]] = {}
     for module_info in pkgutil.iter_modules(__path__):
         if module_info.name == "base" or module_info.name.startswith("_"):
             continue
         module = importlib.import_module(f"{__name__}.{module_info.name}")
         for value in vars(module).values():
-            if isinstance(value, type) and issubclass(value, AlertTarget) and value.__module__ == module.__name__:
+            if isinstance(value, type) and issubclass(value, AlertSender) and value.__module__ == module.__name__:
                 classes[value.name] = value
-    return classes
+    return MappingProxyType(classes)
 
 
 def environment_variables() -> dict[str, dict[str, str]]:
@@ -50,10 +56,10 @@ def enabled_adapters(platform_settings: dict[str, dict], http=None) -> dict[str,
     return enabled
 
 
-def alert_targets(
+def alert_senders(
     platform_settings: dict[str, dict], chat_adapters: dict[str, ChatAdapter], http=None
-) -> dict[str, AlertTarget]:
-    """Where alerts can go: the enabled chat platforms, and every alert-only destination.
+) -> dict[str, AlertSender]:
+    """What can post alerts, by platform: the enabled chat adapters, and every alert-only destination's sender.
 
     An alert-only destination needs no secrets of its own to be on: each
     target that names it carries its own address (a robot's webhook key).

@@ -22,8 +22,8 @@ from __future__ import annotations
 import re
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import ClassVar, Literal
+from dataclasses import dataclass, field
+from typing import Callable, ClassVar, Literal
 
 from bot_bridge.chat import ChatMessage, InboundRequest, ParsedWebhook
 from bot_bridge.outbound import OutboundHttp
@@ -47,7 +47,7 @@ class Refused(Exception):
 #
 # Every chat adapter can post alerts. A destination that only receives them,
 # such as a WeCom group robot (a webhook URL with a key, no bot behind it),
-# subclasses ``AlertTarget`` alone and is found in this package the same way.
+# subclasses ``AlertSender`` alone and is found in this package the same way.
 
 
 @dataclass(frozen=True)
@@ -57,12 +57,17 @@ class TextLimit:
     Telegram counts UTF-16 code units (an emoji is two), WeCom counts UTF-8
     bytes (a Chinese character is three), Slack counts characters; a splitter
     that measured everything in characters would overflow WeCom threefold.
+    ``escape``, when given, is what the sender does to a text before posting
+    it (``AlertSender.escape``): the platform counts what it receives.
     """
 
     size: int
     unit: Literal["characters", "utf-16 units", "bytes"]
+    escape: Callable[[str], str] | None = field(default=None, compare=False, repr=False)
 
     def measure(self, text: str) -> int:
+        if self.escape is not None:
+            text = self.escape(text)
         if self.unit == "bytes":
             return len(text.encode("utf-8"))
         if self.unit == "utf-16 units":
@@ -70,8 +75,12 @@ class TextLimit:
         return len(text)
 
 
-class AlertTarget(ABC):
-    """A destination for alerts: posts a message to a chat that is not a reply."""
+class AlertSender(ABC):
+    """What posts alerts to a platform: a message to a chat that is not a reply.
+
+    (A configured destination, one chat of a platform, is a target:
+    ``bot_bridge.alerting.Target`` holds its settings and its sender.)
+    """
 
     #: Platform name, used in settings, stored rows and (chat platforms) URLs (``/webhooks/<name>``).
     name: ClassVar[str]
@@ -93,11 +102,27 @@ class AlertTarget(ABC):
     def send_alert(self, chat_id: str, text: str, image: bytes | None = None) -> str:
         """Post a message to a chat that is not a reply (escalations, digests); returns the platform's id of it."""
 
+    def escape(self, text: str) -> str:
+        """``text`` as the platform must receive it to show it literally (Slack: ``&``, ``<``, ``>`` as
+        entities). The sender applies it to every text it posts, once; splitting measures texts after it."""
+        return text
+
+    def escape_user_text(self, text: str) -> str:
+        """A value people chose (a chat's or a sender's name) for a message whose own markup stays markup:
+        whatever the platform would read as markup in it is made inert (a WeCom robot's markdown). Nothing
+        where ``escape`` already covers it or messages are plain text."""
+        return text
+
+    def stop_waiting(self) -> None:
+        """The process is stopping: a send waiting for the platform's rate limit gives up now, and so does
+        any later one, so the scheduler stops at once. What is given up is retried later (by the next lease
+        holder). Nothing to do for a sender that never waits."""
+
 
 # --- Chat platforms ------------------------------------------------------------
 
 
-class ChatAdapter(AlertTarget):
+class ChatAdapter(AlertSender):
     #: Path under ``/webhooks/`` the platform posts to.
     webhook_path: ClassVar[str]
     #: HTTP methods the webhook accepts.

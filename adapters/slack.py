@@ -103,8 +103,11 @@ class SlackAdapter(ChatAdapter):
     def send_alert(self, chat_id: str, text: str, image: bytes | None = None) -> str:
         return self._post(chat_id, text, image, {})
 
+    def escape(self, text: str) -> str:
+        return _escape(text)
+
     def _post(self, channel: str, text: str, image: bytes | None, thread: dict) -> str:
-        text = _escape(text)
+        text = self.escape(text)  # replies and alerts alike, once; alerts were split measuring this
         if image is None:
             return self._call("chat.postMessage", delivers=True, json={"channel": channel, "text": text, **thread})["ts"]
         # files_upload_v2: reserve an upload URL, send the bytes there, then share the file with its comment.

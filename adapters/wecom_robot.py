@@ -1,7 +1,7 @@
 """WeCom (企业微信) group robot: alerts posted to a group chat through the robot's webhook.
 
 A group robot (群机器人) is a URL, ``/cgi-bin/webhook/send?key=KEY``, added
-to a group by any member; it can only post, so it is an ``AlertTarget``
+to a group by any member; it can only post, so it is an ``AlertSender``
 and not a chat adapter. A target names it with ``platform: wecom_robot``
 and the robot's key as ``chat_id``: the key is the whole credential, so it
 belongs in a protected config file and never in a log line (calls are named
@@ -13,7 +13,12 @@ What WeCom allows a robot, and how this module keeps to it:
   alert text limit, which the splitter measures in bytes;
 * 20 messages a minute per robot (errcode 45009 beyond): sends are paced
   here, waiting for a free slot, so a long escalation or a digest with its
-  chart is not refused halfway;
+  chart is not refused halfway. A send waits for its own robot only, and
+  stops waiting when the scheduler stops (``stop_waiting``);
+* markdown has no escape character: in names people chose (chats, senders)
+  the characters it reads as markup become their full-width forms
+  (``escape_user_text``), so a Telegram user named ``[处理](http://x)``
+  shows as ``［处理］（http://x）`` and is no link;
 * images as base64 with the md5 of the raw bytes, at most 2 MB: a chart
   follows its text as a second message, and a chart over the limit is left
   out with a warning rather than failing the text that went before it.
@@ -35,16 +40,30 @@ from typing import Callable
 
 from bot_bridge.outbound import OutboundError
 
-from .base import AlertTarget, TextLimit
+from .base import AlertSender, TextLimit
 from .wecom import check_answer
 
 log = logging.getLogger(__name__)
 
 MESSAGES_PER_MINUTE = 20
 IMAGE_LIMIT_BYTES = 2 * 1024 * 1024
+CALL = "wecom robot webhook/send"
+#: What the robot's markdown reads as markup (headings, bold, links, code, quotes, <font>, <@mentions>), and
+#: the full-width look-alike each becomes in a name; a line break would start a heading or a quote.
+MARKDOWN_INERT = str.maketrans({
+    "#": "＃", "*": "＊", "_": "＿", "[": "［", "]": "］", "(": "（", ")": "）", "`": "｀", ">": "＞", "<": "＜",
+    "\n": " ", "\r": " ",
+})
 
 
-class WeComRobot(AlertTarget):
+class Stopping(OutboundError):
+    """A send given up because the process is stopping; the next sweep (in whichever process) sends it."""
+
+    def __init__(self) -> None:
+        super().__init__(CALL, "bot-bridge is stopping; not sent, left for the next try", retryable=True)
+
+
+class WeComRobot(AlertSender):
     name = "wecom_robot"
     environment = {"api_base": "WECOM_API_BASE"}
     default_api_base = "https://qyapi.weixin.qq.com"
@@ -57,10 +76,12 @@ class WeComRobot(AlertTarget):
         http=None,
         *,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], bool | None] | None = None,
     ) -> None:
+        """``sleep(seconds)`` waits for a turn; by default it returns early, and True, on ``stop_waiting``."""
         super().__init__(settings, http)
-        self._pace = _Pace(MESSAGES_PER_MINUTE, 60.0, clock, sleep)
+        self._stopping = threading.Event()
+        self._pace = _Pace(MESSAGES_PER_MINUTE, 60.0, clock, sleep or self._stopping.wait)
 
     def send_alert(self, chat_id: str, text: str, image: bytes | None = None) -> str:
         """Post ``text`` as markdown, then ``image``; ``chat_id`` is the robot's key. Returns ``""``:
@@ -77,42 +98,54 @@ class WeComRobot(AlertTarget):
                 log.warning("wecom robot: the image after a message was not delivered: %s", error)
         return ""
 
+    def escape_user_text(self, text: str) -> str:
+        return text.translate(MARKDOWN_INERT)
+
+    def stop_waiting(self) -> None:
+        self._stopping.set()
+
     def _send(self, key: str, body: dict) -> None:
-        self._pace.wait_for_turn(key)
+        if not self._pace.wait_for_turn(key) or self._stopping.is_set():
+            raise Stopping()
         self.http.call(
             "POST",
             f"{self.api_base}/cgi-bin/webhook/send",
             params={"key": key},
             json=body,
-            call="wecom robot webhook/send",
+            call=CALL,
             check=functools.partial(check_answer, token_errors=frozenset()),
         )
 
 
 class _Pace:
-    """At most ``count`` sends per ``window_s`` seconds for each key; a send over that waits.
+    """At most ``count`` sends per ``window_s`` seconds for each key; a send over that waits for its turn.
 
-    Counted in this process only: the scheduler sends every alert of a
-    deployment from the one process that holds its lease.
+    Each send books its turn under the lock (now, or a window after the
+    ``count``-th send before it) and waits for it outside the lock, so a
+    robot at its limit delays only its own sends. Counted in this process
+    only: the scheduler sends every alert of a deployment from the one
+    process that holds its lease.
     """
 
-    def __init__(self, count: int, window_s: float, clock: Callable[[], float], sleep: Callable[[float], None]) -> None:
+    def __init__(
+        self, count: int, window_s: float, clock: Callable[[], float], sleep: Callable[[float], bool | None]
+    ) -> None:
         self.count = count
         self.window_s = window_s
         self.clock = clock
         self.sleep = sleep
-        self._sent: dict[str, deque[float]] = defaultdict(deque)
+        self._turns: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=count))  # each key's last turns
         self._lock = threading.Lock()
 
-    def wait_for_turn(self, key: str) -> None:
+    def wait_for_turn(self, key: str) -> bool:
+        """Wait until ``key`` may send; False when the wait was cut short (the process is stopping)."""
         with self._lock:
-            sent = self._sent[key]
-            if len(sent) >= self.count:
-                wait = sent[0] + self.window_s - self.clock()
-                if wait > 0:
-                    log.info("wecom robot: %d messages in the last minute; waiting %.0f s", len(sent), wait)
-                    self.sleep(wait)
             now = self.clock()
-            while sent and now - sent[0] >= self.window_s:
-                sent.popleft()
-            sent.append(now)
+            turns = self._turns[key]
+            turn = now if len(turns) < self.count else max(now, turns[0] + self.window_s)
+            turns.append(turn)
+        wait = turn - now
+        if wait <= 0:
+            return True
+        log.info("wecom robot: %d messages a minute at most; waiting %.0f s", self.count, wait)
+        return not self.sleep(wait)

@@ -6,13 +6,17 @@ Exactly once, as far as platforms without idempotency keys allow it:
   ``escalations`` row, unique per result, written with one
   ``escalation_deliveries`` row per routed target, unique per (case,
   target), before anything is sent. Finding the same case again, in this
-  process or another, hits the unique constraint and adds nothing.
+  process or another, meets the unique constraint and adds nothing
+  (``INSERT ... ON CONFLICT DO NOTHING``: no failed statement, so no
+  ERROR line in PostgreSQL's log).
 * Sending first claims the rows it will send (``pending``/``retrying`` ->
   ``sending`` in one conditional UPDATE ... RETURNING): rows another process
   claimed first are not in the answer and are not sent. Right after the
   platform answers, the send is recorded (``sent``) in its own commit. A
   failed send puts its rows back to ``retrying`` for the next sweep, counting
-  the attempt; other targets' rows are never touched by it.
+  the attempt; other targets' rows are never touched by it. The urgent job
+  takes ``pending`` rows only: what failed waits for the sweep, so
+  ``escalation.max_attempts`` tries span that many sweeps.
 * The crash window is one HTTP call: claimed, sent, not yet recorded. Rows
   left ``sending`` for ``SENDING_TIMEOUT`` (far longer than any send with
   its retries takes) were claimed by a process that died; they are sent
@@ -23,6 +27,9 @@ Exactly once, as far as platforms without idempotency keys allow it:
   same way. Its messages are stored as first rendered and ``parts_sent``
   counts those out, so a digest that failed halfway resumes after the last
   part that went out, with the same words, instead of starting over.
+* The scheduler's lease (``leases``, see ``bot_bridge.scheduler``) is
+  declared here too: this module declares exactly the tables of migration
+  0002.
 
 Each conditional UPDATE is atomic on SQLite (one writer at a time) and on
 PostgreSQL (a concurrent UPDATE of the same row waits, then re-checks the
@@ -34,23 +41,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
+from typing import Any
+
 from sqlalchemy import (
+    JSON,
     Boolean,
     Date,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
     UniqueConstraint,
-    JSON,
     and_,
     select,
     update,
 )
 from sqlalchemy import case as sql_case
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from .store import Base, ResultRow, Store, UTCDateTime, VoiceNoteRow
 
@@ -96,7 +106,10 @@ class EscalationRow(Base):
 
 class DeliveryRow(Base):
     __tablename__ = "escalation_deliveries"
-    __table_args__ = (UniqueConstraint("escalation_id", "target", name="uq_escalation_deliveries_target"),)
+    __table_args__ = (
+        UniqueConstraint("escalation_id", "target", name="uq_escalation_deliveries_target"),
+        Index("ix_escalation_deliveries_target_state", "target", "state"),  # what each sweep looks for
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     escalation_id: Mapped[int] = mapped_column(ForeignKey("escalations.id"))
@@ -127,6 +140,29 @@ class DigestRow(Base):
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class LeaseRow(Base):
+    """A named lease (``bot_bridge.scheduler.Lease``): held by ``holder`` until ``expires_at``."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(191))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+def insert_new(session: Session, model: type[Base], values: dict[str, Any], unique: list[str]) -> Any | None:
+    """Insert a row unless one with the same ``unique`` columns exists; the new row's primary key, or None.
+
+    ``INSERT ... ON CONFLICT DO NOTHING`` (SQLite and PostgreSQL): atomic
+    like an INSERT that fails on the unique constraint, without the failed
+    statement, which PostgreSQL would log as an ERROR every time.
+    """
+    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[session.get_bind().dialect.name]
+    [key] = model.__table__.primary_key.columns
+    statement = insert(model).values(**values).on_conflict_do_nothing(index_elements=unique).returning(key)
+    return session.execute(statement).scalar()
 
 
 @dataclass(frozen=True)
@@ -191,39 +227,31 @@ class AlertStore:
 
     def record_case(self, case: Case, targets: list[str], now: datetime) -> bool:
         """Write the case and a pending delivery per target; False if it was recorded already."""
-        row = EscalationRow(
-            result_id=case.result.id,
-            voice_note_id=case.note.id,
-            source=case.source,
-            emotion=case.emotion,
-            score=case.score,
-            threshold=case.threshold,
-            severe=case.severe,
-            matched_at=now,
-        )
-        try:
-            with self.session.begin() as session:
-                session.add(row)
-                session.flush()
-                session.add_all(
-                    DeliveryRow(escalation_id=row.id, target=target, state=DeliveryState.PENDING, attempts=0,
-                                maybe_sent=False, updated_at=now)
-                    for target in targets
-                )
-        except IntegrityError:
-            return False
+        values = {"result_id": case.result.id, "voice_note_id": case.note.id, "source": case.source,
+                  "emotion": case.emotion, "score": case.score, "threshold": case.threshold, "severe": case.severe,
+                  "matched_at": now}
+        with self.session.begin() as session:
+            case_id = insert_new(session, EscalationRow, values, ["result_id"])
+            if case_id is None:
+                return False
+            session.add_all(
+                DeliveryRow(escalation_id=case_id, target=target, state=DeliveryState.PENDING, attempts=0,
+                            maybe_sent=False, updated_at=now)
+                for target in targets
+            )
         return True
 
     # -- sending: claim, then record ------------------------------------------------
 
-    def open_deliveries(self, target: str, *, severe_only: bool = False) -> list[OpenDelivery]:
-        """The cases ``target`` has still to receive, in the order the notes arrived."""
+    def open_deliveries(self, target: str, states: tuple[str, ...] = DeliveryState.OPEN, *,
+                        severe_only: bool = False) -> list[OpenDelivery]:
+        """The cases ``target`` has still to receive (in ``states``), in the order the notes arrived."""
         query = (
             select(DeliveryRow, EscalationRow, VoiceNoteRow, ResultRow)
             .join(EscalationRow, DeliveryRow.escalation_id == EscalationRow.id)
             .join(VoiceNoteRow, EscalationRow.voice_note_id == VoiceNoteRow.id)
             .join(ResultRow, EscalationRow.result_id == ResultRow.id)
-            .where(DeliveryRow.target == target, DeliveryRow.state.in_(DeliveryState.OPEN))
+            .where(DeliveryRow.target == target, DeliveryRow.state.in_(states))
             .order_by(VoiceNoteRow.received_at, VoiceNoteRow.id)
         )
         if severe_only:
@@ -231,11 +259,12 @@ class AlertStore:
         with self.session() as session:
             return [OpenDelivery(*row) for row in session.execute(query)]
 
-    def claim_deliveries(self, delivery_ids: list[int], now: datetime) -> set[int]:
-        """Take the still-open rows among ``delivery_ids`` for sending; the ids this call won."""
+    def claim_deliveries(self, delivery_ids: list[int], now: datetime,
+                         states: tuple[str, ...] = DeliveryState.OPEN) -> set[int]:
+        """Take the rows among ``delivery_ids`` still in ``states`` for sending; the ids this call won."""
         statement = (
             update(DeliveryRow)
-            .where(DeliveryRow.id.in_(delivery_ids), DeliveryRow.state.in_(DeliveryState.OPEN))
+            .where(DeliveryRow.id.in_(delivery_ids), DeliveryRow.state.in_(states))
             .values(state=DeliveryState.SENDING, claimed_at=now, attempts=DeliveryRow.attempts + 1, updated_at=now)
             .returning(DeliveryRow.id)
         )
@@ -257,6 +286,21 @@ class AlertStore:
             .where(DeliveryRow.state == DeliveryState.SENDING, DeliveryRow.claimed_at < now - SENDING_TIMEOUT)
             .values(state=DeliveryState.RETRYING, maybe_sent=True, updated_at=now,
                     last_error="bot-bridge stopped while sending this alert; sent again, marked as a possible repeat")
+            .returning(DeliveryRow.id)
+        )
+        return self._returning(statement)
+
+    def expire_deliveries(self, analysed_before: datetime, reason: str, now: datetime) -> list[int]:
+        """Give up the open rows of notes analysed before ``analysed_before``: too old to alert about."""
+        old_cases = (
+            select(EscalationRow.id)
+            .join(ResultRow, EscalationRow.result_id == ResultRow.id)
+            .where(ResultRow.created_at < analysed_before)
+        )
+        statement = (
+            update(DeliveryRow)
+            .where(DeliveryRow.state.in_(DeliveryState.OPEN), DeliveryRow.escalation_id.in_(old_cases))
+            .values(state=DeliveryState.GAVE_UP, last_error=reason, updated_at=now)
             .returning(DeliveryRow.id)
         )
         return self._returning(statement)
@@ -302,30 +346,25 @@ class AlertStore:
     def claim_digest(self, target: str, day: date, now: datetime) -> DigestRow | None:
         """Take the digest of (``target``, ``day``) for sending: a new one, one that failed, or one
         whose sender died mid-send; None when it went out, was skipped, or is being sent."""
-        row = DigestRow(target=target, day=day, state=DigestState.SENDING, parts_sent=0, attempts=1,
-                        maybe_sent=False, claimed_at=now, updated_at=now)
-        try:
-            with self.session.begin() as session:
-                session.add(row)
-            return row
-        except IntegrityError:
-            pass
         with self.session.begin() as session:
-            stale = and_(DigestRow.state == DigestState.SENDING, DigestRow.claimed_at < now - SENDING_TIMEOUT)
-            claimed = session.execute(
-                update(DigestRow)
-                .where(DigestRow.target == target, DigestRow.day == day,
-                       (DigestRow.state == DigestState.FAILED) | stale)
-                .values(
-                    state=DigestState.SENDING,
-                    attempts=DigestRow.attempts + 1,
-                    maybe_sent=DigestRow.maybe_sent | (DigestRow.state == DigestState.SENDING),
-                    claimed_at=now,
-                    updated_at=now,
-                )
-            ).rowcount
-            if not claimed:
-                return None
+            new = {"target": target, "day": day, "state": DigestState.SENDING, "parts_sent": 0, "attempts": 1,
+                   "maybe_sent": False, "claimed_at": now, "updated_at": now}
+            if insert_new(session, DigestRow, new, ["target", "day"]) is None:
+                stale = and_(DigestRow.state == DigestState.SENDING, DigestRow.claimed_at < now - SENDING_TIMEOUT)
+                claimed = session.execute(
+                    update(DigestRow)
+                    .where(DigestRow.target == target, DigestRow.day == day,
+                           (DigestRow.state == DigestState.FAILED) | stale)
+                    .values(
+                        state=DigestState.SENDING,
+                        attempts=DigestRow.attempts + 1,
+                        maybe_sent=DigestRow.maybe_sent | (DigestRow.state == DigestState.SENDING),
+                        claimed_at=now,
+                        updated_at=now,
+                    )
+                ).rowcount
+                if not claimed:
+                    return None
             return session.scalar(select(DigestRow).where(DigestRow.target == target, DigestRow.day == day))
 
     def save_digest_texts(self, digest_id: int, texts: list[str], now: datetime) -> None:
@@ -339,10 +378,6 @@ class AlertStore:
 
     def fail_digest(self, digest_id: int, error: str, now: datetime) -> None:
         self._update_digest(digest_id, state=DigestState.FAILED, last_error=error, updated_at=now)
-
-    def digest_row(self, target: str, day: date) -> DigestRow | None:
-        with self.session() as session:
-            return session.scalar(select(DigestRow).where(DigestRow.target == target, DigestRow.day == day))
 
     # -- helpers ----------------------------------------------------------------------------
 

@@ -1,24 +1,27 @@
 """Where alerts go and how they are cut to size: what escalations and digests share.
 
 A ``Target`` is one configured destination (``targets.<key>``) with the
-sender that posts to it: the chat platform's adapter, or an alert-only one
-such as a WeCom group robot (``adapters.alert_targets``). ``Routes`` say
-which source chats each target hears about. ``pack`` splits a message made
-of blocks (one case, one chat's numbers) into messages that fit the
-target's limit, measured the way the platform measures it, never cutting a
-block in two unless one block alone is too long.
+sender that posts to it (an ``AlertSender``): the chat platform's adapter,
+or an alert-only one such as a WeCom group robot
+(``adapters.alert_senders``). ``Routes`` say which source chats each target
+hears about. ``pack`` splits a message made of blocks (one case, one chat's
+numbers) into messages that fit the target's limit, measured the way the
+platform measures it (after the sender's ``escape``), never cutting a block
+in two unless one block alone is too long. Names people chose (chats,
+senders) go into a message through ``Target.user_text``, which makes the
+platform's markup in them inert.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Callable
 from zoneinfo import ZoneInfo
 
-from adapters import alert_targets
-from adapters.base import AlertTarget, ChatAdapter, TextLimit
+from adapters import alert_senders
+from adapters.base import AlertSender, ChatAdapter, TextLimit
 
 from .config import RouteSettings, Settings, TargetSettings
 from .logs import secret_values
@@ -36,7 +39,7 @@ ELLIPSIS = "…"
 class Target:
     key: str
     settings: TargetSettings
-    sender: AlertTarget | None  # None: the target's platform is not configured in this process
+    sender: AlertSender | None  # None: the target's platform is not configured in this process
 
     @property
     def name(self) -> str:
@@ -52,7 +55,12 @@ class Target:
 
     @property
     def limit(self) -> TextLimit:
-        return self.sender.alert_text_limit
+        """The sender's limit, measuring texts as the platform receives them (escaped)."""
+        return replace(self.sender.alert_text_limit, escape=self.sender.escape)
+
+    def user_text(self, text: str) -> str:
+        """A name people chose, made inert for the sender's markup (``AlertSender.escape_user_text``)."""
+        return self.sender.escape_user_text(text) if self.sender is not None else text
 
     def send(self, text: str, image: bytes | None = None) -> str:
         return self.sender.send_alert(self.settings.chat_id, text, image)
@@ -68,7 +76,7 @@ def build_targets(
     secret of the settings and every robot key.
     """
     http = http or OutboundHttp(secrets=secret_values(settings))
-    senders = alert_targets(settings.platforms, chat_adapters, http)
+    senders = alert_senders(settings.platforms, chat_adapters, http)
     targets = {}
     for key, target_settings in settings.targets.items():
         sender = senders.get(target_settings.platform)
@@ -153,8 +161,8 @@ def say(language: str, zh: str, en: str, joiner: str = " / ") -> str:
     return {"zh": zh, "en": en}.get(language, f"{zh}{joiner}{en}")
 
 
-def local_time(moment: datetime, zone: ZoneInfo) -> str:
-    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+def local_time(moment: datetime, zone: ZoneInfo, form: str = "%Y-%m-%d %H:%M") -> str:
+    return moment.astimezone(zone).strftime(form)
 
 
 def result_link(public_url: str | None, result_id: str) -> str:
@@ -162,6 +170,11 @@ def result_link(public_url: str | None, result_id: str) -> str:
     return f"{public_url}/results/{result_id}" if public_url else f"result {result_id}"
 
 
-def source_line(note: VoiceNoteRow) -> str:
-    """``telegram · Support group · Alice``: where a voice note came from, as people know it."""
-    return " · ".join((note.platform, note.chat_name or note.chat_id, note.sender_name or note.sender_id or "?"))
+def source_line(note: VoiceNoteRow, user_text: Callable[[str], str] = str) -> str:
+    """``telegram · Support group · Alice``: where a voice note came from, as people know it.
+
+    Public, for the console too. ``user_text`` treats the names people chose
+    (``Target.user_text`` for a message; the console's templates escape HTML).
+    """
+    return " · ".join((note.platform, user_text(note.chat_name or note.chat_id),
+                       user_text(note.sender_name or note.sender_id or "?")))

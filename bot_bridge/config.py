@@ -122,6 +122,8 @@ class ReplySettings(_Section):
 # commented example is config/escalation.example.yaml.
 
 Language = Literal["zh", "en", "both"]
+#: How often the scheduler looks for due digests: the shortest grace period that cannot miss one.
+DIGEST_CHECK_MINUTES = 1
 
 
 def _check_thresholds(thresholds: dict[str, float]) -> dict[str, float]:
@@ -184,7 +186,9 @@ class EscalationSettings(_Section):
         default_factory=lambda: {"angry": 0.5}, description="emotion -> score at or above which a note is a case"
     )
     rules: dict[str, dict[str, float]] = Field(
-        default_factory=dict, description="per source chat 'platform:chat_id', instead of the default rule"
+        default_factory=dict,
+        description="per source chat 'platform:chat_id', 'platform:*' or '*' (the most precise one applies), "
+        "instead of the default rule",
     )
     immediate: dict[str, float] = Field(
         default_factory=dict, description="a case scoring this high goes out within immediate_check_s; empty: off"
@@ -211,7 +215,15 @@ class DigestTargetSettings(_Section):
 class DigestSettings(_Section):
     targets: dict[str, DigestTargetSettings] = Field(default_factory=dict, description="keys of targets")
     skip_empty: bool = True
-    grace_period_h: float = Field(6.0, ge=0, description="a digest missed while down is sent this late at most")
+    grace_period_h: float = Field(6.0, description="a digest missed while down is sent this late at most")
+
+    @field_validator("grace_period_h")
+    @classmethod
+    def _grace_covers_a_check(cls, value: float) -> float:
+        if value * 60 < DIGEST_CHECK_MINUTES:
+            raise ValueError(f"{value} h is shorter than the {DIGEST_CHECK_MINUTES} minute between checks for due "
+                             "digests, so none would go out; a few hours is usual")
+        return value
 
 
 class Settings(_Section):

@@ -149,18 +149,24 @@ class Digests:
         row = self.alerts.claim_digest(target.key, day, now)
         if row is None:
             return None
-        digest = self.compose(target, day)
-        if digest.empty and self.digest.skip_empty:
-            self.alerts.finish_digest(row.id, DigestState.SKIPPED, now)
-            return DigestState.SKIPPED
-        texts = row.texts
-        if texts is None:
-            texts = render_digest(digest, self.public_url, late_since=self._late_since(target, day, now))
-            self.alerts.save_digest_texts(row.id, texts, now)
-        parts = [(text, None) for text in texts]
-        chart = digest_chart(digest)
-        if chart is not None:
-            parts.append((chart.caption, chart.png))
+        try:
+            digest = self.compose(target, day)
+            if digest.empty and self.digest.skip_empty:
+                self.alerts.finish_digest(row.id, DigestState.SKIPPED, now)
+                return DigestState.SKIPPED
+            texts = row.texts
+            if texts is None:
+                texts = render_digest(digest, self.public_url, late_since=self._late_since(target, day, now))
+                self.alerts.save_digest_texts(row.id, texts, now)
+            parts = [(text, None) for text in texts]
+            chart = digest_chart(digest)
+            if chart is not None:
+                parts.append((chart.caption, chart.png))
+        except Exception as error:  # nothing went out: give the claim back now, not as "maybe sent" 10 min later
+            self.alerts.fail_digest(row.id, f"{type(error).__name__}: {error}", now)
+            log.exception("digest %s for %s: composing it failed, so nothing was sent; tried again at the next "
+                          "check", day, target.name)
+            return DigestState.FAILED
         for index in range(row.parts_sent, len(parts)):
             text, image = parts[index]
             if index == row.parts_sent and row.maybe_sent:

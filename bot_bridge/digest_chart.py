@@ -58,7 +58,8 @@ def _plot_shares(axes, chats) -> None:
         if any(widths):
             axes.barh(rows, widths, left=lefts, color=COLOURS[emotion], label=BY_KEY[emotion].en)
             lefts = [left + width for left, width in zip(lefts, widths)]
-    axes.set_yticks(list(rows), [_drawable(chat.chat_name, chat.source) for chat in chats])
+    # Chat names are people's: "$...$" in one must not be read as mathtext (a malformed one fails the chart).
+    axes.set_yticks(list(rows), [_drawable(chat.chat_name, chat.source) for chat in chats], parse_math=False)
     axes.invert_yaxis()  # busiest chat on top, as in the text
     axes.set_xlim(0, 1)
     axes.xaxis.set_major_formatter(PercentFormatter(1.0))

@@ -54,7 +54,7 @@ def _overview(digest, late_since: datetime | None) -> str:
 
 def _chat(chat, target, public_url: str | None) -> str:
     language = target.language
-    lines = [f"▍{chat.chat_name}", _notes_line(chat, language)]
+    lines = [f"▍{target.user_text(chat.chat_name)}", _notes_line(chat, language)]
     if chat.shares:
         lines.append("  ".join(label(emotion, share, language) for emotion, share in chat.shares.items()))
         lines.append(_angry_line(chat, language))
@@ -63,8 +63,8 @@ def _chat(chat, target, public_url: str | None) -> str:
         lines.append(say(language, "最生气的语音：", "Angriest notes:"))
         for number, angry in enumerate(chat.angriest, start=1):
             note, result = angry.note, angry.result
-            who = note.sender_name or note.sender_id or "?"
-            when = local_time(note.received_at, target.zone)[len("2026-"):]  # the period spans two dates
+            who = target.user_text(note.sender_name or note.sender_id or "?")
+            when = local_time(note.received_at, target.zone, "%m-%d %H:%M")  # the period spans two dates
             lines.append(f"{number}. {label('angry', result.scores.get('angry', 0.0), language)} · {who} · {when} · "
                          f"{result_link(public_url, result.id)}")
     return "\n".join(lines)

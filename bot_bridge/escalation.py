@@ -2,8 +2,11 @@
 
 A chat voice note is a *case* when one of its scores, not only its top
 label, meets its chat's rule: ``escalation.rules["platform:chat_id"]``,
-else ``escalation.rules["platform:*"]``, else ``escalation.default_rule``
-(angry >= 0.5). ``routes`` say which targets hear about which chats.
+else ``escalation.rules["platform:*"]``, else ``escalation.rules["*"]``,
+else ``escalation.default_rule`` (angry >= 0.5). ``routes`` say which
+targets hear about which chats; a target whose platform is not configured
+in this process hears nothing (it gets no delivery row, so nothing stale is
+waiting for it when its platform is turned on).
 
 ``Escalator.sweep(now)``, which the scheduler runs every
 ``escalation.sweep_interval_min``, records the new cases and then sends each
@@ -11,7 +14,10 @@ target one alert with everything it has still to receive (new cases and
 those a failed send left behind), split to fit the platform. A case that
 also meets ``escalation.immediate`` is *severe*: ``sweep(now,
 severe_only=True)``, run every ``escalation.immediate_check_s``, sends those
-without waiting. How a case reaches each target exactly once:
+not tried yet without waiting; one that failed is retried by the sweep
+like any other, so ``max_attempts`` tries span that many sweeps. Cases of
+notes analysed more than ``escalation.max_age_h`` ago are neither found
+nor sent any more. How a case reaches each target exactly once:
 ``bot_bridge.alert_store``.
 """
 
@@ -21,7 +27,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from .alert_store import AlertStore, Case, OpenDelivery
+from .alert_store import AlertStore, Case, DeliveryState, OpenDelivery
 from .alerting import Routes, Target, local_time, pack, result_link, say, source_line
 from .config import EscalationSettings, Settings
 from .outbound import OutboundError
@@ -40,8 +46,9 @@ class Match:
 
 
 def rule_for(escalation: EscalationSettings, platform: str, chat_id: str) -> dict[str, float]:
-    """The thresholds of a chat: its own rule, else its platform's (``platform:*``), else the default."""
-    for source in (f"{platform}:{chat_id}", f"{platform}:*"):
+    """The thresholds of a chat: its own rule, else its platform's (``platform:*``), else the rule of every
+    chat (``*``), else the default."""
+    for source in (f"{platform}:{chat_id}", f"{platform}:*", "*"):
         if source in escalation.rules:
             return escalation.rules[source]
     return escalation.default_rule
@@ -93,23 +100,32 @@ class Escalator:
         self.targets = targets
 
     def sweep(self, now: datetime, *, severe_only: bool = False) -> dict[str, int]:
-        """Record the new cases, then send each target what it has still to receive; cases sent, per target."""
+        """Record the new cases, then send each target what it has still to receive; cases sent, per target.
+
+        ``severe_only`` (the urgent job): send only the severe cases not tried yet."""
         for case, targets in self.new_cases(now):
             self.alerts.record_case(case, targets, now)
         for delivery_id in self.alerts.recover_stale_deliveries(now):
             log.warning("escalation delivery %d: the process died while sending it; sending it again, marked as "
                         "a possible repeat", delivery_id)
+        max_age_h = self.escalation.max_age_h
+        expired = self.alerts.expire_deliveries(now - timedelta(hours=max_age_h),
+                                                f"not sent within max_age_h ({max_age_h:g} h) of the note", now)
+        if expired:
+            log.warning("escalation: %d case(s) given up, their notes older than max_age_h (%g h)",
+                        len(expired), max_age_h)
         return {key: self._send(target, now, severe_only) for key, target in self.targets.items() if target.sender}
 
     def new_cases(self, now: datetime) -> list[tuple[Case, list[str]]]:
         """Chat notes analysed within ``escalation.max_age_h`` that meet their rule and are not cases yet,
-        each with the targets it goes to."""
+        each with the targets it goes to: those routed from its chat that have a sender."""
         since = now - timedelta(hours=self.escalation.max_age_h)
         found = []
         for note, result in self.alerts.unescalated_chat_results(since, now):
             if result.reason == NO_SPEECH:
                 continue  # scores of silence mean nothing
-            targets = self.routes.targets_for(f"{note.platform}:{note.chat_id}")
+            targets = [key for key in self.routes.targets_for(f"{note.platform}:{note.chat_id}")
+                       if key in self.targets and self.targets[key].sender is not None]
             matched = match(rule_for(self.escalation, note.platform, note.chat_id), result.scores)
             if not targets or matched is None:
                 continue
@@ -120,9 +136,11 @@ class Escalator:
     def preview(self, now: datetime) -> dict[str, list[str]]:
         """The messages a sweep at ``now`` would send, per target; nothing is recorded or sent."""
         new = self.new_cases(now)
+        since = now - timedelta(hours=self.escalation.max_age_h)
         messages = {}
         for key, target in self.targets.items():
-            lines = [AlertLine.waiting(waiting) for waiting in self.alerts.open_deliveries(key)]
+            lines = [AlertLine.waiting(waiting) for waiting in self.alerts.open_deliveries(key)
+                     if waiting.result.created_at >= since]  # older ones the sweep gives up
             lines += [AlertLine.new(case) for case, targets in new if key in targets]
             if lines and target.sender:
                 messages[key] = [text for text, _ in self.messages(lines, target, urgent=False)]
@@ -134,12 +152,13 @@ class Escalator:
         return pack(blocks, target.limit, lambda part, parts: _header(len(lines), target, urgent, part, parts))
 
     def _send(self, target: Target, now: datetime, severe_only: bool) -> int:
-        waiting = self.alerts.open_deliveries(target.key, severe_only=severe_only)
+        states = (DeliveryState.PENDING,) if severe_only else DeliveryState.OPEN
+        waiting = self.alerts.open_deliveries(target.key, states, severe_only=severe_only)
         lines = [AlertLine.waiting(open_delivery) for open_delivery in waiting]
         sent = 0
         for text, indexes in self.messages(lines, target, urgent=severe_only):
             ids = [waiting[i].delivery.id for i in indexes]
-            claimed = self.alerts.claim_deliveries(ids, now)
+            claimed = self.alerts.claim_deliveries(ids, now, states)
             parts = [(text, ids)]
             if claimed != set(ids):
                 # Another process swept at the same moment (a CLI sweep while the scheduler's ran)
@@ -176,7 +195,8 @@ class Escalator:
             first += " ↻ " + say(language, "可能重复", "may repeat")
         seconds = f"{line.duration_s:.1f} {'秒' if language == 'zh' else 's'}"
         when = f"{local_time(line.note.received_at, target.zone)} · {seconds}"
-        return "\n".join((first, source_line(line.note), when, result_link(self.public_url, line.result_id)))
+        return "\n".join((first, source_line(line.note, target.user_text), when,
+                          result_link(self.public_url, line.result_id)))
 
 
 def _header(count: int, target: Target, urgent: bool, part: int, parts: int) -> str:

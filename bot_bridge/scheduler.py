@@ -4,12 +4,15 @@ Every bot-bridge process starts a ``Scheduler`` (APScheduler's
 ``BackgroundScheduler``), and every job first takes or renews the
 deployment's *lease*: one row of the ``leases`` table, held by one process
 until it expires. Taking it is a single conditional UPDATE (``holder`` is us,
-or the lease has expired), with an INSERT for the very first time: atomic on
-SQLite and PostgreSQL alike, so of any number of processes exactly one
-does the work, and another takes over within ``LEASE_TTL`` of its death
+or the lease has expired), with an ``INSERT ... ON CONFLICT DO NOTHING`` for
+the very first time: atomic on SQLite and PostgreSQL alike, so of any number
+of processes exactly one does the work, and another takes over within
+``LEASE_TTL`` of its death
 (at once after a clean shutdown, which releases it). A heartbeat job, on an
 executor of its own, renews the lease while a long job runs. Clocks of the
-hosts must agree to well within ``LEASE_TTL`` (NTP does).
+hosts must agree to well within ``LEASE_TTL`` (NTP does). Stopping tells
+the senders to stop waiting for rate limits (``AlertSender.stop_waiting``),
+so a job paced by a WeCom robot does not hold up a shutdown.
 
 The lease is for tidiness (one alert per target per sweep, no wasted work);
 exactly-once does not depend on it: every send claims its rows first
@@ -26,19 +29,19 @@ import os
 import secrets
 import socket
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import String, or_, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import or_, update
 
+from .alert_store import LeaseRow, insert_new
 from .alerting import build_targets
+from .config import DIGEST_CHECK_MINUTES
 from .digest import Digests
 from .escalation import Escalator
-from .store import Base, Store, UTCDateTime
+from .store import Store
 
 if TYPE_CHECKING:
     from .service import Service
@@ -48,21 +51,13 @@ log = logging.getLogger(__name__)
 LEASE_NAME = "scheduler"
 LEASE_TTL = timedelta(seconds=90)
 HEARTBEAT = LEASE_TTL / 3
-DIGEST_CHECK = timedelta(minutes=1)
+DIGEST_CHECK = timedelta(minutes=DIGEST_CHECK_MINUTES)
 
 Clock = Callable[[], datetime]
 
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-class LeaseRow(Base):
-    __tablename__ = "leases"
-
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    holder: Mapped[str | None] = mapped_column(String(191))
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class Lease:
@@ -87,12 +82,9 @@ class Lease:
             ).rowcount
         if taken:
             return True
-        try:  # the first time ever: nobody has the row to update
-            with self.session.begin() as session:
-                session.add(LeaseRow(name=self.name, holder=self.holder, expires_at=now + self.ttl))
-            return True
-        except IntegrityError:
-            return False
+        with self.session.begin() as session:  # the first time ever: nobody has the row to update
+            new = {"name": self.name, "holder": self.holder, "expires_at": now + self.ttl}
+            return insert_new(session, LeaseRow, new, ["name"]) is not None
 
     def release(self, now: datetime) -> None:
         """Let another process take over at once (on a clean shutdown)."""
@@ -108,9 +100,12 @@ class Scheduler:
     """The jobs of one process; only the lease holder's do any work."""
 
     def __init__(self, store: Store, jobs: dict[str, tuple[timedelta, Callable[[datetime], object]]], *,
-                 clock: Clock = utc_now, holder: str | None = None) -> None:
+                 clock: Clock = utc_now, holder: str | None = None,
+                 on_stop: Iterable[Callable[[], None]] = ()) -> None:
+        """``on_stop``: called first when stopping, to cut short a running job's waits."""
         self.jobs = jobs
         self.clock = clock
+        self.on_stop = list(on_stop)
         self.lease = Lease(store, holder or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}")
         self.apscheduler: BackgroundScheduler | None = None
 
@@ -153,6 +148,8 @@ class Scheduler:
 
     def stop(self) -> None:
         if self.apscheduler is not None:
+            for interrupt in self.on_stop:
+                interrupt()
             self.apscheduler.shutdown(wait=True)
             self.apscheduler = None
             self.lease.release(self.clock())
@@ -174,4 +171,6 @@ def build_scheduler(service: Service, *, clock: Clock = utc_now, holder: str | N
     if escalation.immediate:
         jobs["urgent escalations"] = (timedelta(seconds=escalation.immediate_check_s),
                                       lambda now: escalator.sweep(now, severe_only=True))
-    return Scheduler(service.store, jobs, clock=clock, holder=holder)
+    senders = {target.sender for target in targets.values() if target.sender is not None}
+    return Scheduler(service.store, jobs, clock=clock, holder=holder,
+                     on_stop=[sender.stop_waiting for sender in senders])

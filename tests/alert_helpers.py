@@ -117,3 +117,16 @@ class Alerts:
 
 def texts(fake) -> list[str]:
     return [message["text"] for message in fake.sent_messages if message["text"]]
+
+
+class RecordingHttp:
+    """Stands in for ``OutboundHttp`` where only what was posted matters: each call's ``params``."""
+
+    def __init__(self) -> None:
+        self.params: list[dict] = []
+
+    def call(self, method: str, url: str, *, params: dict, **_kwargs) -> None:
+        self.params.append(params)
+
+    def keys(self) -> list[str]:
+        return [params["key"] for params in self.params]

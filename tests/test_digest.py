@@ -17,8 +17,9 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import select
 
-from bot_bridge.alert_store import DigestState
+from bot_bridge.alert_store import DigestRow, DigestState
 from bot_bridge.cli import cli
 from bot_bridge.service import Service
 from bot_bridge.web import create_app
@@ -62,9 +63,10 @@ def known_week(alerts: Alerts) -> dict[str, str]:
 
 
 @pytest.fixture
-def alerts(tmp_path, fake_slack, fake_telegram, fake_wecom):
+def alerts(tmp_path, database_url, fake_slack, fake_telegram, fake_wecom):
+    """Runs each test on SQLite and on PostgreSQL: a digest's claim is an INSERT ... ON CONFLICT on both."""
     settings = alert_settings(tmp_path, telegram=fake_telegram, slack=fake_slack, wecom=fake_wecom, routes=ROUTES,
-                              digest=DIGESTS)
+                              digest=DIGESTS, database_url=database_url)
     alerts = Alerts(settings)
     yield alerts
     alerts.close()
@@ -179,6 +181,36 @@ def test_a_digest_cut_off_by_a_crash_is_sent_again_marked_as_a_possible_repeat(a
     text, chart = fake_slack.sent_messages
     assert text["text"].startswith("↻ bot-bridge stopped while sending this; it may repeat\n📊 Daily emotion digest")
     assert chart["images"] and not chart["text"].startswith("↻")
+
+
+def test_a_digest_that_fails_before_anything_is_sent_is_given_back_not_left_sending(alerts, fake_slack, monkeypatch):
+    known_week(alerts)
+
+    def broken_chart(digest):
+        raise RuntimeError("the chart broke")
+
+    monkeypatch.setattr("bot_bridge.digest.digest_chart", broken_chart)
+    assert alerts.digests.send_due(DUE) == {"slack": DigestState.FAILED}
+    assert fake_slack.sent_messages == []
+    with alerts.store.session() as session:
+        row = session.scalar(select(DigestRow).where(DigestRow.target == "slack"))
+    assert (row.state, row.maybe_sent, row.parts_sent) == (DigestState.FAILED, False, 0)
+    assert "the chart broke" in row.last_error
+
+    monkeypatch.undo()
+    assert alerts.digests.send_due(DUE + timedelta(minutes=1)) == {"slack": DigestState.SENT}, "the next check"
+    text, chart = fake_slack.sent_messages
+    assert text["text"].startswith("📊 Daily emotion digest") and chart["images"], "not marked as a possible repeat"
+
+
+def test_names_people_chose_are_no_markup_in_a_digest_nor_mathtext_in_its_chart(alerts):
+    add_chat_note(alerts.store, received_at=at(4, 9), emotions={"angry": 0.9}, chat_name="[处理](http://x) $\\frac{$",
+                  sender_name="**boss** <@all>")
+    [robot], chart = alerts.digests.preview(alerts.targets["robot"], DAY)
+    assert "▍telegram · ［处理］（http://x） $\\frac{$\n" in robot and " · ＊＊boss＊＊ ＜@all＞ · " in robot
+    assert chart.startswith(b"\x89PNG"), "a $ in a chat's name is drawn, not read as mathtext"
+    [slack], _ = alerts.digests.preview(alerts.targets["slack"], DAY)  # Slack's markup is escaped when it is sent
+    assert "▍telegram · [处理](http://x) $\\frac{$\n" in slack and " · **boss** <@all> · " in slack
 
 
 def test_empty_days_are_skipped_unless_configured(tmp_path, fake_slack):

@@ -6,21 +6,36 @@ called with its ``now``.
 
 from __future__ import annotations
 
+import pkgutil
 import re
+import threading
+import time
 from datetime import timedelta
 
 import pytest
 from click.testing import CliRunner
 
+import adapters
 from adapters.base import TextLimit
 from adapters.wecom_robot import WeComRobot
 from bot_bridge.alert_store import DeliveryState
 from bot_bridge.cli import cli
-from bot_bridge.config import PROJECT_DIR, ConfigError, load_settings
-from bot_bridge.outbound import OutboundHttp
+from bot_bridge.config import PROJECT_DIR, ConfigError, EscalationSettings, load_settings
+from bot_bridge.escalation import rule_for
+from bot_bridge.outbound import OutboundError, OutboundHttp
 from bot_bridge.service import Service
 from bot_bridge.web import create_app
-from tests.alert_helpers import NOON, PUBLIC_URL, TELEGRAM_CHAT, Alerts, add_chat_note, alert_settings, texts
+from tests.alert_helpers import (
+    NOON,
+    PUBLIC_URL,
+    TELEGRAM_CHAT,
+    Alerts,
+    RecordingHttp,
+    add_chat_note,
+    alert_settings,
+    target_config,
+    texts,
+)
 from tests.chat_helpers import platform_environment
 from tests.platforms import fixtures
 from tests.platforms.wecom import FakeWeCom
@@ -181,6 +196,96 @@ def test_severe_cases_go_out_at_once_and_the_rest_at_the_sweep(tmp_path, fake_te
     alerts.close()
 
 
+def test_a_severe_case_that_failed_is_retried_by_the_sweep_not_every_urgent_check(tmp_path, fake_telegram):
+    alerts = Alerts(alert_settings(tmp_path, telegram=fake_telegram, escalation={"immediate": {"angry": 0.8}}))
+    severe = add_chat_note(alerts.store, received_at=NOON, emotions={"angry": 0.95})
+    fake_telegram.fail_next("sendMessage", status=500, times=2)  # both tries of the urgent send
+
+    for seconds in range(30, 300, 30):  # the urgent job, every immediate_check_s until the sweep
+        alerts.escalator.sweep(NOON + timedelta(seconds=seconds), severe_only=True)
+    [(_, _, [delivery])] = alerts.escalator.alerts.cases(result_id=severe)
+    assert (delivery.state, delivery.attempts) == (DeliveryState.RETRYING, 1), "max_attempts counts sweeps"
+    assert texts(fake_telegram) == []
+
+    assert alerts.escalator.sweep(NOON + timedelta(minutes=5)) == {"telegram": 1}
+    [alert] = texts(fake_telegram)
+    assert severe in alert and "‼️ 紧急" in alert
+    alerts.close()
+
+
+def test_a_target_whose_platform_is_off_gets_no_cases_not_even_once_it_is_on(tmp_path, fake_slack, fake_telegram):
+    targets = target_config(telegram=True, slack=True)
+    off = Alerts(alert_settings(tmp_path, telegram=fake_telegram, targets=targets))  # no Slack token
+    assert off.targets["slack"].sender is None
+    old = add_chat_note(off.store, received_at=NOON, emotions={"angry": 0.9})
+    assert off.escalator.sweep(NOON + timedelta(minutes=5)) == {"telegram": 1}
+    assert [target for _, target in states(off)] == ["telegram"], "no delivery waits for Slack"
+    off.close()
+
+    on = Alerts(alert_settings(tmp_path, telegram=fake_telegram, slack=fake_slack, targets=targets))
+    new = add_chat_note(on.store, received_at=NOON + timedelta(minutes=6), emotions={"angry": 0.8})
+    assert on.escalator.sweep(NOON + timedelta(minutes=10)) == {"slack": 1, "telegram": 1}
+    [alert] = texts(fake_slack)
+    assert new in alert and old not in alert, "no burst of old cases when Slack is turned on"
+    on.close()
+
+
+def test_cases_older_than_max_age_are_given_up_not_sent(alerts, fake_slack, fake_telegram):
+    old = add_chat_note(alerts.store, received_at=NOON, emotions={"angry": 0.9})
+    escalator, found_at = alerts.escalator, NOON + timedelta(minutes=1)
+    for case, _ in escalator.new_cases(found_at):  # left waiting for Slack, say by a process without its token
+        escalator.alerts.record_case(case, ["slack"], found_at)
+    later = NOON + timedelta(hours=24, minutes=1)
+    recent = add_chat_note(alerts.store, received_at=later - timedelta(minutes=2), emotions={"angry": 0.8})
+
+    assert escalator.preview(later)["slack"][0].count("/results/") == 1
+    assert escalator.sweep(later) == {"slack": 1, "telegram": 1, "robot": 1}
+    [alert] = texts(fake_slack)
+    assert recent in alert and old not in alert
+    [(_, _, [delivery])] = escalator.alerts.cases(result_id=old)
+    assert delivery.state == DeliveryState.GAVE_UP and "max_age_h (24 h)" in delivery.last_error
+
+
+def test_names_people_chose_cannot_become_markup(alerts, fake_slack, fake_telegram, fake_wecom):
+    case = add_chat_note(alerts.store, received_at=NOON, emotions={"angry": 0.9}, chat_name="<!channel> & co",
+                         sender_name="[处理](http://phish.example) # **now**")
+    alerts.escalator.sweep(NOON + timedelta(minutes=5))
+
+    [robot] = texts(fake_wecom)  # markdown: the names' markup made inert, the alert's own left alone
+    assert "\ntelegram · ＜!channel＞ & co · ［处理］（http://phish.example） ＃ ＊＊now＊＊\n" in robot
+    assert "](http" not in robot and robot.startswith("🚨 1 条语音需要关注")
+    [slack] = texts(fake_slack)  # &, < and > are Slack's markup: escaped once, whole text
+    assert "\ntelegram · &lt;!channel&gt; &amp; co · [处理](http://phish.example) # **now**\n" in slack
+    assert "<!channel>" not in slack and "&amp;amp;" not in slack
+    [telegram] = texts(fake_telegram)  # plain text: as the people wrote it
+    assert "\ntelegram · <!channel> & co · [处理](http://phish.example) # **now**\n" in telegram
+    assert case in robot and case in slack and case in telegram
+
+
+def test_slack_alerts_fit_its_limit_as_it_counts_them_after_escaping(alerts, fake_slack):
+    cases = [add_chat_note(alerts.store, received_at=NOON + timedelta(seconds=n), emotions={"angry": 0.9},
+                           chat_name=f"R&D <support> {'&' * 150} {n}") for n in range(20)]
+    alerts.escalator.sweep(NOON + timedelta(minutes=5))
+    parts = texts(fake_slack)
+    assert len(parts) > 1 and all(len(part) <= 4000 for part in parts)
+    assert all(sum(part.count(case) for part in parts) == 1 for case in cases)
+
+
+def test_a_rule_for_every_chat_comes_after_the_chat_and_platform_rules(tmp_path, fake_telegram):
+    rules = {"*": {"fearful": 0.6}, "slack:*": {"angry": 0.3}, "telegram:-100888": {"sad": 0.5}}
+    escalation = EscalationSettings(rules=rules)
+    assert rule_for(escalation, "telegram", "-100888") == {"sad": 0.5}
+    assert rule_for(escalation, "slack", "C0SALES") == {"angry": 0.3}
+    assert rule_for(escalation, "telegram", "-100777") == {"fearful": 0.6}
+    assert rule_for(EscalationSettings(), "telegram", "-100777") == {"angry": 0.5}
+
+    alerts = Alerts(alert_settings(tmp_path, telegram=fake_telegram, escalation={"rules": rules}))
+    fearful = add_chat_note(alerts.store, received_at=NOON, emotions={"fearful": 0.65})
+    add_chat_note(alerts.store, received_at=NOON, emotions={"angry": 0.9})  # "*" replaces the default rule
+    assert [case.result.id for case, _ in alerts.escalator.new_cases(NOON + timedelta(minutes=5))] == [fearful]
+    alerts.close()
+
+
 def test_an_alert_cut_off_by_a_crash_is_sent_again_marked_as_a_possible_repeat(alerts, fake_slack, fake_telegram):
     case = add_chat_note(alerts.store, received_at=NOON, emotions={"angry": 0.9})
     escalator, found_at = alerts.escalator, NOON + timedelta(minutes=5)
@@ -206,10 +311,10 @@ def test_cases_another_process_claimed_meanwhile_are_left_to_it(alerts, fake_tel
     store = alerts.escalator.alerts
     claim = store.claim_deliveries
 
-    def claim_after_another_process(delivery_ids, now):
+    def claim_after_another_process(delivery_ids, now, *states):
         if len(delivery_ids) == 2:  # the Telegram message: the other process wins the second case first
-            claim(delivery_ids[1:], now)
-        return claim(delivery_ids, now)
+            claim(delivery_ids[1:], now, *states)
+        return claim(delivery_ids, now, *states)
 
     monkeypatch.setattr(store, "claim_deliveries", claim_after_another_process)
     alerts.escalator.sweep(NOON + timedelta(minutes=5))
@@ -278,6 +383,40 @@ def test_the_robot_keeps_to_20_messages_a_minute():
         assert len(fake.sent_messages) == 21
 
 
+def test_a_robot_at_its_limit_holds_up_only_itself_and_stops_waiting_when_told():
+    http = RecordingHttp()
+    robot = WeComRobot({}, http, clock=lambda: 0.0)  # time stands still: the 21st message waits a minute
+    for number in range(20):
+        robot.send_alert("robot-a", f"message {number}")
+    failed = []
+
+    def twenty_first() -> None:
+        try:
+            robot.send_alert("robot-a", "message 20")
+        except OutboundError as error:
+            failed.append(error)
+
+    waiting = threading.Thread(target=twenty_first)
+    waiting.start()
+    time.sleep(0.2)
+    robot.send_alert("robot-b", "another robot")
+    assert waiting.is_alive() and http.keys().count("robot-b") == 1, "another robot's message does not wait"
+
+    stopped_at = time.monotonic()
+    robot.stop_waiting()
+    waiting.join(5)
+    assert not waiting.is_alive() and time.monotonic() - stopped_at < 5
+    assert failed[0].retryable and "stopping" in str(failed[0])
+    assert http.keys().count("robot-a") == 20
+
+
+def test_the_adapters_package_is_looked_through_once(monkeypatch):
+    adapters.adapter_classes()
+    monkeypatch.setattr(pkgutil, "iter_modules", lambda *_args, **_kwargs: pytest.fail("looked through again"))
+    assert "slack" in adapters.adapter_classes() and "wecom_robot" in adapters.alert_only_classes()
+    assert "SLACK_BOT_TOKEN" in adapters.environment_variables()["slack"].values()
+
+
 def test_the_escalation_example_config_is_valid():
     settings = load_settings(PROJECT_DIR / "config" / "escalation.example.yaml", environ={})
     assert {target.platform for target in settings.targets.values()} == {"slack", "telegram", "wecom", "wecom_robot"}
@@ -293,6 +432,7 @@ def test_the_escalation_example_config_is_valid():
         ({"targets": {"x": {"platform": "whatsapp", "chat_id": "1"}}}, r"targets\.x\.platform.*'whatsapp'"),
         ({"digest": {"targets": {"nobody": {}}}}, r"digest.*digest\.targets names 'nobody'"),
         ({"escalation": {"sweep_intervall_min": 5}}, r"escalation\.sweep_intervall_min.*unknown setting"),
+        ({"digest": {"grace_period_h": 0}}, r"digest\.grace_period_h.*shorter than the 1 minute between checks"),
     ],
 )
 def test_a_wrong_escalation_setting_is_named(overrides, named):

@@ -9,14 +9,20 @@ jobs get their ``now`` from a fixed clock.
 from __future__ import annotations
 
 import threading
+import time
 from datetime import timedelta
 
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import event
 
+from adapters.wecom_robot import WeComRobot
+from bot_bridge.alert_store import AlertStore
 from bot_bridge.scheduler import LEASE_TTL, Lease, Scheduler, build_scheduler
 from bot_bridge.service import Service
-from bot_bridge.store import Store
-from tests.alert_helpers import NOON, Alerts, add_chat_note, alert_settings, texts
+from bot_bridge.store import Base, Store
+from tests.alert_helpers import NOON, Alerts, RecordingHttp, add_chat_note, alert_settings, texts
 from tests.platforms import fixtures
 
 fake_slack, fake_telegram = fixtures.fake_slack, fixtures.fake_telegram
@@ -111,12 +117,73 @@ def test_a_started_service_runs_the_scheduler_and_releases_the_lease_when_it_clo
     assert other.acquire(NOON), "released at close: taken at once"
 
 
+def test_stopping_cuts_short_a_job_that_waits_for_a_robot(settings):
+    store = open_store(settings)
+    robot = WeComRobot({}, RecordingHttp(), clock=lambda: 0.0)  # time stands still: the 21st message waits
+    waiting = threading.Event()
+
+    def job(_now) -> None:
+        for number in range(21):
+            if number == 20:
+                waiting.set()
+            robot.send_alert("robot-key", f"message {number}")
+
+    scheduler = Scheduler(store, {"alerts": (timedelta(minutes=5), job)}, holder="p", on_stop=[robot.stop_waiting])
+    scheduler.start()
+    assert waiting.wait(10)
+    stopping_at = time.monotonic()
+    scheduler.stop()
+    assert time.monotonic() - stopping_at < 5, "not a minute"
+    store.close()
+
+
+#: The tables of migration 0002, all declared in bot_bridge.alert_store.
+ALERT_TABLES = {"escalations", "escalation_deliveries", "digests", "leases"}
+
+
+def test_the_migration_creates_exactly_what_the_models_declare(settings):
+    store = open_store(settings)
+    assert ALERT_TABLES <= set(Base.metadata.tables)
+    with store.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True, "include_object": _alert_table})
+        assert compare_metadata(context, Base.metadata) == []
+    store.close()
+
+
+def test_claims_that_lose_leave_no_error_in_the_database_log(settings):
+    """A lost claim is an INSERT ... ON CONFLICT DO NOTHING or a conditional UPDATE, never a failed statement:
+    PostgreSQL logs each of those as an ERROR, and the scheduler claims every minute."""
+    store = open_store(settings)
+    errors = []
+    event.listen(store.engine, "handle_error", lambda context: errors.append(context.original_exception))
+    alerts = Alerts(settings, store)
+    add_chat_note(store, received_at=NOON, emotions={"angry": 0.9})
+    [(case, targets)] = alerts.escalator.new_cases(NOON + timedelta(minutes=1))
+    assert alerts.escalator.alerts.record_case(case, targets, NOON)
+    assert not alerts.escalator.alerts.record_case(case, targets, NOON), "recorded once"
+
+    digests = AlertStore(store)
+    assert digests.claim_digest("slack", NOON.date(), NOON) is not None
+    assert digests.claim_digest("slack", NOON.date(), NOON + timedelta(minutes=1)) is None, "being sent"
+    other = open_store(settings)
+    first, second = Lease(store, "first"), Lease(other, "second")
+    assert second.acquire(NOON) and not first.acquire(NOON), "the first time ever, then taken"
+    assert errors == []
+    store.close()
+    other.close()
+
+
 def test_no_scheduler_without_targets(tmp_path):
     from bot_bridge.config import load_settings
 
     service = Service(load_settings(environ={}, data_dir=str(tmp_path)))
     assert build_scheduler(service) is None
     service.close()
+
+
+def _alert_table(item, name, kind, _reflected, _compare_to) -> bool:
+    table = item if kind == "table" else getattr(item, "table", None)
+    return table is None or table.name in ALERT_TABLES
 
 
 def _calling_back(function, callback):

@@ -7,8 +7,6 @@ Revises:
 import sqlalchemy as sa
 from alembic import op
 
-from bot_bridge.store import UTCDateTime
-
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -19,7 +17,7 @@ def upgrade() -> None:
     op.create_table(
         "results",
         sa.Column("id", sa.String(32), primary_key=True),
-        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.Column("origin", sa.String(32), nullable=False),
         sa.Column("file_name", sa.String(512)),
         sa.Column("emotion", sa.String(16), nullable=False),
@@ -54,19 +52,19 @@ def upgrade() -> None:
         sa.Column("thread_id", sa.String(191)),
         sa.Column("media", sa.JSON()),
         sa.Column("language", sa.String(16)),
-        sa.Column("received_at", UTCDateTime(), nullable=False),
+        sa.Column("received_at", sa.DateTime(), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
         sa.Column("lease_owner", sa.String(128)),
-        sa.Column("lease_expires_at", UTCDateTime()),
-        sa.Column("due_at", UTCDateTime(), nullable=False),
+        sa.Column("lease_expires_at", sa.DateTime()),
+        sa.Column("due_at", sa.DateTime(), nullable=False),
         sa.Column("error_code", sa.String(32)),
         sa.Column("error_detail", sa.Text()),
         sa.Column("result_id", sa.String(32), sa.ForeignKey("results.id")),
         sa.Column("reply_text", sa.Text()),
-        sa.Column("reply_sent_at", UTCDateTime()),
+        sa.Column("reply_sent_at", sa.DateTime()),
         sa.Column("reply_ref", sa.String(191)),
-        sa.Column("updated_at", UTCDateTime(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(), nullable=False),
         sa.UniqueConstraint("platform", "delivery_id", name="uq_voice_notes_delivery"),
     )
     op.create_index("ix_voice_notes_platform", "voice_notes", ["platform"])

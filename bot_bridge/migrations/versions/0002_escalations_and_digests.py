@@ -1,13 +1,15 @@
 """Escalations with their state per target, daily digests, and the scheduler's lease.
 
+The tables ``bot_bridge.alert_store`` declares, in plain SQLAlchemy types: a
+migration is a frozen copy, importing no live code (``UTCDateTime`` is a
+``DateTime`` in the database).
+
 Revision ID: 0002
 Revises: 0001
 """
 
 import sqlalchemy as sa
 from alembic import op
-
-from bot_bridge.store import UTCDateTime
 
 revision = "0002"
 down_revision = "0001"
@@ -26,7 +28,7 @@ def upgrade() -> None:
         sa.Column("score", sa.Float(), nullable=False),
         sa.Column("threshold", sa.Float(), nullable=False),
         sa.Column("severe", sa.Boolean(), nullable=False),
-        sa.Column("matched_at", UTCDateTime(), nullable=False),
+        sa.Column("matched_at", sa.DateTime(), nullable=False),
         sa.UniqueConstraint("result_id", name="uq_escalations_result"),
     )
     op.create_index("ix_escalations_matched_at", "escalations", ["matched_at"])
@@ -40,10 +42,10 @@ def upgrade() -> None:
         sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
         sa.Column("maybe_sent", sa.Boolean(), nullable=False, server_default=sa.false()),
         sa.Column("last_error", sa.Text()),
-        sa.Column("claimed_at", UTCDateTime()),
-        sa.Column("sent_at", UTCDateTime()),
+        sa.Column("claimed_at", sa.DateTime()),
+        sa.Column("sent_at", sa.DateTime()),
         sa.Column("message_ref", sa.String(191)),
-        sa.Column("updated_at", UTCDateTime(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(), nullable=False),
         sa.UniqueConstraint("escalation_id", "target", name="uq_escalation_deliveries_target"),
     )
     op.create_index("ix_escalation_deliveries_target_state", "escalation_deliveries", ["target", "state"])
@@ -59,9 +61,9 @@ def upgrade() -> None:
         sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
         sa.Column("maybe_sent", sa.Boolean(), nullable=False, server_default=sa.false()),
         sa.Column("last_error", sa.Text()),
-        sa.Column("claimed_at", UTCDateTime()),
-        sa.Column("sent_at", UTCDateTime()),
-        sa.Column("updated_at", UTCDateTime(), nullable=False),
+        sa.Column("claimed_at", sa.DateTime()),
+        sa.Column("sent_at", sa.DateTime()),
+        sa.Column("updated_at", sa.DateTime(), nullable=False),
         sa.UniqueConstraint("target", "day", name="uq_digests_target_day"),
     )
 
@@ -69,7 +71,7 @@ def upgrade() -> None:
         "leases",
         sa.Column("name", sa.String(64), primary_key=True),
         sa.Column("holder", sa.String(191)),
-        sa.Column("expires_at", UTCDateTime(), nullable=False),
+        sa.Column("expires_at", sa.DateTime(), nullable=False),
     )
 
 
