@@ -114,6 +114,7 @@ class WeComRobot(AlertSender):
             json=body,
             call=CALL,
             check=functools.partial(check_answer, token_errors=frozenset()),
+            delivers=True,
         )
 
 

@@ -274,10 +274,16 @@ class AlertStore:
         self._update_deliveries(delivery_ids, state=DeliveryState.SENT, sent_at=now, message_ref=message_ref,
                                 last_error=None, updated_at=now)
 
-    def mark_failed(self, delivery_ids: list[int], error: str, now: datetime, max_attempts: int) -> None:
-        """Back to ``retrying`` for the next sweep, or ``gave_up`` after ``max_attempts`` tries."""
+    def mark_failed(
+        self, delivery_ids: list[int], error: str, now: datetime, max_attempts: int, *, maybe_sent: bool = False
+    ) -> None:
+        """Back to ``retrying`` for the next sweep, or ``gave_up`` after ``max_attempts`` tries.
+
+        ``maybe_sent``: the message left but its answer never came; the next one says it may repeat.
+        """
         given_up = sql_case((DeliveryRow.attempts >= max_attempts, DeliveryState.GAVE_UP), else_=DeliveryState.RETRYING)
-        self._update_deliveries(delivery_ids, state=given_up, last_error=error, updated_at=now)
+        values = {"maybe_sent": True} if maybe_sent else {}
+        self._update_deliveries(delivery_ids, state=given_up, last_error=error, updated_at=now, **values)
 
     def recover_stale_deliveries(self, now: datetime) -> list[int]:
         """Rows whose sender died mid-send go back to be sent again, marked as maybe sent."""
@@ -376,8 +382,10 @@ class AlertStore:
     def finish_digest(self, digest_id: int, state: str, now: datetime) -> None:
         self._update_digest(digest_id, state=state, sent_at=now, last_error=None, updated_at=now)
 
-    def fail_digest(self, digest_id: int, error: str, now: datetime) -> None:
-        self._update_digest(digest_id, state=DigestState.FAILED, last_error=error, updated_at=now)
+    def fail_digest(self, digest_id: int, error: str, now: datetime, *, maybe_sent: bool = False) -> None:
+        """Retried at the next check; ``maybe_sent``: the part that failed may be in the chat already."""
+        values = {"maybe_sent": True} if maybe_sent else {}
+        self._update_digest(digest_id, state=DigestState.FAILED, last_error=error, updated_at=now, **values)
 
     # -- helpers ----------------------------------------------------------------------------
 

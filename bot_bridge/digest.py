@@ -28,6 +28,7 @@ from .alerting import Routes, Target, cut_to_fit, say
 from .config import Settings
 from .digest_chart import digest_chart
 from .digest_text import render_digest
+from .outbound import MaybeDelivered
 from .results import NO_SPEECH
 from .store import Store
 
@@ -174,7 +175,8 @@ class Digests:
             try:
                 target.send(text, image)
             except Exception as error:  # noqa: BLE001 - retried at the next check, within the grace period
-                self.alerts.fail_digest(row.id, f"{type(error).__name__}: {error}", now)
+                self.alerts.fail_digest(row.id, f"{type(error).__name__}: {error}", now,
+                                        maybe_sent=isinstance(error, MaybeDelivered))
                 log.warning("digest %s for %s: part %d of %d not sent, tried again at the next check: %s",
                             day, target.name, index + 1, len(parts), error)
                 return DigestState.FAILED

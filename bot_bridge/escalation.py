@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from .alert_store import AlertStore, Case, DeliveryState, OpenDelivery
 from .alerting import Routes, Target, local_time, pack, result_link, say, source_line
 from .config import EscalationSettings, Settings
-from .outbound import OutboundError
+from .outbound import MaybeDelivered, OutboundError
 from .replies import label
 from .results import NO_SPEECH
 from .store import Store, VoiceNoteRow
@@ -171,7 +171,14 @@ class Escalator:
                 try:
                     reference = target.send(message)
                 except Exception as error:  # noqa: BLE001 - any failure leaves the rest for the next sweep
-                    self._failed(target, sorted(unsent), error, now)
+                    if isinstance(error, MaybeDelivered):
+                        # A lost alert about an angry customer is worse than a labelled repeat.
+                        self.alerts.mark_failed(delivered, str(error), now, self.escalation.max_attempts, maybe_sent=True)
+                        log.warning("escalation: %d case(s) may have reached %s (%s); sent again at the next sweep, "
+                                    "marked as a possible repeat", len(delivered), target.name, error)
+                        unsent -= set(delivered)
+                    if unsent:
+                        self._failed(target, sorted(unsent), error, now)
                     return sent
                 self.alerts.mark_sent(delivered, reference, now)
                 unsent -= set(delivered)

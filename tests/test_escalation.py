@@ -438,3 +438,21 @@ def test_the_escalation_example_config_is_valid():
 def test_a_wrong_escalation_setting_is_named(overrides, named):
     with pytest.raises(ConfigError, match=named):
         load_settings(environ={}, **overrides)
+
+
+def test_an_alert_whose_answer_is_lost_is_not_resent_at_once_but_at_the_next_sweep_marked(alerts, fake_slack, fake_telegram):
+    """A timeout after the request left: maybe in the channel. The next sweep says it may repeat."""
+    from bot_bridge.outbound import OutboundHttp
+
+    case = add_chat_note(alerts.store, received_at=NOON, emotions={"angry": 0.9})
+    alerts.escalator.targets["slack"].sender.http = OutboundHttp(read_timeout_s=0.5)
+    fake_slack.delay_next("chat.postMessage", 2)
+
+    alerts.escalator.sweep(NOON + timedelta(minutes=5))
+    fake_slack.wait_for_messages(1, timeout=10)
+    assert len(fake_slack.calls("chat.postMessage")) == 1, "not resent within the sweep"
+
+    alerts.escalator.sweep(NOON + timedelta(minutes=10))
+    first, again = texts(fake_slack)
+    assert case in again and "↻ may repeat" in again and "may repeat" not in first
+    assert len(texts(fake_telegram)) == 1

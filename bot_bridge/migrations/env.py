@@ -2,6 +2,7 @@
 
 from alembic import context
 
+import bot_bridge.alert_store  # noqa: F401 - its tables are on Base too
 from bot_bridge.store import Base
 
 connection = context.config.attributes["connection"]
