@@ -310,6 +310,8 @@ ENVIRONMENT: dict[str, tuple[str, ...]] = {
     "BOT_BRIDGE_API_TOKEN": ("api", "token"),
     "BOT_BRIDGE_CONSOLE_PASSWORD": ("console", "password"),
     "BOT_BRIDGE_SECRET_KEY": ("console", "secret_key"),
+    "BOT_BRIDGE_CONSOLE_TIMEZONE": ("console", "timezone"),
+    "BOT_BRIDGE_TRUSTED_PROXIES": ("console", "trusted_proxies"),
     "BOT_BRIDGE_QUEUE_URL": ("queue", "url"),
     "BOT_BRIDGE_QUEUE_NAME": ("queue", "name"),
     "BOT_BRIDGE_WORKER_THREADS": ("queue", "worker_threads"),
@@ -321,8 +323,6 @@ ENVIRONMENT: dict[str, tuple[str, ...]] = {
 def load_settings(
     config_file: str | os.PathLike | None = None,
     environ: dict[str, str] | None = None,
-    "BOT_BRIDGE_CONSOLE_TIMEZONE": ("console", "timezone"),
-    "BOT_BRIDGE_TRUSTED_PROXIES": ("console", "trusted_proxies"),
     **overrides: Any,
 ) -> Settings:
     """Read the YAML file, apply the environment and ``overrides`` (dotted keys), validate.
