@@ -22,6 +22,8 @@ from __future__ import annotations
 import json
 from urllib.parse import urlsplit
 
+import requests
+
 from slack_sdk.signature import SignatureVerifier
 
 from bot_bridge.chat import ChatMessage, InboundRequest, Media, ParsedWebhook, WebhookResponse
@@ -90,8 +92,8 @@ class SlackAdapter(ChatAdapter):
 
     def fetch_audio(self, message: ChatMessage, max_bytes: int) -> bytes:
         url = message.media.ref
-        host = urlsplit(url).hostname or ""
-        if not self._is_slack_host(host):
+        if not self.may_carry_token(url):
+            host = urlsplit(url).hostname or "?"
             raise OutboundError("slack file download", f"not sending the bot token to {host}", retryable=False)
         return self.http.download(
             url, call="slack file download", max_bytes=max_bytes, check=_check_download, headers=self._auth
@@ -134,11 +136,23 @@ class SlackAdapter(ChatAdapter):
             "POST", f"{self.api_base}/{method}", call=f"slack {method}", check=_check, headers=self._auth, **kwargs
         )
 
-    def _is_slack_host(self, host: str) -> bool:
-        """Slack's file hosts, or the configured API's host (GovSlack, a test server)."""
-        return host == urlsplit(self.api_base).hostname or any(
-            host == domain or host.endswith("." + domain) for domain in SLACK_FILE_DOMAINS
-        )
+    def may_carry_token(self, url: str) -> bool:
+        """Whether ``url`` goes to Slack: HTTPS on its file hosts, or the configured API's own origin.
+
+        Judged on the URL ``requests`` will really fetch, since parsers disagree
+        (``https://evil.example\\@files.slack.com/`` is files.slack.com to
+        ``urlsplit`` and evil.example to ``requests``).
+        """
+        if "\\" in url or any(ord(c) < 0x21 for c in url):
+            return False
+        parts = urlsplit(requests.Request("GET", url).prepare().url)
+        if parts.username or parts.password or not parts.hostname:
+            return False
+        api = urlsplit(self.api_base)
+        if (parts.scheme, parts.hostname, parts.port) == (api.scheme, api.hostname, api.port):
+            return True
+        host = parts.hostname
+        return parts.scheme == "https" and any(host == d or host.endswith("." + d) for d in SLACK_FILE_DOMAINS)
 
 
 def _check(response) -> dict:

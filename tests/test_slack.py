@@ -146,3 +146,26 @@ def test_text_is_escaped_so_chat_names_cannot_become_links_or_mentions(bot, fake
 
     [sent] = fake_slack.wait_for_messages(1, timeout=10)
     assert sent["text"] == "R&amp;D &lt;!channel&gt; team &gt; 3 cases"
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("https://files.slack.com/files-pri/T1-F1/download/audio_message.m4a", True),
+        ("https://files.slack-gov.com/files-pri/T1-F1/audio.m4a", True),
+        ("http://files.slack.com/files-pri/T1-F1/audio.m4a", False),  # the token only over HTTPS
+        ("https://evil.example\\@files.slack.com/x", False),  # requests would fetch evil.example
+        ("https://files.slack.com@evil.example/x", False),
+        ("https://user:pw@files.slack.com/x", False),
+        ("https://files.slack.com.evil.example/x", False),
+        ("https://files.slack.com/x\r\nHost: evil.example", False),
+    ],
+)
+def test_the_bot_token_goes_only_to_slack(bot, url, allowed):
+    assert bot.service.chat.adapters["slack"].may_carry_token(url) is allowed
+
+
+def test_the_configured_api_origin_may_serve_files(bot, fake_slack):
+    adapter = bot.service.chat.adapters["slack"]
+    assert adapter.may_carry_token(f"{fake_slack.base_url}/files/F1")
+    assert not adapter.may_carry_token(fake_slack.base_url.replace("127.0.0.1", "localhost") + "/files/F1")
