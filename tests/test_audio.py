@@ -179,7 +179,7 @@ def test_concurrent_decodes_do_not_interfere(speech):
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        t.join(timeout=60)
 
     for fmt in formats:
         assert np.array_equal(results[fmt], expected[fmt]), fmt

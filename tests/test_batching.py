@@ -50,20 +50,25 @@ def test_without_the_positional_masking_padding_leaks_into_valid_frames(tiny_mod
     assert np.abs(unmasked[: len(alone)] - alone).max() > 1e-3
 
 
-def test_batched_calls_from_many_threads_get_their_own_answers(tiny_model_dir, tiny_model, recordings):
-    batching = EmotionModel.load(ModelSettings(name=str(tiny_model_dir), batch_size=4, batch_wait_ms=50))
+def test_batched_calls_from_many_threads_get_their_own_answers(tiny_model_dir, tiny_model):
+    similar = [speech_clip(seconds) for seconds in (3.0, 3.2, 3.4, 3.6)]  # one length bucket
+    batching = EmotionModel.load(ModelSettings(name=str(tiny_model_dir), batch_size=4, batch_wait_ms=200))
+    batch_sizes: list[int] = []
+    run_batch = batching._batcher._run_batch
+    batching._batcher._run_batch = lambda batch: (batch_sizes.append(len(batch)), run_batch(batch))[1]
     answers: dict[int, np.ndarray] = {}
 
     def ask(index: int) -> None:
-        answers[index] = batching.frame_features(recordings[index])
+        answers[index] = batching.frame_features(similar[index])
 
-    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(recordings))]
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(similar))]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
 
-    for index, recording in enumerate(recordings):
+    assert max(batch_sizes) > 1, f"no batch formed: {batch_sizes}"
+    for index, recording in enumerate(similar):
         assert np.abs(answers[index] - tiny_model.frame_features(recording)).max() <= 1e-4
 
 

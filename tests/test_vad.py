@@ -117,7 +117,7 @@ def test_concurrent_calls_give_the_same_answers_as_one_at_a_time():
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        t.join(timeout=60)
 
     for name in clips:
         assert got[name] == [expected[name]] * 4
