@@ -85,9 +85,11 @@ def analyse(
             ]
         log.append("no speech heard: emotion unknown, model not run")
     else:
-        mark = time.perf_counter()
+        mark, waited_s = time.perf_counter(), model.waited_s()
         _run_model(audio, speech, model, options, result)
-        timings["model"] = _ms_since(mark)
+        # Waiting while another note of this process is in the model is queueing, not model time.
+        timings["model_wait"] = (model.waited_s() - waited_s) * 1000.0
+        timings["model"] = _ms_since(mark) - timings["model_wait"]
     timings["total"] = _ms_since(started)
     result.timings_ms = timings
     return result

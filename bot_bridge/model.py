@@ -12,7 +12,9 @@ checks this against ``generate`` itself).
 
 Inference is serialised by a lock: torch already spreads one forward pass
 over all cores, and emotion2vec keeps a shared ALiBi bias cache that
-concurrent calls of different lengths would race on.
+concurrent calls of different lengths would race on. Each thread's wait for
+the lock is kept (``waited_s``), so that the time a note queues for the
+model is not reported as time in the model.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ class EmotionModel:
         self._torch = torch
         self._network = network
         self._lock = threading.Lock()
+        self._waits = threading.local()
         self.info = info
         self._normalize = bool(network.cfg.get("normalize"))
         self._batcher = None
@@ -146,7 +149,7 @@ class EmotionModel:
         if self._batcher is not None:
             return self._batcher.submit(samples)
         torch = self._torch
-        with self._lock, torch.no_grad():
+        with self._turn(), torch.no_grad():
             source = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))
             source = source.to(self.info.device)
             if self._normalize:
@@ -158,7 +161,7 @@ class EmotionModel:
         """``frame_features`` for several recordings in one padded pass, equal to one by one."""
         from .batching import frame_features_batch
 
-        with self._lock, self._torch.no_grad():
+        with self._turn(), self._torch.no_grad():
             return frame_features_batch(self._network, recordings, self.info.device, self._normalize)
 
     def classify(self, pooled: np.ndarray) -> np.ndarray:
@@ -168,7 +171,7 @@ class EmotionModel:
         slots) get probability 0, as funasr drops them.
         """
         torch = self._torch
-        with self._lock, torch.no_grad():
+        with self._turn(), torch.no_grad():
             features = torch.from_numpy(np.atleast_2d(pooled).astype(np.float32)).to(self.info.device)
             logits = self._network.proj(features).float()
             logits[:, self._placeholder_columns] = float("-inf")
@@ -176,6 +179,17 @@ class EmotionModel:
         scores = np.zeros((probabilities.shape[0], len(EMOTION_KEYS)), dtype=np.float64)
         scores[:, self._emotion_columns] = probabilities[:, self._token_columns]
         return scores
+
+    def waited_s(self) -> float:
+        """Seconds this thread has waited so far for other threads to finish with the model."""
+        return getattr(self._waits, "total", 0.0)
+
+    @contextlib.contextmanager
+    def _turn(self):
+        started = time.perf_counter()
+        with self._lock:
+            self._waits.total = self.waited_s() + time.perf_counter() - started
+            yield
 
 
 def _device(requested: str) -> str:

@@ -17,7 +17,6 @@ survive pickling with their codes.
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 from dataclasses import dataclass
@@ -31,8 +30,6 @@ from .results import Result
 if TYPE_CHECKING:
     from .queue import WorkQueue
     from .service import Service
-
-log = logging.getLogger(__name__)
 
 # The longest a waiting web thread sleeps between looks at a SQLite result store (Redis wakes it at once).
 RESULT_POLL_S = 0.1

@@ -10,6 +10,7 @@ test_scale_out.py (replies summed over two worker instances).
 from __future__ import annotations
 
 import io
+import threading
 from datetime import datetime, timezone
 
 import pytest
@@ -56,9 +57,24 @@ def test_every_analysis_times_its_stages_and_every_error_is_counted_by_code(clie
     assert client.post("/api/predict", data={"file": (io.BytesIO(b"not audio"), "a.wav")}).status_code == 415
 
     after = scrape(client)
-    for stage in ("decode", "vad", "model"):
+    for stage in ("decode", "vad", "model_wait", "model"):
         assert delta(before, after, "bot_bridge_stage_seconds_count", stage=stage) == 1, stage
     assert delta(before, after, "bot_bridge_errors_total", code="not_audio", source="api") == 1
+
+
+def test_waiting_for_the_model_behind_another_note_is_not_model_time(service, client):
+    """Two queue threads share one model: the second one's wait is its own stage, model_wait."""
+    wav = encode(speech_clip(2), 16000, "wav_s16")
+    other_note_in_the_model = service.model._lock
+    other_note_in_the_model.acquire()
+    threading.Timer(0.5, other_note_in_the_model.release).start()
+    before = scrape(client)
+
+    result = client.post("/api/predict", data={"file": (io.BytesIO(wav), "a.wav")}).json
+
+    assert result["timings_ms"]["model_wait"] >= 400
+    assert result["timings_ms"]["model"] < result["timings_ms"]["total"] - result["timings_ms"]["model_wait"]
+    assert delta(before, scrape(client), "bot_bridge_stage_seconds_sum", stage="model_wait") >= 0.4
 
 
 def test_a_chat_note_times_download_reply_and_time_to_reply(tmp_path, tiny_model_dir, tiny_model, fake_telegram,

@@ -24,7 +24,7 @@ from bot_bridge.config import load_settings
 from bot_bridge.layout import CPU_WORKER_THREADS, process_layout, queue_worker_threads
 from bot_bridge.server import gunicorn_settings
 from bot_bridge.service import Service
-from bot_bridge.store import NoteStatus, Store
+from bot_bridge.store import NoteStatus
 from bot_bridge.web import create_app
 from tests import services
 from tests.audio_fixtures import encode, speech_clip
