@@ -12,11 +12,13 @@ the figures):
   process per machine with every core is the better trade; add processes
   for a GPU box or when throughput matters more than latency.
 * Torch threads: the cores shared out among the model processes.
-* Queue worker threads per model process: two on the CPU. The model runs
-  one recording at a time (``EmotionModel`` holds a lock), so the second
-  thread downloads, decodes and runs the VAD of the next note, and renders
-  and sends the reply of the last one, while the first is in the model.
-  On CUDA, ``model.batch_size`` threads, so that a batch can form
+* Queue worker threads per model process: two on the CPU. One note at a
+  time has the cores for its CPU work (decoding, VAD, the model, the chart:
+  ``EmotionModel.cpu_turn``); the other thread downloads the next note or
+  sends the last reply meanwhile, so the model does not wait for the
+  network. Letting the second thread decode beside the model was slower
+  (torch's threads wait for each other when one is preempted). On CUDA,
+  ``model.batch_size`` threads, so that a batch can form
   (``bot_bridge/batching.py``).
 * Web processes: one per core, at least two (one can restart while the
   other answers), each with ``server.threads`` threads. A webhook is a few

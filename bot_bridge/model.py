@@ -12,9 +12,10 @@ checks this against ``generate`` itself).
 
 Inference is serialised by a lock: torch already spreads one forward pass
 over all cores, and emotion2vec keeps a shared ALiBi bias cache that
-concurrent calls of different lengths would race on. Each thread's wait for
-the lock is kept (``waited_s``), so that the time a note queues for the
-model is not reported as time in the model.
+concurrent calls of different lengths would race on. On the CPU the same
+lock gives one thread at a time its turn with the cores (``cpu_turn``), and
+each thread's wait for it is kept (``waited_s``), so that the time a note
+queues is not reported as time in the model.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ class EmotionModel:
 
         self._torch = torch
         self._network = network
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # reentrant: the model's own calls run inside a cpu_turn
         self._waits = threading.local()
         self.info = info
         self._normalize = bool(network.cfg.get("normalize"))
@@ -149,7 +150,7 @@ class EmotionModel:
         if self._batcher is not None:
             return self._batcher.submit(samples)
         torch = self._torch
-        with self._turn(), torch.no_grad():
+        with self._exclusive(), torch.no_grad():
             source = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))
             source = source.to(self.info.device)
             if self._normalize:
@@ -161,7 +162,7 @@ class EmotionModel:
         """``frame_features`` for several recordings in one padded pass, equal to one by one."""
         from .batching import frame_features_batch
 
-        with self._turn(), self._torch.no_grad():
+        with self._exclusive(), self._torch.no_grad():
             return frame_features_batch(self._network, recordings, self.info.device, self._normalize)
 
     def classify(self, pooled: np.ndarray) -> np.ndarray:
@@ -171,7 +172,7 @@ class EmotionModel:
         slots) get probability 0, as funasr drops them.
         """
         torch = self._torch
-        with self._turn(), torch.no_grad():
+        with self._exclusive(), torch.no_grad():
             features = torch.from_numpy(np.atleast_2d(pooled).astype(np.float32)).to(self.info.device)
             logits = self._network.proj(features).float()
             logits[:, self._placeholder_columns] = float("-inf")
@@ -180,12 +181,24 @@ class EmotionModel:
         scores[:, self._emotion_columns] = probabilities[:, self._token_columns]
         return scores
 
+    def cpu_turn(self):
+        """This thread's turn with the cores, for all the CPU-heavy work of one recording.
+
+        On the CPU torch's threads use every core and wait for each other at
+        every step, so a second note decoding or drawing a chart beside the
+        model slows the forward pass by more than it saves (measured:
+        ``bench/bench_throughput.py``). Queue threads therefore overlap only
+        downloads and sends. With batching (CUDA) the CPU is free and
+        concurrent calls are what forms a batch: no turn is taken.
+        """
+        return contextlib.nullcontext() if self._batcher is not None else self._exclusive()
+
     def waited_s(self) -> float:
         """Seconds this thread has waited so far for other threads to finish with the model."""
         return getattr(self._waits, "total", 0.0)
 
     @contextlib.contextmanager
-    def _turn(self):
+    def _exclusive(self):
         started = time.perf_counter()
         with self._lock:
             self._waits.total = self.waited_s() + time.perf_counter() - started

@@ -309,7 +309,8 @@ class _Attempt:
         if result_id is None:
             return None
         try:
-            return timeline_chart(self.store.result(result_id), self.settings.reply.chart_min_duration_s)
+            with self.worker.service.model.cpu_turn():  # drawing is CPU work: not beside the model
+                return timeline_chart(self.store.result(result_id), self.settings.reply.chart_min_duration_s)
         except Exception:  # noqa: BLE001 - a broken chart must not cost the person the reply
             log.exception("%s: timeline chart failed; replying without it", self.what)
             return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 from datetime import datetime, timezone
 
 import pytest
@@ -63,11 +64,17 @@ def test_every_analysis_times_its_stages_and_every_error_is_counted_by_code(clie
 
 
 def test_waiting_for_the_model_behind_another_note_is_not_model_time(service, client):
-    """Two queue threads share one model: the second one's wait is its own stage, model_wait."""
+    """Two queue threads share the model and the cores: the second one's wait is its own stage, model_wait."""
     wav = encode(speech_clip(2), 16000, "wav_s16")
-    other_note_in_the_model = service.model._lock
-    other_note_in_the_model.acquire()
-    threading.Timer(0.5, other_note_in_the_model.release).start()
+    in_its_turn = threading.Event()
+
+    def another_note():
+        with service.model.cpu_turn():
+            in_its_turn.set()
+            time.sleep(0.5)
+
+    threading.Thread(target=another_note).start()
+    assert in_its_turn.wait(5)
     before = scrape(client)
 
     result = client.post("/api/predict", data={"file": (io.BytesIO(wav), "a.wav")}).json
