@@ -34,8 +34,9 @@ log = logging.getLogger(__name__)
 
 NOTE_TASK = "bot_bridge.process_voice_note"
 UPLOAD_TASK = "bot_bridge.analyse_upload"
-# An idle SQLite consumer polls at most this often; it bounds the wait for a new note.
-MAX_POLL_INTERVAL_S = 0.5
+# An idle SQLite consumer looks for work at least this often: the longest a new note waits to be
+# taken (a query of well under a millisecond; Redis wakes a waiting consumer at once instead).
+MAX_POLL_INTERVAL_S = 0.1
 # Answers to web processes nobody collected (the caller gave up) are dropped from Redis after this.
 UNCOLLECTED_RESULT_TTL_S = 3600
 
