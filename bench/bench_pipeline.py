@@ -32,12 +32,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.models import random_model  # noqa: E402
 from bot_bridge.analysis import AnalysisOptions, analyse  # noqa: E402
 from bot_bridge.audio import decode  # noqa: E402
 from bot_bridge.config import ModelSettings  # noqa: E402
 from bot_bridge.malloc import FAST_MALLOC, reexec_with_fast_malloc  # noqa: E402
 from bot_bridge.model import EmotionModel  # noqa: E402
-from bot_bridge.model_files import make_random_model  # noqa: E402
 from tests.audio_fixtures import encode, speech_clip  # noqa: E402
 
 CLIP_SECONDS = (3.0, 10.0, 30.0)
@@ -128,13 +128,6 @@ def compare_malloc(args) -> None:
         print(f"  {label:<28} " + "  ".join(f"{clip}: {ms:8.1f}" for clip, ms in medians.items()))
     default, tuned = runs.values()
     print("  speed-up of tuned malloc:   " + "  ".join(f"{clip}: {default[clip] / tuned[clip]:7.2f}x" for clip in default))
-
-
-def random_model(preset: str) -> Path:
-    directory = ROOT / "var" / "bench-models" / preset
-    if not (directory / "model.pt").exists():
-        make_random_model(preset, directory)
-    return directory
 
 
 def funasr_automodel(model_dir: Path, threads: int):

@@ -40,7 +40,6 @@ from .model_files import has_random_weights, resolve_model_dir
 
 log = logging.getLogger(__name__)
 
-FRAME_RATE = 50  # emotion2vec frames per second of 16 kHz audio (hop 320 samples)
 CUDA_BATCH_SIZE = 8  # recordings per forward pass on CUDA unless model.batch_size says otherwise
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from bot_bridge.config import ConfigError, load_settings
+from bot_bridge.config import ENVIRONMENT, ConfigError, load_settings
 
 
 def test_defaults_are_the_production_ones(tmp_path):
@@ -53,6 +55,11 @@ def test_the_shipped_example_config_is_valid_and_equals_the_defaults():
     from bot_bridge.config import Settings
 
     assert shipped.model_dump(exclude={"data_dir"}) == Settings().model_dump(exclude={"data_dir"})
+
+
+def test_every_environment_variable_is_in_the_readme():
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    assert [variable for variable in ENVIRONMENT if f"`{variable}`" not in readme] == []
 
 
 @pytest.mark.parametrize(
