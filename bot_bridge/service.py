@@ -22,7 +22,7 @@ from .audio import AudioLimits, media_type
 from .config import Settings
 from .errors import ModelUnavailable
 from .layout import queue_worker_threads
-from .metrics import record_analysis
+from .metrics import record_analysis, sample_process
 from .model import EmotionModel
 from .queue import WorkQueue
 from .remote import RemoteAnalysis, Upload, analyse_upload
@@ -118,6 +118,7 @@ class Service:
             self.model
         except ModelUnavailable:
             pass  # logged by .model; /readyz and every request report it
+        sample_process(self)  # /metrics agrees with /readyz at once, not at the next periodic sample
 
     @property
     def model_state(self) -> dict:
