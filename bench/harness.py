@@ -124,6 +124,7 @@ class Deployment:
         self.store.close()
         if self.database_url:
             services.drop_postgres_database(self.database_url)
+            services.delete_redis_queue(self.queue_name)
 
     @property
     def web_url(self) -> str:

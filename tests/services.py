@@ -62,6 +62,16 @@ def redis_url() -> str:
     return f"redis://{REDIS[0]}:{REDIS[1]}/0"
 
 
+def delete_redis_queue(name: str) -> None:
+    """Every key of the Huey queue ``name`` in the loopback Redis: a run leaves nothing behind."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url())
+    keys = list(client.scan_iter(match=f"huey.*{name}*"))
+    if keys:
+        client.delete(*keys)
+
+
 def _listening(address: tuple[str, int]) -> bool:
     try:
         socket.create_connection(address, timeout=1).close()

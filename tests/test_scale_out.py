@@ -75,7 +75,7 @@ class Deployment:
             fake.stop()
         self.store.close()
         services.drop_postgres_database(self.database_url)
-        _delete_queue(self.queue_name)
+        services.delete_redis_queue(self.queue_name)
 
 
 @pytest.fixture(scope="module")
@@ -184,12 +184,3 @@ def _wait_until_quiet(deployment: Deployment) -> None:
         return time.monotonic() - last[1] >= seconds
 
     wait_for(quiet, timeout=seconds + 10, what=f"{seconds} s without a new reply")
-
-
-def _delete_queue(name: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(services.redis_url())
-    keys = list(client.scan_iter(match=f"huey.*{name}*"))
-    if keys:
-        client.delete(*keys)
