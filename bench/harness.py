@@ -14,6 +14,7 @@ bot-bridge runs as ``bot-bridge serve`` processes, as an operator starts it:
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import signal
@@ -35,6 +36,9 @@ from tests.platforms.slack import FakeSlack  # noqa: E402
 from tests.platforms.telegram import FakeTelegram  # noqa: E402
 from tests.platforms.wecom import FakeWeCom  # noqa: E402
 from tests.processes import free_port, scrape, serve, wait_for  # noqa: E402
+
+# funasr sets the root logger to INFO in this process; the store's migration chatter is not a figure.
+logging.getLogger("alembic").setLevel(logging.WARNING)
 
 # Each platform's own voice format: Telegram voice notes are Ogg/Opus, Slack clips M4A/AAC, WeCom AMR-NB 8 kHz.
 PLATFORM_FORMATS = {"telegram": "ogg_opus", "slack": "m4a_aac_moov_end", "wecom": "amr"}
