@@ -26,12 +26,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot_bridge.store import NoteStatus, Store  # noqa: E402
+from bot_bridge.store import Store  # noqa: E402
 from tests import services  # noqa: E402
 from tests.audio_fixtures import encode  # noqa: E402
-from tests.chat_helpers import platform_environment  # noqa: E402
-from tests.platforms import slack, wecom  # noqa: E402
-from tests.platforms import telegram as tg  # noqa: E402
+from tests.chat_helpers import FINISHED, VOICE_FORMATS, platform_environment, voice_note_webhook  # noqa: E402
 from tests.platforms.slack import FakeSlack  # noqa: E402
 from tests.platforms.telegram import FakeTelegram  # noqa: E402
 from tests.platforms.wecom import FakeWeCom  # noqa: E402
@@ -40,10 +38,7 @@ from tests.processes import free_port, scrape, serve, wait_for  # noqa: E402
 # funasr sets the root logger to INFO in this process; the store's migration chatter is not a figure.
 logging.getLogger("alembic").setLevel(logging.WARNING)
 
-# Each platform's own voice format: Telegram voice notes are Ogg/Opus, Slack clips M4A/AAC, WeCom AMR-NB 8 kHz.
-PLATFORM_FORMATS = {"telegram": "ogg_opus", "slack": "m4a_aac_moov_end", "wecom": "amr"}
 LAYOUTS = ("all", "split", "scale-out")
-DONE = (NoteStatus.REPLIED, NoteStatus.FAILED, NoteStatus.UNCONFIRMED)
 
 
 @dataclass(frozen=True)
@@ -74,13 +69,8 @@ class Platforms:
 
     def voice_note(self, platform: str, samples) -> Delivery:
         """A webhook carrying ``samples`` (16 kHz) as a voice note in ``platform``'s own format."""
-        audio = encode(samples, 16000, PLATFORM_FORMATS[platform])
-        fake = self.fakes[platform]
-        if platform == "telegram":
-            return Delivery(platform, tg.webhook_request(tg.voice_update(fake.add_file(audio))), "telegram")
-        if platform == "slack":
-            return Delivery(platform, slack.event_request(slack.voice_clip_message(fake.add_file(audio))), "slack/events")
-        return Delivery(platform, wecom.voice_callback(fake.add_media(audio)), "wecom")
+        audio = encode(samples, 16000, VOICE_FORMATS[platform])
+        return Delivery(platform, *voice_note_webhook(platform, self.fakes[platform], audio))
 
     def replies(self) -> dict[str, int]:
         return {name: len(fake.sent_messages) for name, fake in self.fakes.items()}
@@ -139,7 +129,7 @@ class Deployment:
 
         def answered():
             notes = self.store.voice_notes(limit=count + 1)
-            return notes if len(notes) >= count and all(n.status in DONE for n in notes) else None
+            return notes if len(notes) >= count and all(n.status in FINISHED for n in notes) else None
 
         return wait_for(answered, timeout, f"{count} notes answered")
 

@@ -21,6 +21,8 @@ from tests.platforms import slack, wecom
 from tests.platforms import telegram as tg
 
 FINISHED = (NoteStatus.REPLIED, NoteStatus.FAILED, NoteStatus.UNCONFIRMED)
+# Each platform's own voice note format: Telegram Ogg/Opus, Slack clips M4A/AAC, WeCom AMR-NB 8 kHz.
+VOICE_FORMATS = {"telegram": "ogg_opus", "slack": "m4a_aac_moov_end", "wecom": "amr"}
 # Short queue timings: retries after 0.2 s, 0.6 s ...; a dead worker's note is taken back after 2 s.
 TEST_QUEUE = {"retry_delay_s": 0.2, "lease_s": 2.0, "recovery_interval_s": 0.25, "max_attempts": 3}
 
@@ -57,12 +59,17 @@ def one_note_each(fakes, voice: dict[str, bytes]):
 
     ``fakes`` is (telegram, slack, wecom); ``voice`` has ``ogg_opus``, ``m4a_aac_moov_end`` and ``amr`` bytes.
     """
-    telegram_fake, slack_fake, wecom_fake = fakes
-    return [
-        (tg.webhook_request(tg.voice_update(telegram_fake.add_file(voice["ogg_opus"]))), "telegram"),
-        (slack.event_request(slack.voice_clip_message(slack_fake.add_file(voice["m4a_aac_moov_end"]))), "slack/events"),
-        (wecom.voice_callback(wecom_fake.add_media(voice["amr"])), "wecom"),
-    ]
+    return [voice_note_webhook(platform, fake, voice[VOICE_FORMATS[platform]])
+            for platform, fake in zip(VOICE_FORMATS, fakes)]
+
+
+def voice_note_webhook(platform: str, fake, audio: bytes):
+    """The webhook request of ``platform`` carrying ``audio`` as a voice note hosted by ``fake``: (request, path)."""
+    if platform == "telegram":
+        return tg.webhook_request(tg.voice_update(fake.add_file(audio))), "telegram"
+    if platform == "slack":
+        return slack.event_request(slack.voice_clip_message(fake.add_file(audio))), "slack/events"
+    return wecom.voice_callback(fake.add_media(audio)), "wecom"
 
 
 def chat_settings(data_dir: Path, model_dir: Path, environ: dict[str, str], **overrides) -> Settings:
