@@ -41,13 +41,12 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Protocol
 
 from .config import Settings
 
 if TYPE_CHECKING:
     from .results import Result
-    from .service import Service
 
 MULTIPROC_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 ANALYSIS_STAGES = ("decode", "vad", "model_wait", "model")
@@ -146,10 +145,20 @@ def count_error(code: str, source: str) -> None:
     _metrics().errors.labels(code, source).inc()
 
 
+class Observed(Protocol):
+    """What metrics read of a running service: its model's state, the store and the work queue."""
+
+    store: Any
+    queue: Any
+
+    @property
+    def model_state(self) -> dict: ...
+
+
 # --- this process --------------------------------------------------------------------
 
 
-def start_process_sampler(service: Service, role: str) -> None:
+def start_process_sampler(service: Observed, role: str) -> None:
     """Report this process's role, and every few seconds its memory, CPU time and model (a daemon thread)."""
     _metrics().info.labels(role).set(1)
 
@@ -161,7 +170,7 @@ def start_process_sampler(service: Service, role: str) -> None:
     threading.Thread(target=sample_forever, name="metrics-sampler", daemon=True).start()
 
 
-def sample_process(service: Service) -> None:
+def sample_process(service: Observed) -> None:
     metrics = _metrics()
     metrics.resident_memory.set(_resident_bytes())
     metrics.cpu_seconds.set(sum(os.times()[:2]))
@@ -176,7 +185,7 @@ def _resident_bytes() -> int:
 # --- scraping ------------------------------------------------------------------------
 
 
-def exposition(service: Service) -> tuple[bytes, str]:
+def exposition(service: Observed) -> tuple[bytes, str]:
     """The text a scrape gets: every process of this instance, and the queue as the database sees it."""
     from prometheus_client import REGISTRY, CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
     from prometheus_client.multiprocess import MultiProcessCollector
@@ -195,7 +204,7 @@ def exposition(service: Service) -> tuple[bytes, str]:
 class _QueueCollector:
     """Queue depth at scrape time, from the database (and the queue's own count of tasks)."""
 
-    def __init__(self, service: Service) -> None:
+    def __init__(self, service: Observed) -> None:
         self.service = service
 
     def collect(self):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from huey.exceptions import ResultTimeout, TaskException
 
@@ -29,7 +29,6 @@ from .results import Result
 
 if TYPE_CHECKING:
     from .queue import WorkQueue
-    from .service import Service
 
 # The longest a waiting web thread sleeps between looks at a SQLite result store (Redis wakes it at once).
 RESULT_POLL_S = 0.1
@@ -73,11 +72,11 @@ class RemoteAnalysis:
         return Result.from_dict(answer["result"], answer["embedding"])
 
 
-def analyse_upload(service: Service, upload: Upload, task) -> dict:
+def analyse_upload(queue: WorkQueue, analyse_here: Callable[[Upload], Result], upload: Upload, task) -> dict:
     """The queue's upload task (the worker side): analyse and store ``upload``, answer in plain data."""
-    service.queue.huey.put(_taken_key(task.id), f"{socket.gethostname()}:{os.getpid()}")
+    queue.huey.put(_taken_key(task.id), f"{socket.gethostname()}:{os.getpid()}")
     try:
-        result = service.analyse_here(upload)
+        result = analyse_here(upload)
     except BotBridgeError as error:
         return {"error": _error_to_wire(error)}
     return {"result": result.to_dict(), "embedding": result.embedding if upload.embedding else None}

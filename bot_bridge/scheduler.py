@@ -29,22 +29,21 @@ import os
 import secrets
 import socket
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import Callable, Iterable
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import or_, update
 
+from adapters.base import ChatAdapter
+
 from .alert_store import LeaseRow, insert_new
 from .alerting import build_targets
-from .config import DIGEST_CHECK_MINUTES
+from .config import DIGEST_CHECK_MINUTES, Settings
 from .digest import Digests
 from .escalation import Escalator
 from .store import Store
-
-if TYPE_CHECKING:
-    from .service import Service
 
 log = logging.getLogger(__name__)
 
@@ -155,14 +154,14 @@ class Scheduler:
             self.lease.release(self.clock())
 
 
-def build_scheduler(service: Service, *, clock: Clock = utc_now, holder: str | None = None) -> Scheduler | None:
-    """The scheduler of ``service``'s deployment, or None when no target is configured."""
-    settings = service.settings
+def build_scheduler(settings: Settings, store: Store, chat_adapters: dict[str, ChatAdapter], *,
+                    clock: Clock = utc_now, holder: str | None = None) -> Scheduler | None:
+    """The scheduler of a deployment, or None when no target is configured."""
     if not settings.targets:
         return None
-    targets = build_targets(settings, service.chat.adapters)
-    escalator = Escalator(service.store, settings, targets)
-    digests = Digests(service.store, settings, targets)
+    targets = build_targets(settings, chat_adapters)
+    escalator = Escalator(store, settings, targets)
+    digests = Digests(store, settings, targets)
     escalation = settings.escalation
     jobs: dict[str, tuple[timedelta, Callable[[datetime], object]]] = {
         "escalation sweep": (timedelta(minutes=escalation.sweep_interval_min), escalator.sweep),
@@ -172,5 +171,5 @@ def build_scheduler(service: Service, *, clock: Clock = utc_now, holder: str | N
         jobs["urgent escalations"] = (timedelta(seconds=escalation.immediate_check_s),
                                       lambda now: escalator.sweep(now, severe_only=True))
     senders = {target.sender for target in targets.values() if target.sender is not None}
-    return Scheduler(service.store, jobs, clock=clock, holder=holder,
+    return Scheduler(store, jobs, clock=clock, holder=holder,
                      on_stop=[sender.stop_waiting for sender in senders])

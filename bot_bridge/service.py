@@ -80,7 +80,7 @@ class Service:
                     self.settings.queue,
                     self.settings.data_dir,
                     note_handler=lambda note_id: self.chat.process(note_id),
-                    upload_handler=lambda upload, task: analyse_upload(self, upload, task),
+                    upload_handler=lambda upload, task: analyse_upload(self.queue, self.analyse_here, upload, task),
                 )
             return self._queue
 
@@ -89,7 +89,7 @@ class Service:
         """Chat platforms: their adapters, the queue of voice notes, and the workers that answer them."""
         with self._chat_lock:
             if self._chat is None:
-                self._chat = ChatWorker(self, build_adapters(self.settings))
+                self._chat = ChatWorker(self.settings, self.store, self.queue, build_adapters(self.settings), self)
             return self._chat
 
     def start_background(self, role: str) -> None:
@@ -109,7 +109,7 @@ class Service:
             return
         threading.Thread(target=self._load_model_quietly, name="model-loader", daemon=True).start()
         self.chat.start(queue_worker_threads(self.settings))
-        self._scheduler = build_scheduler(self)
+        self._scheduler = build_scheduler(self.settings, self.store, self.chat.adapters)
         if self._scheduler is not None:
             self._scheduler.start()
 
@@ -170,6 +170,10 @@ class Service:
         if self.is_web:
             return RemoteAnalysis(self.queue, self.settings.api.predict_timeout_s).analyse(upload)
         return self.analyse_here(upload)
+
+    def cpu_turn(self):
+        """This thread's turn with the cores for CPU work beside the model (``EmotionModel.cpu_turn``)."""
+        return self.model.cpu_turn()
 
     def analyse_here(self, upload: Upload) -> Result:
         """Analyse and store ``upload`` with this process's model."""

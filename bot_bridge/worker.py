@@ -38,7 +38,7 @@ import socket
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
+from typing import ContextManager, Protocol
 
 from adapters import adapter_classes, enabled_adapters
 from adapters.base import ChatAdapter
@@ -50,11 +50,10 @@ from .errors import AudioError, BotBridgeError, ModelUnavailable
 from .logs import secret_values
 from .metrics import count_error, observe_time_to_reply, timed_stage
 from .outbound import MaybeDelivered, OutboundError, OutboundHttp, TooLarge
+from .queue import WorkQueue
 from .replies import render_error, render_help, render_result
-from .store import VoiceNoteRow
-
-if TYPE_CHECKING:
-    from .service import Service
+from .results import Result
+from .store import Store, VoiceNoteRow
 
 log = logging.getLogger(__name__)
 
@@ -82,15 +81,25 @@ def reply_language(reply: ReplySettings, note: VoiceNoteRow) -> str:
     return reply.language
 
 
+class Analyser(Protocol):
+    """What the worker needs of the engine: analysing and storing a recording, and a turn with the cores."""
+
+    def analyse(self, data: bytes, *, file_name: str | None, timeline: bool, origin: str) -> Result: ...
+
+    def cpu_turn(self) -> ContextManager: ...
+
+
 class ChatWorker:
     """Records incoming messages (web side) and answers them (queue side)."""
 
-    def __init__(self, service: Service, adapters: dict[str, ChatAdapter]) -> None:
-        self.service = service
-        self.settings = service.settings
-        self.store = service.store
+    def __init__(
+        self, settings: Settings, store: Store, queue: WorkQueue, adapters: dict[str, ChatAdapter], analyser: Analyser
+    ) -> None:
+        self.settings = settings
+        self.store = store
         self.adapters = adapters
-        self.queue = service.queue
+        self.queue = queue
+        self.analyser = analyser
         self._stopping = threading.Event()
         self._recovery: threading.Thread | None = None
 
@@ -253,7 +262,7 @@ class _Attempt:
                 audio = adapter.fetch_audio(self.message, max_bytes)
         except TooLarge:
             raise too_large from None
-        return self.worker.service.analyse(audio, file_name=media.file_name, timeline=True, origin=self.note.platform)
+        return self.worker.analyser.analyse(audio, file_name=media.file_name, timeline=True, origin=self.note.platform)
 
     def _after_failure(self, failure: Exception) -> _Reply | None:
         """Retry a transient failure; after the last try, or for a final one, tell the person."""
@@ -309,7 +318,7 @@ class _Attempt:
         if result_id is None:
             return None
         try:
-            with self.worker.service.model.cpu_turn():  # drawing is CPU work: not beside the model
+            with self.worker.analyser.cpu_turn():  # drawing is CPU work: not beside the model
                 return timeline_chart(self.store.result(result_id), self.settings.reply.chart_min_duration_s)
         except Exception:  # noqa: BLE001 - a broken chart must not cost the person the reply
             log.exception("%s: timeline chart failed; replying without it", self.what)

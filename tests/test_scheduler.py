@@ -81,7 +81,7 @@ def test_two_started_schedulers_send_each_case_and_digest_once(settings, fake_sl
     services = [Service(settings) for _ in range(2)]
     add_chat_note(services[0].store, received_at=NOON, emotions={"happy": 0.9})  # in the digest, no case
     case = add_chat_note(services[0].store, received_at=back_at - timedelta(minutes=3), emotions={"angry": 0.9})
-    schedulers = [build_scheduler(service, clock=lambda: back_at, holder=f"p{n}") for n, service in enumerate(services)]
+    schedulers = [build_scheduler(service.settings, service.store, service.chat.adapters, clock=lambda: back_at, holder=f"p{n}") for n, service in enumerate(services)]
     tried = [threading.Event(), threading.Event()]
     for scheduler, event in zip(schedulers, tried):
         scheduler.lease.acquire = _calling_back(scheduler.lease.acquire, event.set)
@@ -177,7 +177,7 @@ def test_no_scheduler_without_targets(tmp_path):
     from bot_bridge.config import load_settings
 
     service = Service(load_settings(environ={}, data_dir=str(tmp_path)))
-    assert build_scheduler(service) is None
+    assert build_scheduler(service.settings, service.store, service.chat.adapters) is None
     service.close()
 
 
