@@ -13,7 +13,7 @@ about models, queues or databases. The core calls, in order:
 Adapters make every HTTP call through the ``OutboundHttp`` they are given
 (``self.http``), which owns timeouts, retries and rate limits; what is left
 to them is reading their platform's answers (a ``check``, see
-``bot_bridge.outbound``). The helpers at the end of this module are the
+``bot_bridge.chat.outbound``). The helpers at the end of this module are the
 behaviour several platforms share.
 """
 
@@ -25,8 +25,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Callable, ClassVar, Literal
 
-from bot_bridge.chat import ChatMessage, InboundRequest, ParsedWebhook
-from bot_bridge.outbound import OutboundHttp
+from bot_bridge.chat.messages import ChatMessage, InboundRequest, ParsedWebhook
+from bot_bridge.chat.outbound import OutboundHttp
 
 #: How far a signed request's timestamp may be from now (Slack's rule, applied to WeCom too).
 FRESHNESS_WINDOW_S = 300
@@ -79,7 +79,7 @@ class AlertSender(ABC):
     """What posts alerts to a platform: a message to a chat that is not a reply.
 
     (A configured destination, one chat of a platform, is a target:
-    ``bot_bridge.alerting.Target`` holds its settings and its sender.)
+    ``bot_bridge.acting.alerting.Target`` holds its settings and its sender.)
     """
 
     #: Platform name, used in settings, stored rows and (chat platforms) URLs (``/webhooks/<name>``).

@@ -23,11 +23,10 @@ import json
 from urllib.parse import urlsplit
 
 import requests
-
 from slack_sdk.signature import SignatureVerifier
 
-from bot_bridge.chat import ChatMessage, InboundRequest, Media, ParsedWebhook, WebhookResponse
-from bot_bridge.outbound import OutboundError, Rejected, TryAgain, check_status, raise_for_transient
+from bot_bridge.chat.messages import ChatMessage, InboundRequest, Media, ParsedWebhook, WebhookResponse
+from bot_bridge.chat.outbound import OutboundError, Rejected, TryAgain, check_status, raise_for_transient
 
 from .base import ChatAdapter, Refused, TextLimit, check_fresh, is_help_request
 

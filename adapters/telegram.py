@@ -23,9 +23,9 @@ import hmac
 import json
 from pathlib import PurePosixPath
 
-from bot_bridge.chat import ChatMessage, InboundRequest, Media, ParsedWebhook
+from bot_bridge.chat.messages import ChatMessage, InboundRequest, Media, ParsedWebhook
+from bot_bridge.chat.outbound import OutboundError, RateLimited, Rejected, raise_for_transient
 from bot_bridge.errors import AudioError
-from bot_bridge.outbound import OutboundError, RateLimited, Rejected, raise_for_transient
 
 from .base import ChatAdapter, Refused, TextLimit, is_help_request
 

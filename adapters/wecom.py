@@ -31,8 +31,8 @@ from wechatpy.enterprise.crypto import WeChatCrypto
 from wechatpy.enterprise.exceptions import InvalidCorpIdException
 from wechatpy.exceptions import InvalidSignatureException
 
-from bot_bridge.chat import ChatMessage, InboundRequest, Media, ParsedWebhook, WebhookResponse
-from bot_bridge.outbound import OutboundError, RateLimited, Rejected, TryAgain, check_status, raise_for_transient
+from bot_bridge.chat.messages import ChatMessage, InboundRequest, Media, ParsedWebhook, WebhookResponse
+from bot_bridge.chat.outbound import OutboundError, RateLimited, Rejected, TryAgain, check_status, raise_for_transient
 
 from .base import ChatAdapter, Refused, TextLimit, check_fresh, is_help_request
 

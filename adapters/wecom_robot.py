@@ -38,7 +38,7 @@ import time
 from collections import defaultdict, deque
 from typing import Callable
 
-from bot_bridge.outbound import OutboundError
+from bot_bridge.chat.outbound import OutboundError
 
 from .base import AlertSender, TextLimit
 from .wecom import check_answer

@@ -23,9 +23,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 import audio_fixtures as fx  # noqa: E402
 import torch  # noqa: E402
 
-from bot_bridge.audio import decode  # noqa: E402
 from bot_bridge.errors import AudioError  # noqa: E402
-from bot_bridge.vad import detect_speech  # noqa: E402
+from bot_bridge.hearing.audio import decode  # noqa: E402
+from bot_bridge.hearing.vad import detect_speech  # noqa: E402
 
 
 def median_ms(fn, repeat: int) -> float:

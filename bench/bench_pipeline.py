@@ -1,7 +1,7 @@
 """How fast is bot-bridge against the model it wraps, and against the seed system's way?
 
 For 3 s, 10 s and 30 s speech clips it prints the median milliseconds of each
-stage of ``bot_bridge.analysis.analyse`` (decode, vad, model, total), the
+stage of ``bot_bridge.hearing.analysis.analyse`` (decode, vad, model, total), the
 overhead ratio total/model, the bare model forward pass, and the baseline a
 user of the seed system gets: funasr's ``AutoModel.generate`` given the file
 path (WAV, the only common format funasr reads here without torchaudio or a
@@ -33,11 +33,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.models import random_model  # noqa: E402
-from bot_bridge.analysis import AnalysisOptions, analyse  # noqa: E402
-from bot_bridge.audio import decode  # noqa: E402
 from bot_bridge.config import ModelSettings  # noqa: E402
+from bot_bridge.hearing.analysis import AnalysisOptions, analyse  # noqa: E402
+from bot_bridge.hearing.audio import decode  # noqa: E402
+from bot_bridge.hearing.model import EmotionModel  # noqa: E402
 from bot_bridge.malloc import FAST_MALLOC, reexec_with_fast_malloc  # noqa: E402
-from bot_bridge.model import EmotionModel  # noqa: E402
 from tests.audio_fixtures import encode, speech_clip  # noqa: E402
 
 CLIP_SECONDS = (3.0, 10.0, 30.0)

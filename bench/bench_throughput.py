@@ -49,8 +49,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.harness import Deployment, Platforms, machine_load, print_memory  # noqa: E402
 from bench.models import random_model  # noqa: E402
 from bot_bridge.config import ModelSettings  # noqa: E402
+from bot_bridge.hearing.model import EmotionModel  # noqa: E402
 from bot_bridge.malloc import FAST_MALLOC, reexec_with_fast_malloc  # noqa: E402
-from bot_bridge.model import EmotionModel  # noqa: E402
 from tests.audio_fixtures import encode, speech_clip  # noqa: E402
 
 BANNER = "*** RANDOM WEIGHTS (large preset): timings are real, emotion labels are meaningless ***"

@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot_bridge.store import Store  # noqa: E402
+from bot_bridge.remembering.store import Store  # noqa: E402
 from tests import services  # noqa: E402
 from tests.audio_fixtures import encode  # noqa: E402
 from tests.chat_helpers import FINISHED, VOICE_FORMATS, platform_environment, voice_note_webhook  # noqa: E402

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import LAYOUTS, Deployment, Platforms, machine_load, percentile  # noqa: E402
 from bench.models import random_model  # noqa: E402
-from bot_bridge.store import NoteStatus  # noqa: E402
+from bot_bridge.remembering.store import NoteStatus  # noqa: E402
 from tests.audio_fixtures import speech_clip  # noqa: E402
 
 BANNER = "*** RANDOM WEIGHTS (tiny model): answer times and replies are real, emotions are meaningless ***"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot_bridge.model_files import make_random_model
+from bot_bridge.hearing.model_files import make_random_model
 
 BENCH_MODELS = Path(__file__).resolve().parent.parent / "var" / "bench-models"
 

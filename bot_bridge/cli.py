@@ -99,7 +99,7 @@ def model() -> None:
 @click.option("--hub", type=click.Choice(["ms", "hf"]), default="ms", show_default=True)
 def model_download(name: str, directory: str, hub: str) -> None:
     """Download NAME (e.g. iic/emotion2vec_plus_large) into DIRECTORY; needs internet."""
-    from .model_files import check_model_dir, download_model
+    from .hearing.model_files import check_model_dir, download_model
 
     try:
         path = check_model_dir(download_model(name, directory, hub))
@@ -114,7 +114,7 @@ def model_download(name: str, directory: str, hub: str) -> None:
 @click.argument("directory", type=click.Path(file_okay=False))
 def model_make_random(preset: str, seed: int, directory: str) -> None:
     """Write a RANDOM-WEIGHT model in the published format (labels are meaningless)."""
-    from .model_files import make_random_model
+    from .hearing.model_files import make_random_model
 
     path = make_random_model(preset, directory, seed)
     click.echo(f"RANDOM-WEIGHT {preset} model written to {path} (for tests and benchmarks only)")
@@ -130,7 +130,7 @@ def chat() -> None:
 @click.pass_obj
 def chat_status(settings, show_failed: int) -> None:
     """Voice notes per platform and state (queued, replied, failed, ...), then the latest failures."""
-    from .store import NoteStatus, Store
+    from .remembering.store import NoteStatus, Store
 
     store = Store(settings.resolved_database_url, settings.outputs_dir)
     counts = store.voice_note_counts()
@@ -145,7 +145,7 @@ def chat_status(settings, show_failed: int) -> None:
     store.close()
 
 
-# --- escalations and daily digests (bot_bridge/escalation.py, digest.py) ---
+# --- escalations and daily digests (bot_bridge/acting/escalation.py, digest.py) ---
 
 
 @cli.command()
@@ -154,8 +154,8 @@ def chat_status(settings, show_failed: int) -> None:
 @click.pass_obj
 def escalate(settings, right_now: bool, dry_run: bool) -> None:
     """Send every target the cases it has still to receive, one alert each (split to fit)."""
-    from .escalation import Escalator
-    from .scheduler import utc_now
+    from .acting.escalation import Escalator
+    from .acting.scheduler import utc_now
 
     if not right_now:
         raise click.UsageError("say --now: `bot-bridge serve` sweeps on its own every escalation.sweep_interval_min")
@@ -179,8 +179,8 @@ def digest(settings, right_now: bool, day, dry_run: bool) -> None:
 
     A digest already sent for a target and date is never sent again.
     """
-    from .digest import Digests
-    from .scheduler import utc_now
+    from .acting.digest import Digests
+    from .acting.scheduler import utc_now
 
     with _alert_targets(settings) as (store, targets):
         digests = Digests(store, settings, targets)
@@ -203,9 +203,9 @@ def digest(settings, right_now: bool, day, dry_run: bool) -> None:
 @contextlib.contextmanager
 def _alert_targets(settings):
     """The store and the configured targets, for one command."""
-    from .alerting import build_targets
-    from .store import Store
-    from .worker import build_adapters
+    from .acting.alerting import build_targets
+    from .acting.worker import build_adapters
+    from .remembering.store import Store
 
     if not settings.targets:
         raise click.ClickException("no targets are configured; see config/escalation.example.yaml")
@@ -234,8 +234,8 @@ def _platform_group(name: str) -> click.Group:
     @click.pass_obj
     def set_webhook(settings, url: str) -> None:
         """Have the platform deliver messages to URL (https://your.host/webhooks/...)."""
-        from .outbound import OutboundError
-        from .worker import build_adapters
+        from .acting.worker import build_adapters
+        from .chat.outbound import OutboundError
 
         adapter = build_adapters(settings).get(name)
         if adapter is None:
@@ -269,7 +269,7 @@ def _read(name: str) -> bytes:
 
 
 def _summary(result) -> str:
-    from .replies import render_result
+    from .acting.replies import render_result
 
     return render_result(result, "both").replace("\n", " | ")
 

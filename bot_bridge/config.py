@@ -114,7 +114,7 @@ class ReplySettings(_Section):
     chart_min_duration_s: float = 10.0
 
 
-# --- Escalations and daily digests (bot_bridge/escalation.py, digest.py, scheduler.py) ---
+# --- Escalations and daily digests (bot_bridge/acting/escalation.py, digest.py, scheduler.py) ---
 #
 # ``targets`` are where alerts go, ``routes`` which source chats go to which
 # targets; ``escalation`` says which voice notes are cases and how often they

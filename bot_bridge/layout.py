@@ -19,7 +19,7 @@ the figures):
   network. Letting the second thread decode beside the model was slower
   (torch's threads wait for each other when one is preempted). On CUDA,
   ``model.batch_size`` threads, so that a batch can form
-  (``bot_bridge/batching.py``).
+  (``bot_bridge/hearing/batching.py``).
 * Web processes: one per core, at least two (one can restart while the
   other answers), each with ``server.threads`` threads. A webhook is a few
   milliseconds of work, but ``POST /api/predict`` in the web role holds its
@@ -32,7 +32,7 @@ import os
 from dataclasses import dataclass
 
 from .config import Settings
-from .model import CUDA_BATCH_SIZE
+from .hearing.model import CUDA_BATCH_SIZE
 
 CPU_WORKER_THREADS = 2
 MIN_WEB_PROCESSES = 2

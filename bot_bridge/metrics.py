@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Protocol
 from .config import Settings
 
 if TYPE_CHECKING:
-    from .results import Result
+    from .remembering.results import Result
 
 MULTIPROC_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 ANALYSIS_STAGES = ("decode", "vad", "model_wait", "model")
@@ -187,7 +187,7 @@ def _resident_bytes() -> int:
 
 def exposition(service: Observed) -> tuple[bytes, str]:
     """The text a scrape gets: every process of this instance, and the queue as the database sees it."""
-    from prometheus_client import REGISTRY, CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
     from prometheus_client.multiprocess import MultiProcessCollector
 
     _metrics()  # declared, so that an idle process still shows every metric

@@ -24,8 +24,8 @@ from gunicorn.app.base import BaseApplication
 from .config import Settings
 from .layout import process_layout
 from .metrics import forget_process, start_process_sampler, use_instance_directory
+from .remembering.store import Store
 from .service import Service
-from .store import Store
 from .web import create_app, create_worker_app
 
 # gthread processes report to the parent from their own loop; this only catches a process that hangs.

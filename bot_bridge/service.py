@@ -8,7 +8,7 @@ reported with its fix, never replaced by anything else.
 
 A process has a role (``server.role``): ``all`` and ``worker`` processes
 load the model and consume the work queue; ``web`` processes never load it
-and hand every analysis to a worker through the queue (``bot_bridge/remote.py``).
+and hand every analysis to a worker through the queue (``bot_bridge/acting/remote.py``).
 """
 
 from __future__ import annotations
@@ -17,19 +17,19 @@ import dataclasses
 import logging
 import threading
 
-from .analysis import AnalysisOptions, analyse
-from .audio import AudioLimits, media_type
+from .acting.queue import WorkQueue
+from .acting.remote import RemoteAnalysis, Upload, analyse_upload
+from .acting.scheduler import Scheduler, build_scheduler
+from .acting.worker import ChatWorker, build_adapters
 from .config import Settings
 from .errors import ModelUnavailable
+from .hearing.analysis import AnalysisOptions, analyse
+from .hearing.audio import AudioLimits, media_type
+from .hearing.model import EmotionModel
 from .layout import queue_worker_threads
 from .metrics import record_analysis, sample_process
-from .model import EmotionModel
-from .queue import WorkQueue
-from .remote import RemoteAnalysis, Upload, analyse_upload
-from .results import Result
-from .scheduler import Scheduler, build_scheduler
-from .store import Store
-from .worker import ChatWorker, build_adapters
+from .remembering.results import Result
+from .remembering.store import Store
 
 log = logging.getLogger(__name__)
 

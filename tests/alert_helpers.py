@@ -15,15 +15,15 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import update
 
 from adapters import enabled_adapters
-from bot_bridge.alerting import build_targets
-from bot_bridge.chat import ChatMessage
+from bot_bridge.acting.alerting import build_targets
+from bot_bridge.acting.digest import Digests
+from bot_bridge.acting.escalation import Escalator
+from bot_bridge.chat.messages import ChatMessage
+from bot_bridge.chat.outbound import OutboundHttp
 from bot_bridge.config import Settings, load_settings
-from bot_bridge.digest import Digests
 from bot_bridge.emotions import EMOTION_KEYS
-from bot_bridge.escalation import Escalator
-from bot_bridge.outbound import OutboundHttp
-from bot_bridge.results import Result
-from bot_bridge.store import NoteStatus, Store, VoiceNoteRow
+from bot_bridge.remembering.results import Result
+from bot_bridge.remembering.store import NoteStatus, Store, VoiceNoteRow
 from tests.chat_helpers import platform_environment
 from tests.platforms import slack as fake_slack_module
 

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 from bot_bridge.config import Settings, load_settings
+from bot_bridge.remembering.store import NoteStatus
 from bot_bridge.service import Service
-from bot_bridge.store import NoteStatus
 from bot_bridge.web import create_app
 from tests.platforms import slack, wecom
 from tests.platforms import telegram as tg

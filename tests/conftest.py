@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from bot_bridge.config import load_settings
-from bot_bridge.model import EmotionModel
-from bot_bridge.model_files import make_random_model
+from bot_bridge.hearing.model import EmotionModel
+from bot_bridge.hearing.model_files import make_random_model
 from bot_bridge.service import Service
 
 # --- core: a tiny random-weight emotion2vec+ model, settings, the service, the web app ---

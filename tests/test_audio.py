@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests import audio_fixtures as fx
-from bot_bridge.audio import AudioLimits, decode
 from bot_bridge.errors import AudioError
+from bot_bridge.hearing.audio import AudioLimits, decode
+from tests import audio_fixtures as fx
 
 SECONDS = 6.0
 MP4 = "mov,mp4,m4a,3gp,3g2,mj2"
@@ -221,7 +221,7 @@ BAD = [
 @pytest.mark.parametrize("build, code", BAD)
 def test_bad_input_is_refused_with_its_code_within_2s(build, code, caplog):
     data = build()
-    caplog.set_level(logging.INFO, logger="bot_bridge.audio")
+    caplog.set_level(logging.INFO, logger="bot_bridge.hearing.audio")
 
     started = time.perf_counter()
     with pytest.raises(AudioError) as refused:
@@ -235,7 +235,7 @@ def test_bad_input_is_refused_with_its_code_within_2s(build, code, caplog):
 
 @pytest.mark.parametrize("kind", ["with_length", "no_length"])
 def test_ten_hour_flac_bomb_is_refused_as_too_long_within_2s(kind, flac_bombs, caplog):
-    caplog.set_level(logging.INFO, logger="bot_bridge.audio")
+    caplog.set_level(logging.INFO, logger="bot_bridge.hearing.audio")
     started = time.perf_counter()
     with pytest.raises(AudioError) as refused:
         decode(flac_bombs[kind])
@@ -253,7 +253,7 @@ def test_flac_bomb_is_refused_without_a_large_allocation(kind, flac_bombs):
         import resource, sys, time
         sys.path.insert(0, "tests")
         import audio_fixtures as fx
-        from bot_bridge.audio import decode
+        from bot_bridge.hearing.audio import decode
         from bot_bridge.errors import AudioError
         decode(fx.encode(fx.tone(440, 1.0), 16000, "flac16"))  # warm up FFmpeg and numpy
         data = open(sys.argv[1], "rb").read()
@@ -334,7 +334,7 @@ def test_silk_is_refused_as_unsupported_when_silk_python_is_missing(monkeypatch)
 
 
 def test_log_line_never_contains_the_file_contents(caplog):
-    caplog.set_level(logging.INFO, logger="bot_bridge.audio")
+    caplog.set_level(logging.INFO, logger="bot_bridge.hearing.audio")
     with pytest.raises(AudioError):
         decode(b"my password is hunter2, call me at 555-0100\n" * 10)
     assert "hunter2" not in caplog.text
@@ -346,7 +346,7 @@ def assert_refusal_is_explained(error: AudioError, caplog, size: int) -> None:
     for language in ("en", "zh"):
         text = error.message(language)
         assert text and "{" not in text
-    lines = [r.getMessage() for r in caplog.records if r.name == "bot_bridge.audio"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "bot_bridge.hearing.audio"]
     assert len(lines) == 1, lines
     assert error.code in lines[0] and f"({size} bytes)" in lines[0] and "\n" not in lines[0]
 

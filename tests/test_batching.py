@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from bot_bridge.batching import frame_features_batch, length_buckets
 from bot_bridge.config import ModelSettings
-from bot_bridge.model import EmotionModel
+from bot_bridge.hearing.batching import frame_features_batch, length_buckets
+from bot_bridge.hearing.model import EmotionModel
 from tests.audio_fixtures import speech_clip
 
 MIXED_SECONDS = (1.3, 3.0, 7.7, 10.0)

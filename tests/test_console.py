@@ -15,11 +15,11 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
-from bot_bridge.alerting import build_targets
-from bot_bridge.chat import ChatMessage
+from bot_bridge.acting.alerting import build_targets
+from bot_bridge.chat.messages import ChatMessage
 from bot_bridge.config import load_settings
 from bot_bridge.emotions import EMOTION_KEYS
-from bot_bridge.results import Result
+from bot_bridge.remembering.results import Result
 from bot_bridge.service import Service
 from bot_bridge.web import console as console_module
 from bot_bridge.web import create_app

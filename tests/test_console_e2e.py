@@ -20,7 +20,7 @@ import pytest
 from playwright.sync_api import sync_playwright
 from werkzeug.serving import make_server
 
-from bot_bridge.chat import ChatMessage
+from bot_bridge.chat.messages import ChatMessage
 from bot_bridge.service import Service
 from bot_bridge.web import create_app
 from tests.audio_fixtures import encode, speech_clip, text_as_audio

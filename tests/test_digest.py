@@ -19,8 +19,8 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from bot_bridge.alert_store import DigestRow, DigestState
 from bot_bridge.cli import cli
+from bot_bridge.remembering.alert_store import DigestRow, DigestState
 from bot_bridge.service import Service
 from bot_bridge.web import create_app
 from tests.alert_helpers import PUBLIC_URL, Alerts, add_chat_note, alert_settings, texts
@@ -189,7 +189,7 @@ def test_a_digest_that_fails_before_anything_is_sent_is_given_back_not_left_send
     def broken_chart(digest):
         raise RuntimeError("the chart broke")
 
-    monkeypatch.setattr("bot_bridge.digest.digest_chart", broken_chart)
+    monkeypatch.setattr("bot_bridge.acting.digest.digest_chart", broken_chart)
     assert alerts.digests.send_due(DUE) == {"slack": DigestState.FAILED}
     assert fake_slack.sent_messages == []
     with alerts.store.session() as session:

@@ -18,11 +18,11 @@ from click.testing import CliRunner
 import adapters
 from adapters.base import TextLimit
 from adapters.wecom_robot import WeComRobot
-from bot_bridge.alert_store import DeliveryState
+from bot_bridge.acting.escalation import rule_for
+from bot_bridge.chat.outbound import OutboundError, OutboundHttp
 from bot_bridge.cli import cli
 from bot_bridge.config import PROJECT_DIR, ConfigError, EscalationSettings, load_settings
-from bot_bridge.escalation import rule_for
-from bot_bridge.outbound import OutboundError, OutboundHttp
+from bot_bridge.remembering.alert_store import DeliveryState
 from bot_bridge.service import Service
 from bot_bridge.web import create_app
 from tests.alert_helpers import (
@@ -442,7 +442,7 @@ def test_a_wrong_escalation_setting_is_named(overrides, named):
 
 def test_an_alert_whose_answer_is_lost_is_not_resent_at_once_but_at_the_next_sweep_marked(alerts, fake_slack, fake_telegram):
     """A timeout after the request left: maybe in the channel. The next sweep says it may repeat."""
-    from bot_bridge.outbound import OutboundHttp
+    from bot_bridge.chat.outbound import OutboundHttp
 
     case = add_chat_note(alerts.store, received_at=NOON, emotions={"angry": 0.9})
     alerts.escalator.targets["slack"].sender.http = OutboundHttp(read_timeout_s=0.5)

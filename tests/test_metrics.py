@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from bot_bridge.chat import ChatMessage, Media
+from bot_bridge.chat.messages import ChatMessage, Media
 from bot_bridge.config import load_settings
 from bot_bridge.metrics import sample_process
 from bot_bridge.service import Service

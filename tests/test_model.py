@@ -12,13 +12,13 @@ import pytest
 import torch
 import yaml
 
-from bot_bridge import model_files
-from bot_bridge.analysis import AnalysisOptions, analyse
+from bot_bridge.hearing import model_files
 from bot_bridge.config import ModelSettings
 from bot_bridge.emotions import EMOTION_KEYS
 from bot_bridge.errors import ModelUnavailable
-from bot_bridge.model import EmotionModel
-from bot_bridge.model_files import PRESETS, make_random_model, resolve_model_dir
+from bot_bridge.hearing.analysis import AnalysisOptions, analyse
+from bot_bridge.hearing.model import EmotionModel
+from bot_bridge.hearing.model_files import PRESETS, make_random_model, resolve_model_dir
 from tests.audio_fixtures import encode, speech_clip
 
 

@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from adapters.telegram import _check as telegram_check
-from bot_bridge.outbound import MaybeDelivered, OutboundError, OutboundHttp, TooLarge
+from bot_bridge.chat.outbound import MaybeDelivered, OutboundError, OutboundHttp, TooLarge
 from tests.platforms import fixtures
 
 fake_telegram = fixtures.fake_telegram

@@ -22,9 +22,9 @@ import yaml
 
 from bot_bridge.config import load_settings
 from bot_bridge.layout import CPU_WORKER_THREADS, process_layout, queue_worker_threads
+from bot_bridge.remembering.store import NoteStatus
 from bot_bridge.server import gunicorn_settings
 from bot_bridge.service import Service
-from bot_bridge.store import NoteStatus
 from bot_bridge.web import create_app
 from tests import services
 from tests.audio_fixtures import encode, speech_clip
@@ -178,7 +178,7 @@ def test_sigterm_hands_a_note_in_work_back_at_once(tmp_path, tiny_model_dir, tin
 
 FIRST_START = """
 import sys, time
-from bot_bridge.store import Store
+from bot_bridge.remembering.store import Store
 time.sleep(max(0.0, float(sys.argv[1]) - time.time()))  # all four reach this line, then go at once
 store = Store(sys.argv[2], sys.argv[3])
 with store.engine.connect() as connection:

@@ -21,7 +21,7 @@ import pytest
 import requests
 import yaml
 
-from bot_bridge.store import NoteStatus, Store
+from bot_bridge.remembering.store import NoteStatus, Store
 from tests import services
 from tests.audio_fixtures import encode, speech_clip
 from tests.chat_helpers import TEST_QUEUE, one_note_each, platform_environment

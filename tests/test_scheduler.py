@@ -18,10 +18,10 @@ from alembic.migration import MigrationContext
 from sqlalchemy import event
 
 from adapters.wecom_robot import WeComRobot
-from bot_bridge.alert_store import AlertStore
-from bot_bridge.scheduler import LEASE_TTL, Lease, Scheduler, build_scheduler
+from bot_bridge.acting.scheduler import LEASE_TTL, Lease, Scheduler, build_scheduler
+from bot_bridge.remembering.alert_store import AlertStore
+from bot_bridge.remembering.store import Base, Store
 from bot_bridge.service import Service
-from bot_bridge.store import Base, Store
 from tests.alert_helpers import NOON, Alerts, RecordingHttp, add_chat_note, alert_settings, texts
 from tests.platforms import fixtures
 
@@ -137,7 +137,7 @@ def test_stopping_cuts_short_a_job_that_waits_for_a_robot(settings):
     store.close()
 
 
-#: The tables of migration 0002, all declared in bot_bridge.alert_store.
+#: The tables of migration 0002, all declared in bot_bridge.remembering.alert_store.
 ALERT_TABLES = {"escalations", "escalation_deliveries", "digests", "leases"}
 
 

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from bot_bridge.replies import label
-from bot_bridge.store import NoteStatus
+from bot_bridge.acting.replies import label
+from bot_bridge.remembering.store import NoteStatus
 from tests.audio_fixtures import encode, speech_clip
 from tests.chat_helpers import delivered_after_retries, running_bot
 from tests.platforms import fixtures, slack

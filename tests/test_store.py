@@ -8,8 +8,8 @@ from datetime import timezone
 import numpy as np
 import pytest
 
-from bot_bridge.results import Result, Window
-from bot_bridge.store import Store
+from bot_bridge.remembering.results import Result, Window
+from bot_bridge.remembering.store import Store
 
 
 def sample_result(**changes) -> Result:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from bot_bridge.replies import label
-from bot_bridge.store import NoteStatus
+from bot_bridge.acting.replies import label
+from bot_bridge.remembering.store import NoteStatus
 from tests.audio_fixtures import encode, speech_clip, text_as_audio
 from tests.chat_helpers import delivered_after_retries, platform_environment, running_bot
 from tests.platforms import fixtures
@@ -175,7 +175,7 @@ def test_a_verified_update_that_cannot_be_read_is_acknowledged_not_stored(bot, f
 
 
 def test_a_reply_whose_send_times_out_is_left_unconfirmed_not_sent_twice(bot, fake_telegram, voice_ogg):
-    from bot_bridge.outbound import OutboundHttp
+    from bot_bridge.chat.outbound import OutboundHttp
 
     bot.service.chat.adapters["telegram"].http = OutboundHttp(read_timeout_s=0.5)
     fake_telegram.delay_next("sendMessage", 2)

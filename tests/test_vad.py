@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bot_bridge.hearing.audio import decode
+from bot_bridge.hearing.vad import SpeechMap, detect_speech, split_at_pauses
 from tests import audio_fixtures as fx
-from bot_bridge.audio import decode
-from bot_bridge.vad import SpeechMap, detect_speech, split_at_pauses
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(autouse=True, scope="module")
 def one_torch_thread():
     """Silero is 3-8x slower on 2 threads when something else keeps a core busy (see
-    bot_bridge/vad.py); one thread keeps this suite fast on a shared 2-core machine."""
+    bot_bridge/hearing/vad.py); one thread keeps this suite fast on a shared 2-core machine."""
     import torch
 
     before = torch.get_num_threads()
@@ -130,7 +130,7 @@ def test_torch_thread_count_is_left_as_it_was():
         import sys, torch
         sys.path.insert(0, "tests")
         import audio_fixtures as fx
-        from bot_bridge.vad import detect_speech
+        from bot_bridge.hearing.vad import detect_speech
         torch.set_num_threads(3)
         detect_speech(fx.speech_clip(1))
         after_vad = torch.get_num_threads()

@@ -8,9 +8,9 @@ import pytest
 
 from adapters.base import Refused
 from adapters.wecom import WeComAdapter
-from bot_bridge.chat import CaseInsensitiveDict, InboundRequest
-from bot_bridge.replies import label
-from bot_bridge.store import NoteStatus
+from bot_bridge.acting.replies import label
+from bot_bridge.chat.messages import CaseInsensitiveDict, InboundRequest
+from bot_bridge.remembering.store import NoteStatus
 from tests.audio_fixtures import encode, speech_clip
 from tests.chat_helpers import delivered_after_retries, running_bot
 from tests.platforms import fixtures, wecom

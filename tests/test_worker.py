@@ -18,8 +18,8 @@ import time
 import pytest
 import yaml
 
-from bot_bridge.results import Result, Window
-from bot_bridge.store import NoteStatus, Store
+from bot_bridge.remembering.results import Result, Window
+from bot_bridge.remembering.store import NoteStatus, Store
 from tests.audio_fixtures import encode, speech_clip
 from tests.chat_helpers import TEST_QUEUE, one_note_each, platform_environment, running_bot
 from tests.platforms import fixtures, slack
@@ -213,7 +213,7 @@ def _scores(top: str) -> dict[str, float]:
 
 
 def _core_request(request, path):
-    from bot_bridge.chat import CaseInsensitiveDict, InboundRequest
+    from bot_bridge.chat.messages import CaseInsensitiveDict, InboundRequest
 
     return InboundRequest(request.method, path, request.query, CaseInsensitiveDict(request.headers), request.body)
 
@@ -226,8 +226,8 @@ def _all_finished(store: Store):
 def test_the_chats_own_language_wins_then_the_senders_app_then_the_default():
     from types import SimpleNamespace
 
+    from bot_bridge.acting.worker import reply_language
     from bot_bridge.config import ReplySettings
-    from bot_bridge.worker import reply_language
 
     reply = ReplySettings(languages={"telegram:42": "zh"})
     note = SimpleNamespace(platform="telegram", chat_id="42", language="en")
@@ -241,7 +241,7 @@ def test_the_chats_own_language_wins_then_the_senders_app_then_the_default():
 @pytest.mark.parametrize(("duration_s", "second_half", "charted"), [(12.0, "angry", True), (12.0, "neutral", False),
                                                                    (8.0, "angry", False)])
 def test_a_chart_only_for_long_notes_whose_emotion_changes(duration_s, second_half, charted):
-    from bot_bridge.charts import timeline_chart
+    from bot_bridge.acting.charts import timeline_chart
 
     steps = int(duration_s * 2) - 1
     windows = [Window(t / 2, t / 2 + 1, _scores("neutral" if t < steps // 2 else second_half), 1.0) for t in range(steps)]

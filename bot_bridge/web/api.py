@@ -3,7 +3,7 @@
 When ``api.token`` is set, every ``/api/*`` call needs ``Authorization:
 Bearer <token>``. Errors are JSON with a stable ``code`` and a ``message``
 in English (``message_zh`` in Chinese). In a web process (role ``web``),
-``POST /api/predict`` is analysed by a worker (``bot_bridge/remote.py``).
+``POST /api/predict`` is analysed by a worker (``bot_bridge/acting/remote.py``).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import numpy as np
 from flask import Blueprint, current_app, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException, InternalServerError, RequestEntityTooLarge
 
-from ..audio import media_type
 from ..errors import AudioError, BotBridgeError
+from ..hearing.audio import media_type
 from ..metrics import count_error
 from ..service import Service
 from .openapi import openapi_document

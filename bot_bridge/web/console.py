@@ -19,8 +19,8 @@ Behind a reverse proxy, ``console.trusted_proxies`` says how many proxies'
 ``ProxyFix``), so the login throttle counts each person's own address.
 Times are shown in ``console.timezone``, with the zone said.
 
-The escalation and digest pages read ``bot_bridge.alert_store`` and
-``bot_bridge.digest`` through the functions at the end of this module, whose
+The escalation and digest pages read ``bot_bridge.remembering.alert_store`` and
+``bot_bridge.acting.digest`` through the functions at the end of this module, whose
 data classes are all their templates render.
 """
 
@@ -53,12 +53,12 @@ from flask import (
     url_for,
 )
 
-from ..alert_store import AlertStore, DeliveryState
-from ..alerting import Target, build_targets, local_time, source_line
-from ..digest import Digests
+from ..acting.alerting import Target, build_targets, local_time, source_line
+from ..acting.digest import Digests
 from ..emotions import BY_KEY, EMOTIONS
 from ..errors import BotBridgeError
-from ..model_files import has_random_weights
+from ..hearing.model_files import has_random_weights
+from ..remembering.alert_store import AlertStore, DeliveryState
 from ..service import Service
 from . import queries
 from .api import get_audio, get_embedding, get_result, predict, service
@@ -512,8 +512,8 @@ def random_weights_in_use(service: Service, state: dict) -> bool:
 #
 # The pages call only the three functions below: escalated_case and
 # escalated_cases read the cases and their deliveries from
-# bot_bridge.alert_store, digest_preview composes a day's digests with
-# bot_bridge.digest without sending or recording anything. Their templates
+# bot_bridge.remembering.alert_store, digest_preview composes a day's digests with
+# bot_bridge.acting.digest without sending or recording anything. Their templates
 # render only the data classes here.
 # --------------------------------------------------------------------------
 
@@ -595,7 +595,7 @@ def _preview_targets(service: Service) -> dict[str, Target]:
         return extensions["bot_bridge_alert_targets"]
 
 
-# The console's states of a target, and the delivery states (bot_bridge.alert_store) each covers.
+# The console's states of a target, and the delivery states (bot_bridge.remembering.alert_store) each covers.
 _DELIVERY_STATES = {
     "pending": (DeliveryState.PENDING, DeliveryState.SENDING),
     "sent": (DeliveryState.SENT,),

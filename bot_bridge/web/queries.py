@@ -1,6 +1,6 @@
 """What the web console reads: its lists of voice notes and chats, and "find similar".
 
-Read-only queries over the store's tables, kept apart from ``bot_bridge.store``
+Read-only queries over the store's tables, kept apart from ``bot_bridge.remembering.store``
 (which owns persistence: the rows, and every change to them) because only
 the console's pages need them.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from sqlalchemy import func, select
 
-from ..store import ResultRow, Store, VoiceNoteRow
+from ..remembering.store import ResultRow, Store, VoiceNoteRow
 
 
 def voice_notes(

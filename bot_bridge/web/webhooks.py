@@ -17,7 +17,7 @@ from flask import Blueprint, Response, abort, current_app, request
 
 from adapters.base import Refused
 
-from ..chat import CaseInsensitiveDict, InboundRequest
+from ..chat.messages import CaseInsensitiveDict, InboundRequest
 
 log = logging.getLogger(__name__)
 

@@ -433,9 +433,9 @@ class InboundRequest:
         }
 
     def as_chat_request(self, path: str):
-        """The core's ``bot_bridge.chat.InboundRequest``, as the web layer hands it to adapters."""
-        from bot_bridge.chat import CaseInsensitiveDict
-        from bot_bridge.chat import InboundRequest as ChatRequest
+        """The core's ``bot_bridge.chat.messages.InboundRequest``, as the web layer hands it to adapters."""
+        from bot_bridge.chat.messages import CaseInsensitiveDict
+        from bot_bridge.chat.messages import InboundRequest as ChatRequest
 
         return ChatRequest(self.method, path, dict(self.query), CaseInsensitiveDict(self.headers), self.body)
 

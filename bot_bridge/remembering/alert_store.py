@@ -27,7 +27,7 @@ Exactly once, as far as platforms without idempotency keys allow it:
   same way. Its messages are stored as first rendered and ``parts_sent``
   counts those out, so a digest that failed halfway resumes after the last
   part that went out, with the same words, instead of starting over.
-* The scheduler's lease (``leases``, see ``bot_bridge.scheduler``) is
+* The scheduler's lease (``leases``, see ``bot_bridge.acting.scheduler``) is
   declared here too: this module declares exactly the tables of migration
   0002.
 
@@ -40,7 +40,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-
 from typing import Any
 
 from sqlalchemy import (
@@ -143,7 +142,7 @@ class DigestRow(Base):
 
 
 class LeaseRow(Base):
-    """A named lease (``bot_bridge.scheduler.Lease``): held by ``holder`` until ``expires_at``."""
+    """A named lease (``bot_bridge.acting.scheduler.Lease``): held by ``holder`` until ``expires_at``."""
 
     __tablename__ = "leases"
 

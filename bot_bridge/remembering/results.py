@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from .emotions import BY_KEY, EMOTION_KEYS
+from ..emotions import BY_KEY, EMOTION_KEYS
 
 NO_SPEECH = "no_speech"
 

@@ -7,9 +7,9 @@ first, because a confident label from a test model is worse than none.
 
 from __future__ import annotations
 
-from .emotions import BY_KEY
-from .errors import BotBridgeError
-from .results import NO_SPEECH, Result
+from ..emotions import BY_KEY
+from ..errors import BotBridgeError
+from ..remembering.results import NO_SPEECH, Result
 
 RUNNER_UP_ABOVE = 0.10
 

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..emotions import EMOTION_KEYS
+from ..remembering.results import NO_SPEECH, Result, Window, scores_from_vector
 from .audio import AudioLimits, DecodedAudio, decode
-from .emotions import EMOTION_KEYS
 from .model import EmotionModel
-from .results import NO_SPEECH, Result, Window, scores_from_vector
 from .vad import SpeechMap, detect_speech, split_at_pauses
 
 WINDOW_S = 1.0

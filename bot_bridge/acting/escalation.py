@@ -18,7 +18,7 @@ not tried yet without waiting; one that failed is retried by the sweep
 like any other, so ``max_attempts`` tries span that many sweeps. Cases of
 notes analysed more than ``escalation.max_age_h`` ago are neither found
 nor sent any more. How a case reaches each target exactly once:
-``bot_bridge.alert_store``.
+``bot_bridge.remembering.alert_store``.
 """
 
 from __future__ import annotations
@@ -27,13 +27,13 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from .alert_store import AlertStore, Case, DeliveryState, OpenDelivery
+from ..chat.outbound import MaybeDelivered, OutboundError
+from ..config import EscalationSettings, Settings
+from ..remembering.alert_store import AlertStore, Case, DeliveryState, OpenDelivery
+from ..remembering.results import NO_SPEECH
+from ..remembering.store import Store, VoiceNoteRow
 from .alerting import Routes, Target, local_time, pack, result_link, say, source_line
-from .config import EscalationSettings, Settings
-from .outbound import MaybeDelivered, OutboundError
 from .replies import label
-from .results import NO_SPEECH
-from .store import Store, VoiceNoteRow
 
 log = logging.getLogger(__name__)
 

@@ -43,17 +43,17 @@ from typing import ContextManager, Protocol
 from adapters import adapter_classes, enabled_adapters
 from adapters.base import ChatAdapter
 
+from ..chat.messages import ChatMessage
+from ..chat.outbound import MaybeDelivered, OutboundError, OutboundHttp, TooLarge
+from ..config import ReplySettings, Settings
+from ..errors import AudioError, BotBridgeError, ModelUnavailable
+from ..logs import secret_values
+from ..metrics import count_error, observe_time_to_reply, timed_stage
+from ..remembering.results import Result
+from ..remembering.store import Store, VoiceNoteRow
 from .charts import timeline_chart
-from .chat import ChatMessage
-from .config import ReplySettings, Settings
-from .errors import AudioError, BotBridgeError, ModelUnavailable
-from .logs import secret_values
-from .metrics import count_error, observe_time_to_reply, timed_stage
-from .outbound import MaybeDelivered, OutboundError, OutboundHttp, TooLarge
 from .queue import WorkQueue
 from .replies import render_error, render_help, render_result
-from .results import Result
-from .store import Store, VoiceNoteRow
 
 log = logging.getLogger(__name__)
 

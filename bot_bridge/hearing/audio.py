@@ -52,7 +52,7 @@ import av
 import numpy as np
 import soxr
 
-from .errors import AudioError
+from ..errors import AudioError
 
 __all__ = ["SAMPLE_RATE", "AudioLimits", "DecodedAudio", "decode", "media_type"]
 

@@ -23,10 +23,10 @@ from zoneinfo import ZoneInfo
 from adapters import alert_senders
 from adapters.base import AlertSender, ChatAdapter, TextLimit
 
-from .config import RouteSettings, Settings, TargetSettings
-from .logs import secret_values
-from .outbound import OutboundHttp
-from .store import VoiceNoteRow
+from ..chat.outbound import OutboundHttp
+from ..config import RouteSettings, Settings, TargetSettings
+from ..logs import secret_values
+from ..remembering.store import VoiceNoteRow
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Callable
 
 from huey.exceptions import ResultTimeout, TaskException
 
-from .errors import AudioError, BotBridgeError
-from .results import Result
+from ..errors import AudioError, BotBridgeError
+from ..remembering.results import Result
 
 if TYPE_CHECKING:
     from .queue import WorkQueue

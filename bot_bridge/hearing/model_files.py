@@ -25,7 +25,7 @@ import socket
 import threading
 from pathlib import Path
 
-from .errors import ModelUnavailable
+from ..errors import ModelUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -44,7 +44,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
-from .chat import ChatMessage, Media
+from ..chat.messages import ChatMessage, Media
 from .results import Result
 
 log = logging.getLogger(__name__)
@@ -233,7 +233,7 @@ class Store:
             return None if row is None else _embedding(row)
 
 
-    # --- chat voice notes (the durable side of bot_bridge/worker.py) ---
+    # --- chat voice notes (the durable side of bot_bridge/acting/worker.py) ---
     #
     # The row, not the queue, is the source of truth for each message the bot
     # must answer. Every transition is one conditional UPDATE, so two workers,

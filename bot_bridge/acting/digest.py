@@ -12,7 +12,7 @@ the previous period and the average of the seven before it, and a chart.
 from its time until ``digest.grace_period_h`` after it, so one missed while
 bot-bridge was down goes out when it comes back, late and saying so. The
 ``digests`` table (unique per target and day) makes sure it goes out once;
-see ``bot_bridge.alert_store``.
+see ``bot_bridge.remembering.alert_store``.
 """
 
 from __future__ import annotations
@@ -23,14 +23,14 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from .alert_store import AlertStore, ChatNote, DigestState
+from ..chat.outbound import MaybeDelivered
+from ..config import Settings
+from ..remembering.alert_store import AlertStore, ChatNote, DigestState
+from ..remembering.results import NO_SPEECH
+from ..remembering.store import Store
 from .alerting import Routes, Target, cut_to_fit, say
-from .config import Settings
 from .digest_chart import digest_chart
 from .digest_text import render_digest
-from .outbound import MaybeDelivered
-from .results import NO_SPEECH
-from .store import Store
 
 log = logging.getLogger(__name__)
 

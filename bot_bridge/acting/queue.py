@@ -10,10 +10,10 @@ model is loaded once per process and shared by its worker threads.
 Two kinds of work travel on it:
 
 * Chat voice notes, by id. The database row is the source of truth
-  (``bot_bridge/worker.py``): a task taken off the queue by a process that
+  (``bot_bridge/acting/worker.py``): a task taken off the queue by a process that
   dies is gone from Huey, and the row's lease is what brings it back.
 * Uploads that a web process (role ``web``, which never loads the model)
-  hands to a worker and waits for (``bot_bridge/remote.py``). Their answer
+  hands to a worker and waits for (``bot_bridge/acting/remote.py``). Their answer
   comes back through Huey's result store; an upload nobody took before its
   deadline expires unrun, and the caller already said so.
 """
@@ -28,7 +28,7 @@ from huey import RedisExpireHuey, SqliteHuey
 from huey.api import Result as HueyResult
 from huey.consumer import Consumer
 
-from .config import QueueSettings
+from ..config import QueueSettings
 
 log = logging.getLogger(__name__)
 

@@ -2,8 +2,8 @@
 
 from alembic import context
 
-import bot_bridge.alert_store  # noqa: F401 - its tables are on Base too
-from bot_bridge.store import Base
+import bot_bridge.remembering.alert_store  # noqa: F401 - its tables are on Base too
+from bot_bridge.remembering.store import Base
 
 connection = context.config.attributes["connection"]
 context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)

@@ -16,7 +16,7 @@ so a job paced by a WeCom robot does not hold up a shutdown.
 
 The lease is for tidiness (one alert per target per sweep, no wasted work);
 exactly-once does not depend on it: every send claims its rows first
-(``bot_bridge.alert_store``).
+(``bot_bridge.remembering.alert_store``).
 
 Jobs are plain functions of ``now``; ``Scheduler.run(job, now)`` is what
 APScheduler calls and what tests call with a clock of their own.
@@ -38,12 +38,12 @@ from sqlalchemy import or_, update
 
 from adapters.base import ChatAdapter
 
-from .alert_store import LeaseRow, insert_new
+from ..config import DIGEST_CHECK_MINUTES, Settings
+from ..remembering.alert_store import LeaseRow, insert_new
+from ..remembering.store import Store
 from .alerting import build_targets
-from .config import DIGEST_CHECK_MINUTES, Settings
 from .digest import Digests
 from .escalation import Escalator
-from .store import Store
 
 log = logging.getLogger(__name__)
 

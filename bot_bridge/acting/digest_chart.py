@@ -17,9 +17,9 @@ from datetime import timedelta
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
+from ..emotions import BY_KEY, EMOTION_KEYS
 from .alerting import say
 from .charts import COLOURS
-from .emotions import BY_KEY, EMOTION_KEYS
 
 #: Code points the default font (DejaVu Sans) draws: Latin, Greek, Cyrillic and the like.
 DRAWABLE_BELOW = 0x0530

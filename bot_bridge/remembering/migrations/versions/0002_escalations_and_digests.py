@@ -1,6 +1,6 @@
 """Escalations with their state per target, daily digests, and the scheduler's lease.
 
-The tables ``bot_bridge.alert_store`` declares, in plain SQLAlchemy types: a
+The tables ``bot_bridge.remembering.alert_store`` declares, in plain SQLAlchemy types: a
 migration is a frozen copy, importing no live code (``UTCDateTime`` is a
 ``DateTime`` in the database).
 

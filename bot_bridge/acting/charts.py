@@ -15,8 +15,8 @@ import io
 
 from matplotlib.figure import Figure
 
-from .emotions import BY_KEY
-from .results import Result
+from ..emotions import BY_KEY
+from ..remembering.results import Result
 
 # A window counts as speech when the voice activity detector heard it in at least half of it.
 SPEECH_SHARE = 0.5

@@ -30,13 +30,16 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .config import ModelSettings
-from .emotions import EMOTION_KEYS, emotion_key_for_token
-from .errors import ModelUnavailable
+from ..emotions import EMOTION_KEYS, emotion_key_for_token
+from ..errors import ModelUnavailable
 from .model_files import has_random_weights, resolve_model_dir
+
+if TYPE_CHECKING:
+    from ..config import ModelSettings
 
 log = logging.getLogger(__name__)
 

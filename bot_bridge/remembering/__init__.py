@@ -1,0 +1,6 @@
+"""Remembering: results and the durable state of every voice note, case and digest.
+
+``results`` is the public shape of an analysis; ``store`` keeps results and
+chat voice notes (SQLite or PostgreSQL, with Alembic ``migrations``);
+``alert_store`` the rows that make each alert and digest go out once.
+"""
