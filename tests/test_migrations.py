@@ -1,0 +1,44 @@
+"""The migrations build exactly the tables the code declares, on SQLite and PostgreSQL, and the audit log."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+import bot_bridge.remembering.alert_store  # noqa: F401 - declares its tables on Base
+from bot_bridge.remembering.audit import AuditLog
+from bot_bridge.remembering.store import Base, Store
+
+
+def test_the_migrated_schema_is_exactly_what_the_models_declare(database_url, tmp_path):
+    store = Store(database_url, tmp_path / "outputs")
+    with store.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        differences = [d for d in compare_metadata(context, Base.metadata) if not _alembic_own(d)]
+    store.close()
+    assert differences == []
+
+
+def test_the_audit_log_keeps_who_did_what_where_newest_first(database_url, tmp_path):
+    store = Store(database_url, tmp_path / "outputs")
+    audit = AuditLog(store)
+    start = datetime(2026, 12, 1, 9, tzinfo=timezone.utc)
+    audit.record("alice", "console", "case.acknowledge", "case:1", at=start)
+    audit.record("slack:U123", "slack", "case.resolve", "case:1", detail={"name": "Bob"}, at=start + timedelta(minutes=5))
+    audit.record("alice", "console", "user.disable", "user:carol", at=start + timedelta(minutes=9))
+
+    case = audit.entries(subject="case:1")
+    assert [(e.actor, e.via, e.action) for e in case] == [("slack:U123", "slack", "case.resolve"),
+                                                          ("alice", "console", "case.acknowledge")]
+    assert case[0].detail == {"name": "Bob"} and case[0].at == start + timedelta(minutes=5)
+    assert [e.action for e in audit.entries(actor="alice")] == ["user.disable", "case.acknowledge"]
+    newest = audit.entries(limit=1)
+    assert [e.action for e in audit.entries(before_id=newest[0].id)] == ["case.resolve", "case.acknowledge"]
+    store.close()
+
+
+def _alembic_own(difference) -> bool:
+    """alembic_version is alembic's bookkeeping, not a model."""
+    return difference[0] == "remove_table" and difference[1].name == "alembic_version"
