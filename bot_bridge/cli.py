@@ -177,10 +177,14 @@ def escalate(settings, right_now: bool, dry_run: bool) -> None:
 def digest(settings, right_now: bool, day, dry_run: bool) -> None:
     """Send the daily digests that are due, as the scheduler does each minute (or, with --now, --date's).
 
-    A digest already sent for a target and date is never sent again.
+    The digest of a date covers the 24 hours up to that date's ``at`` time, so
+    ``--now`` on the day itself sends a period that has not ended yet: the
+    output says which period, and when it ends later. A digest already sent
+    for a target and date is never sent again.
     """
-    from .acting.digest import Digests
+    from .acting.digest import Digests, Period
     from .acting.scheduler import utc_now
+    from .remembering.alert_store import DigestState
 
     with _alert_targets(settings) as (store, targets):
         digests = Digests(store, settings, targets)
@@ -191,13 +195,19 @@ def digest(settings, right_now: bool, day, dry_run: bool) -> None:
             return
         for target in digests.targets.values():
             target_day = day.date() if day else now.astimezone(target.zone).date()
+            period = Period.of(target_day, settings.digest.targets[target.key].at, target.zone)
             if dry_run:
                 preview = digests.preview(target, target_day)
                 texts, chart = preview or (["(no voice notes that day: skipped, as digest.skip_empty says)"], None)
+                click.echo(f"digest of {_period_words(period, target.zone)}")
                 _print_messages(target, texts + ([f"[chart: {len(chart):,} bytes of PNG]"] if chart else []))
             elif target.sender is not None:
                 outcome = digests.send(target, target_day, now)
-                click.echo(f"{target.name} {target_day}: {outcome or 'sent before, not again'}")
+                early = now < period.end and outcome == DigestState.SENT
+                click.echo(f"{target.name} {target_day}: {outcome or 'sent before, not again'} "
+                           f"(the digest of {_period_words(period, target.zone)}"
+                           + (f"; sent before its period ends, so notes from now until "
+                              f"{period.end.astimezone(target.zone):%H:%M} will be in no digest)" if early else ")"))
 
 
 @contextlib.contextmanager
@@ -214,6 +224,11 @@ def _alert_targets(settings):
         yield store, build_targets(settings, build_adapters(settings))
     finally:
         store.close()
+
+
+def _period_words(period, zone) -> str:
+    """``2026-03-03 18:00 to 2026-03-04 18:00 Europe/London``."""
+    return f"{period.start.astimezone(zone):%Y-%m-%d %H:%M} to {period.end.astimezone(zone):%Y-%m-%d %H:%M} {zone.key}"
 
 
 def _print_messages(target, messages: list[str]) -> None:

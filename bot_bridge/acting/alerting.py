@@ -173,8 +173,11 @@ def result_link(public_url: str | None, result_id: str) -> str:
 def source_line(note: VoiceNoteRow, user_text: Callable[[str], str] = str) -> str:
     """``telegram · Support group · Alice``: where a voice note came from, as people know it.
 
-    Public, for the console too. ``user_text`` treats the names people chose
+    A direct message whose chat is its sender (a WeCom app message: both are
+    the user id) names them once: ``wecom · wcang01``. Public, for the
+    console too. ``user_text`` treats the names people chose
     (``Target.user_text`` for a message; the console's templates escape HTML).
     """
-    return " · ".join((note.platform, user_text(note.chat_name or note.chat_id),
-                       user_text(note.sender_name or note.sender_id or "?")))
+    chat, sender = note.chat_name or note.chat_id, note.sender_name or note.sender_id or "?"
+    names = (chat,) if sender == chat else (chat, sender)
+    return " · ".join((note.platform, *map(user_text, names)))

@@ -255,10 +255,11 @@ def _hub_reachable(hub: str) -> bool:
 def _offline_advice(name: str, hub: str) -> str:
     return (
         f"the weights of {name} are not on this machine and {HUB_HOSTS[hub]} cannot be reached. "
-        f"Fix: on a machine with internet run `bot-bridge model download {name} ./emotion2vec_model"
+        f"Fix: on a machine with internet run `bot-bridge model download {name} ./{name.rsplit('/', 1)[-1]}"
         f"{' --hub hf' if hub == 'hf' else ''}`, copy that directory here and set BOT_BRIDGE_MODEL "
         "(or model.name in config/bot-bridge.yaml) to its path. "
-        "To try bot-bridge without real weights, run `make demo` (random weights: labels are meaningless)."
+        "To try bot-bridge without real weights: `make demo` (the service) and `make demo-predict FILES=...` "
+        "(the command line), both with random weights: their labels are meaningless."
     )
 
 

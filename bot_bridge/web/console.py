@@ -61,7 +61,7 @@ from ..hearing.model_files import has_random_weights
 from ..remembering.alert_store import AlertStore, DeliveryState
 from ..service import Service
 from . import queries
-from .api import get_audio, get_embedding, get_result, predict, service
+from .api import get_audio, get_embedding, get_result, http_error, predict, service
 
 log = logging.getLogger(__name__)
 
@@ -383,9 +383,14 @@ def digest_page():
     return render_template("digest.html", day=day, preview=digest_preview(service(), day), bad_date=None)
 
 
-@console.errorhandler(404)
-def _not_found(_error):
-    return render_template("not_found.html"), 404
+@console.app_errorhandler(404)
+def _not_found(error):
+    """Any address nobody serves: the console's own page for people; JSON under ``/api/``; bare for webhooks."""
+    if request.path.startswith(("/api/", "/webhooks/")):
+        return http_error(error)
+    response = current_app.make_response((render_template("not_found.html"), 404))
+    response.headers.update(SECURITY_HEADERS)
+    return response
 
 
 # --------------------------------------------------------------------------
@@ -479,7 +484,7 @@ def _base64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-@console.context_processor
+@console.app_context_processor  # app-wide: the not-found page renders outside the blueprint too
 def _page_context() -> dict:
     state = service().model_state
     language = request.cookies.get(LANGUAGE_COOKIE)
@@ -491,7 +496,7 @@ def _page_context() -> dict:
         "random_weights": random_weights_in_use(service(), state),
         "emotion_list": [asdict(e) for e in EMOTIONS],
         "emotion": BY_KEY,
-        "password_file": auth().password_file and auth().password_file.name,
+        "password_file": auth().password_file and auth().password_file.resolve(),
         "one_day": timedelta(days=1),
         "escalation_states": ESCALATION_STATES,
         "time_zone": service().settings.console.timezone,
