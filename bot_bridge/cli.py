@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -27,37 +28,57 @@ def main() -> None:
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="settings file (default config/bot-bridge.yaml)")
 @click.pass_context
 def cli(ctx: click.Context, config_file: str | None) -> None:
-    """bot-bridge: how does the speaker sound? (emotion2vec+, 9 emotions)"""
+    """bot-bridge: how does the speaker sound? (emotion2vec+, 9 emotions)
+
+    ``serve`` logs at ``log_level``; the other commands are for a person at a
+    terminal and log warnings only (``predict -v`` for more).
+    """
     from .logs import configure_logging
 
     try:
         settings = load_settings(config_file)
     except ConfigError as error:
         raise click.ClickException(str(error)) from None
-    configure_logging(settings)
+    quiet = ctx.invoked_subcommand != "serve" and logging.getLevelName(settings.log_level) < logging.WARNING
+    configure_logging(settings, logging.WARNING if quiet else None)
     ctx.obj = settings
 
 
 @cli.command()
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("files", nargs=-1, required=True, type=click.Path())
 @click.option("--granularity", type=click.Choice(["utterance", "timeline"]), default="utterance", show_default=True)
 @click.option("--embedding", is_flag=True, help="also compute and save the embedding (embedding.npy)")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per file on stdout")
+@click.option("-v", "--verbose", count=True, help="log what happens on stderr: -v steps, -vv everything")
 @click.pass_obj
-def predict(settings, files: tuple[str, ...], granularity: str, embedding: bool, as_json: bool) -> None:
-    """Analyse audio files; keeps going past bad ones, exits 1 if any failed."""
+def predict(settings, files: tuple[str, ...], granularity: str, embedding: bool, as_json: bool, verbose: int) -> None:
+    """Analyse audio FILES (a folder: the audio files under it); keeps going past bad ones, exits 1 if any failed.
+
+    Prints a table, one row per file with the folder its result was saved in
+    (or with --json one JSON object per file); only results go to stdout.
+    """
     from tqdm import tqdm
 
+    from .cli_results import NoAudioFiles, ResultTable, audio_files
     from .errors import BotBridgeError, ModelUnavailable
     from .service import Service
 
+    if verbose:
+        logging.getLogger().setLevel(logging.INFO if verbose == 1 else logging.DEBUG)
+    try:
+        names = audio_files(files)
+    except NoAudioFiles as error:
+        raise click.UsageError(str(error)) from None
     service = Service(settings)
     try:
         service.model
     except ModelUnavailable as error:
         raise click.ClickException(f"the model cannot be loaded: {error.detail}") from None
     failed = 0
-    progress = tqdm(files, unit="file", file=sys.stderr, disable=len(files) < 2)
+    table = ResultTable(names)
+    progress = tqdm(names, unit="file", file=sys.stderr, disable=len(names) < 2)
+    if not as_json:
+        _print(progress, table.header())
     for name in progress:
         try:
             result = service.analyse(
@@ -65,10 +86,13 @@ def predict(settings, files: tuple[str, ...], granularity: str, embedding: bool,
             )
         except BotBridgeError as error:
             failed += 1
-            line = f"{name}: error {error.code}: {error.message('en')}"
-            _print(progress, as_json, {"file": name, "error": error.to_dict()}, line)
+            _print(progress, json.dumps({"file": name, "error": error.to_dict()}, ensure_ascii=False) if as_json
+                   else table.error(name, error))
             continue
-        _print(progress, as_json, {"file": name, **result.to_dict(include_embedding=embedding)}, f"{name}: {_summary(result)}")
+        if as_json:
+            _print(progress, json.dumps({"file": name, **result.to_dict(include_embedding=embedding)}, ensure_ascii=False))
+        else:
+            _print(progress, table.result(name, result, Path(service.store.result_row(result.id).output_dir)))
     service.close()
     sys.exit(1 if failed else 0)
 
@@ -283,14 +307,8 @@ def _read(name: str) -> bytes:
         raise BotBridgeError("invalid_request", str(error), problem=f"cannot read {name}: {error.strerror}") from None
 
 
-def _summary(result) -> str:
-    from .acting.replies import render_result
-
-    return render_result(result, "both").replace("\n", " | ")
-
-
-def _print(progress, as_json: bool, data: dict, line: str) -> None:
-    text = json.dumps(data, ensure_ascii=False) if as_json else line
+def _print(progress, text: str) -> None:
+    """A line of results on stdout, below the progress bar (which is on stderr) when there is one."""
     if progress.disable:
         click.echo(text)
     else:
