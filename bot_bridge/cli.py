@@ -92,7 +92,9 @@ def predict(settings, files: tuple[str, ...], granularity: str, embedding: bool,
         if as_json:
             _print(progress, json.dumps({"file": name, **result.to_dict(include_embedding=embedding)}, ensure_ascii=False))
         else:
-            _print(progress, table.result(name, result, Path(service.store.result_row(result.id).output_dir)))
+            folder = Path(service.store.result_row(result.id).output_dir)
+            page = f"{settings.public_url}/results/{result.id}" if settings.public_url else None
+            _print(progress, table.result(name, result, folder, page))
     service.close()
     sys.exit(1 if failed else 0)
 

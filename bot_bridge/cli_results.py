@@ -4,7 +4,8 @@ A folder stands for the audio files under it: people point the command at
 ``calls/`` or at ``audio/*`` with sub-folders among the files. Each result
 is one row of a table whose columns line up in a terminal, where a Chinese
 character or an emoji takes two cells, and each row ends with the folder the
-result was saved in, so it can be opened (``result.json``, ``embedding.npy``).
+result was saved in, so it can be opened (``result.json``, ``embedding.npy``),
+and, where ``public_url`` says where the console is, the result's page there.
 Whether the model has random weights is said once per run, on stderr, by the
 model's own warning, not on every row.
 """
@@ -59,12 +60,13 @@ class ResultTable:
     def header(self) -> str:
         return self._row(*HEADER)
 
-    def result(self, name: str, result: Result, folder: Path) -> str:
+    def result(self, name: str, result: Result, folder: Path, page: str | None = None) -> str:
         if result.reason == NO_SPEECH:
             label, confidence = f"{BY_KEY['unknown'].emoji} {NO_SPEECH_LABEL}", "—"
         else:
             label, confidence = _label(result.emotion), f"{result.confidence:.0%}"
-        return self._row(label, confidence, f"{result.duration_s:.1f} s", name, shown_path(folder))
+        where = shown_path(folder) + (f"  {page}" if page else "")
+        return self._row(label, confidence, f"{result.duration_s:.1f} s", name, where)
 
     def error(self, name: str, error: BotBridgeError) -> str:
         return self._row(f"✗ {error.code}", "—", "—", name, error.message("en"))
