@@ -280,7 +280,7 @@ def _platform_group(name: str) -> click.Group:
 
         adapter = build_adapters(settings).get(name)
         if adapter is None:
-            raise click.ClickException(f'{name} is not configured; see the README, "Chat platforms"')
+            raise click.ClickException(f'{name} is not configured; see docs/platforms/{name}.md')
         try:
             click.echo(adapter.set_webhook(url))
         except OutboundError as error:

@@ -81,7 +81,7 @@ def build_targets(
     for key, target_settings in settings.targets.items():
         sender = senders.get(target_settings.platform)
         if sender is None:
-            log.error('target %s: %s is not configured, so nothing is sent there (README, "Chat platforms")',
+            log.error('target %s: %s is not configured, so nothing is sent there (docs/chat-platforms.md)',
                       key, target_settings.platform)
         targets[key] = Target(key, target_settings, sender)
     return targets
