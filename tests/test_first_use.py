@@ -1,32 +1,26 @@
 """What a newcomer meets in the first ten minutes: signing in, wrong addresses, the API's words, the
-model advice, result folders, who sent a WeCom note, and what ``digest --now`` sends.
+model advice, result folders, and who sent a WeCom note.
 
-``make demo`` itself (its banner, the CLI on its model, its sample chat): tests/test_demo.py.
+``make demo`` itself (its banner, the CLI on its model, its sample chat): tests/test_demo.py; what
+``digest --now`` says it sends: tests/test_digest.py.
 """
 
 from __future__ import annotations
 
 import io
 import re
-from datetime import datetime, timedelta
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-from click.testing import CliRunner
 
 from bot_bridge.acting.alerting import source_line
 from bot_bridge.chat.messages import ChatMessage
-from bot_bridge.cli import cli
 from bot_bridge.errors import ModelUnavailable
 from bot_bridge.hearing import model_files
 from bot_bridge.hearing.model_files import resolve_model_dir
 from bot_bridge.web import create_app
-from tests.alert_helpers import Alerts, add_chat_note, alert_settings
 from tests.audio_fixtures import encode, speech_clip
-from tests.chat_helpers import platform_environment
-from tests.platforms import fixtures
-
-fake_slack = fixtures.fake_slack
 
 CJK = re.compile(r"[\u3000-\u9fff\uff00-\uffef]")
 
@@ -119,27 +113,3 @@ def test_a_wecom_note_names_its_sender_once(service):
     assert {source_line(note) for note in service.store.voice_notes()} == {"wecom · wcang01",
                                                                           "telegram · Support · Alice"}
 
-
-def test_digest_now_says_which_period_it_sends(tmp_path, fake_slack):
-    alerts = Alerts(alert_settings(tmp_path, slack=fake_slack, digest={"targets": {"slack": {"at": "18:00"}},
-                                                                       "skip_empty": False}))
-    now = datetime.now(ZoneInfo("Europe/London"))
-    add_chat_note(alerts.store, received_at=now - timedelta(minutes=5), emotions={"angry": 0.9})
-    alerts.close()
-    config = tmp_path / "bot-bridge.yaml"
-    config.write_text(
-        f"data_dir: {tmp_path / 'data'}\n"
-        "targets:\n  slack: {platform: slack, chat_id: C0VOICES01, language: en, timezone: Europe/London}\n"
-        "routes:\n  - {sources: ['*'], targets: [slack]}\n"
-        "digest:\n  targets: {slack: {at: '18:00'}}\n  skip_empty: false\n",
-        encoding="utf-8",
-    )
-
-    run = CliRunner().invoke(cli, ["--config", str(config), "digest", "--now"],
-                             env=platform_environment(slack_fake=fake_slack))
-
-    assert run.exit_code == 0, run.output
-    today = datetime.now(ZoneInfo("Europe/London")).date()
-    assert f"{today - timedelta(days=1)} 18:00 to {today} 18:00 Europe/London" in run.output, run.output
-    if datetime.now(ZoneInfo("Europe/London")).hour < 18:
-        assert "before its period ends" in run.output, run.output
