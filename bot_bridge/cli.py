@@ -86,11 +86,10 @@ def predict(settings, files: tuple[str, ...], granularity: str, embedding: bool,
             )
         except BotBridgeError as error:
             failed += 1
-            _print(progress, json.dumps({"file": name, "error": error.to_dict()}, ensure_ascii=False) if as_json
-                   else table.error(name, error))
+            _print(progress, _json_line({"file": name, "error": error.to_dict()}) if as_json else table.error(name, error))
             continue
         if as_json:
-            _print(progress, json.dumps({"file": name, **result.to_dict(include_embedding=embedding)}, ensure_ascii=False))
+            _print(progress, _json_line({"file": name, **result.to_dict(include_embedding=embedding)}))
         else:
             folder = Path(service.store.result_row(result.id).output_dir)
             page = f"{settings.public_url}/results/{result.id}" if settings.public_url else None
@@ -229,11 +228,11 @@ def digest(settings, right_now: bool, day, dry_run: bool) -> None:
                 _print_messages(target, texts + ([f"[chart: {len(chart):,} bytes of PNG]"] if chart else []))
             elif target.sender is not None:
                 outcome = digests.send(target, target_day, now)
-                early = now < period.end and outcome == DigestState.SENT
-                click.echo(f"{target.name} {target_day}: {outcome or 'sent before, not again'} "
-                           f"(the digest of {_period_words(period, target.zone)}"
-                           + (f"; sent before its period ends, so notes from now until "
-                              f"{period.end.astimezone(target.zone):%H:%M} will be in no digest)" if early else ")"))
+                words = f"the digest of {_period_words(period, target.zone)}"
+                if now < period.end and outcome == DigestState.SENT:
+                    words += (f"; sent before its period ends, so notes from now until "
+                              f"{period.end.astimezone(target.zone):%H:%M} will be in no digest")
+                click.echo(f"{target.name} {target_day}: {outcome or 'sent before, not again'} ({words})")
 
 
 @contextlib.contextmanager
@@ -307,6 +306,10 @@ def _read(name: str) -> bytes:
         return Path(name).read_bytes()
     except OSError as error:
         raise BotBridgeError("invalid_request", str(error), problem=f"cannot read {name}: {error.strerror}") from None
+
+
+def _json_line(data: dict) -> str:
+    return json.dumps(data, ensure_ascii=False)
 
 
 def _print(progress, text: str) -> None:
