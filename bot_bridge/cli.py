@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -27,37 +28,57 @@ def main() -> None:
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="settings file (default config/bot-bridge.yaml)")
 @click.pass_context
 def cli(ctx: click.Context, config_file: str | None) -> None:
-    """bot-bridge: how does the speaker sound? (emotion2vec+, 9 emotions)"""
+    """bot-bridge: how does the speaker sound? (emotion2vec+, 9 emotions)
+
+    ``serve`` logs at ``log_level``; the other commands are for a person at a
+    terminal and log warnings only (``predict -v`` for more).
+    """
     from .logs import configure_logging
 
     try:
         settings = load_settings(config_file)
     except ConfigError as error:
         raise click.ClickException(str(error)) from None
-    configure_logging(settings)
+    quiet = ctx.invoked_subcommand != "serve" and logging.getLevelName(settings.log_level) < logging.WARNING
+    configure_logging(settings, logging.WARNING if quiet else None)
     ctx.obj = settings
 
 
 @cli.command()
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("files", nargs=-1, required=True, type=click.Path())
 @click.option("--granularity", type=click.Choice(["utterance", "timeline"]), default="utterance", show_default=True)
 @click.option("--embedding", is_flag=True, help="also compute and save the embedding (embedding.npy)")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per file on stdout")
+@click.option("-v", "--verbose", count=True, help="log what happens on stderr: -v steps, -vv everything")
 @click.pass_obj
-def predict(settings, files: tuple[str, ...], granularity: str, embedding: bool, as_json: bool) -> None:
-    """Analyse audio files; keeps going past bad ones, exits 1 if any failed."""
+def predict(settings, files: tuple[str, ...], granularity: str, embedding: bool, as_json: bool, verbose: int) -> None:
+    """Analyse audio FILES (a folder: the audio files under it); keeps going past bad ones, exits 1 if any failed.
+
+    Prints a table, one row per file with the folder its result was saved in
+    (or with --json one JSON object per file); only results go to stdout.
+    """
     from tqdm import tqdm
 
+    from .cli_results import NoAudioFiles, ResultTable, audio_files
     from .errors import BotBridgeError, ModelUnavailable
     from .service import Service
 
+    if verbose:
+        logging.getLogger().setLevel(logging.INFO if verbose == 1 else logging.DEBUG)
+    try:
+        names = audio_files(files)
+    except NoAudioFiles as error:
+        raise click.UsageError(str(error)) from None
     service = Service(settings)
     try:
         service.model
     except ModelUnavailable as error:
         raise click.ClickException(f"the model cannot be loaded: {error.detail}") from None
     failed = 0
-    progress = tqdm(files, unit="file", file=sys.stderr, disable=len(files) < 2)
+    table = ResultTable(names)
+    progress = tqdm(names, unit="file", file=sys.stderr, disable=len(names) < 2)
+    if not as_json:
+        _print(progress, table.header())
     for name in progress:
         try:
             result = service.analyse(
@@ -65,10 +86,14 @@ def predict(settings, files: tuple[str, ...], granularity: str, embedding: bool,
             )
         except BotBridgeError as error:
             failed += 1
-            line = f"{name}: error {error.code}: {error.message('en')}"
-            _print(progress, as_json, {"file": name, "error": error.to_dict()}, line)
+            _print(progress, _json_line({"file": name, "error": error.to_dict()}) if as_json else table.error(name, error))
             continue
-        _print(progress, as_json, {"file": name, **result.to_dict(include_embedding=embedding)}, f"{name}: {_summary(result)}")
+        if as_json:
+            _print(progress, _json_line({"file": name, **result.to_dict(include_embedding=embedding)}))
+        else:
+            folder = Path(service.store.result_row(result.id).output_dir)
+            page = f"{settings.public_url}/results/{result.id}" if settings.public_url else None
+            _print(progress, table.result(name, result, folder, page))
     service.close()
     sys.exit(1 if failed else 0)
 
@@ -177,10 +202,14 @@ def escalate(settings, right_now: bool, dry_run: bool) -> None:
 def digest(settings, right_now: bool, day, dry_run: bool) -> None:
     """Send the daily digests that are due, as the scheduler does each minute (or, with --now, --date's).
 
-    A digest already sent for a target and date is never sent again.
+    The digest of a date covers the 24 hours up to that date's ``at`` time, so
+    ``--now`` on the day itself sends a period that has not ended yet: the
+    output says which period, and when it ends later. A digest already sent
+    for a target and date is never sent again.
     """
-    from .acting.digest import Digests
+    from .acting.digest import Digests, Period
     from .acting.scheduler import utc_now
+    from .remembering.alert_store import DigestState
 
     with _alert_targets(settings) as (store, targets):
         digests = Digests(store, settings, targets)
@@ -191,13 +220,19 @@ def digest(settings, right_now: bool, day, dry_run: bool) -> None:
             return
         for target in digests.targets.values():
             target_day = day.date() if day else now.astimezone(target.zone).date()
+            period = Period.of(target_day, settings.digest.targets[target.key].at, target.zone)
             if dry_run:
                 preview = digests.preview(target, target_day)
                 texts, chart = preview or (["(no voice notes that day: skipped, as digest.skip_empty says)"], None)
+                click.echo(f"digest of {_period_words(period, target.zone)}")
                 _print_messages(target, texts + ([f"[chart: {len(chart):,} bytes of PNG]"] if chart else []))
             elif target.sender is not None:
                 outcome = digests.send(target, target_day, now)
-                click.echo(f"{target.name} {target_day}: {outcome or 'sent before, not again'}")
+                words = f"the digest of {_period_words(period, target.zone)}"
+                if now < period.end and outcome == DigestState.SENT:
+                    words += (f"; sent before its period ends, so notes from now until "
+                              f"{period.end.astimezone(target.zone):%H:%M} will be in no digest")
+                click.echo(f"{target.name} {target_day}: {outcome or 'sent before, not again'} ({words})")
 
 
 @contextlib.contextmanager
@@ -214,6 +249,11 @@ def _alert_targets(settings):
         yield store, build_targets(settings, build_adapters(settings))
     finally:
         store.close()
+
+
+def _period_words(period, zone) -> str:
+    """``2026-03-03 18:00 to 2026-03-04 18:00 Europe/London``."""
+    return f"{period.start.astimezone(zone):%Y-%m-%d %H:%M} to {period.end.astimezone(zone):%Y-%m-%d %H:%M} {zone.key}"
 
 
 def _print_messages(target, messages: list[str]) -> None:
@@ -239,7 +279,7 @@ def _platform_group(name: str) -> click.Group:
 
         adapter = build_adapters(settings).get(name)
         if adapter is None:
-            raise click.ClickException(f'{name} is not configured; see the README, "Chat platforms"')
+            raise click.ClickException(f'{name} is not configured; see docs/platforms/{name}.md')
         try:
             click.echo(adapter.set_webhook(url))
         except OutboundError as error:
@@ -268,14 +308,12 @@ def _read(name: str) -> bytes:
         raise BotBridgeError("invalid_request", str(error), problem=f"cannot read {name}: {error.strerror}") from None
 
 
-def _summary(result) -> str:
-    from .acting.replies import render_result
-
-    return render_result(result, "both").replace("\n", " | ")
+def _json_line(data: dict) -> str:
+    return json.dumps(data, ensure_ascii=False)
 
 
-def _print(progress, as_json: bool, data: dict, line: str) -> None:
-    text = json.dumps(data, ensure_ascii=False) if as_json else line
+def _print(progress, text: str) -> None:
+    """A line of results on stdout, below the progress bar (which is on stderr) when there is one."""
     if progress.disable:
         click.echo(text)
     else:

@@ -2,7 +2,7 @@
 
 Every number here is a setting; these are the defaults when it is left
 empty, and why (measured on a 2-core VM with the large model;
-``bench/bench_throughput.py`` measures them again, the README ("Scale-out") has
+``bench/bench_throughput.py`` measures them again, docs/scale-out.md has
 the figures):
 
 * Model processes (roles ``all`` and ``worker``): one. Each process holds

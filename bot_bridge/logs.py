@@ -5,11 +5,16 @@ brace. It masks every configured secret value (bot tokens, signing secrets,
 AES keys, passwords) wherever it appears in a formatted line, including in
 URLs of exceptions raised by HTTP libraries (Telegram puts the bot token in
 the path).
+
+Libraries' chatter stays out of the way: alembic's plugin set-up, and
+funasr's progress lines on the root logger ("download models from model hub"
+for a local directory), show only at DEBUG.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 from .config import Settings
@@ -18,9 +23,10 @@ SECRET_WORDS = ("token", "secret", "password", "key", "aes")
 MASK = "[REDACTED]"
 
 
-def configure_logging(settings: Settings) -> None:
+def configure_logging(settings: Settings, level: int | str | None = None) -> None:
+    """Log to stderr at ``level`` (default ``settings.log_level``), secrets masked."""
     root = logging.getLogger()
-    root.setLevel(settings.log_level)
+    root.setLevel(level or settings.log_level)
     for handler in list(root.handlers):
         if getattr(handler, "_bot_bridge", False):
             root.removeHandler(handler)
@@ -28,8 +34,10 @@ def configure_logging(settings: Settings) -> None:
     handler._bot_bridge = True  # type: ignore[attr-defined]
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactSecrets(secret_values(settings)))
+    handler.addFilter(_quiet_funasr)
     root.addHandler(handler)
-    for noisy in ("urllib3", "modelscope", "numba", "matplotlib", "httpx", "huey.consumer.Scheduler"):
+    for noisy in ("urllib3", "modelscope", "numba", "matplotlib", "httpx", "huey.consumer.Scheduler",
+                  "alembic.runtime.plugins"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -47,6 +55,12 @@ def secret_values(settings: Settings) -> list[str]:
     classes = {**adapter_classes(), **alert_only_classes()}
     values += [t.chat_id for t in settings.targets.values() if t.platform in classes and classes[t.platform].chat_id_is_secret]
     return sorted({v for v in values if v and len(v) >= 6}, key=len, reverse=True)
+
+
+def _quiet_funasr(record: logging.LogRecord) -> bool:
+    """funasr logs on the root logger, below ERROR mostly what it is doing: shown at DEBUG only."""
+    from_funasr = record.name == "root" and f"{os.sep}funasr{os.sep}" in record.pathname
+    return not from_funasr or record.levelno >= logging.ERROR or logging.getLogger().level <= logging.DEBUG
 
 
 class RedactSecrets(logging.Filter):

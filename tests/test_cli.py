@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import unicodedata
 
 import pytest
 
@@ -60,18 +61,83 @@ def test_predict_json_gives_one_object_per_file_and_keeps_going_past_bad_ones(tm
     assert "file/s" in run.stderr or "%" in run.stderr  # progress bar for many files, on stderr
 
 
-def test_predict_prints_a_friendly_line_and_exits_0_when_all_succeed(tmp_path, tiny_model_dir):
+def test_predict_prints_a_table_row_with_the_result_folder_and_exits_0_when_all_succeed(tmp_path, tiny_model_dir):
     note = tmp_path / "note.ogg"
     note.write_bytes(af.encode(af.speech_clip(3.0), 16000, "ogg_opus"))
 
     run = bot_bridge("predict", "--granularity", "timeline", "--embedding", str(note), model_dir=tiny_model_dir, data_dir=tmp_path / "d")
 
     assert run.returncode == 0, run.stderr
-    assert run.stdout.startswith(f"{note}: ")
-    assert "TEST MODEL" in run.stdout and "·" in run.stdout
+    header, row = run.stdout.strip().split("\n")
+    assert header.split() == ["EMOTION", "CONFIDENCE", "LENGTH", "FILE", "RESULT"]
     folder = next((tmp_path / "d" / "outputs").iterdir())
+    assert row.endswith(str(folder)) and str(note) in row and "%" in row and " s " in row
     saved = json.loads((folder / "result.json").read_text(encoding="utf-8"))
     assert saved["timeline"] and (folder / "embedding.npy").exists()
+
+
+def cells(text: str) -> int:
+    """How many terminal cells ``text`` takes: Chinese characters and emoji two, variation selectors none."""
+    return sum(0 if char == "\ufe0f" else 2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in text)
+
+
+@pytest.fixture(scope="module")
+def a_user_folder(tmp_path_factory):
+    """What a user points the CLI at: speech, silence and a text file, and a folder of voice notes with a
+    sub-folder and a file that is no audio."""
+    root = tmp_path_factory.mktemp("user")
+    speech = af.encode(af.speech_clip(3.0), 16000, "ogg_opus")
+    (root / "speech.ogg").write_bytes(speech)
+    (root / "silence.wav").write_bytes(af.encode(af.silence(2.0), 16000, "wav_s16"))
+    (root / "notes.ogg").write_bytes(af.text_as_audio())
+    (root / "calls" / "monday").mkdir(parents=True)
+    (root / "calls" / "first.m4a").write_bytes(af.encode(af.speech_clip(2.0), 16000, "m4a_aac"))
+    (root / "calls" / "monday" / "second.OGG").write_bytes(speech)
+    (root / "calls" / "monday" / "transcript.txt").write_text("not audio, not analysed", encoding="utf-8")
+    return root
+
+
+def test_predict_is_quiet_shows_a_table_and_walks_folders(tmp_path, tiny_model_dir, a_user_folder):
+    root = a_user_folder
+    names = [str(root / "speech.ogg"), str(root / "silence.wav"), str(root / "notes.ogg"), str(root / "calls")]
+
+    run = bot_bridge("predict", *names, model_dir=tiny_model_dir, data_dir=tmp_path / "d")
+
+    assert run.returncode == 1, run.stderr  # notes.ogg is no audio
+    for noise in ("setup plugin", "ffmpeg", "model hub", "funasr", " INFO "):
+        assert noise not in run.stderr, noise
+    assert run.stderr.count("RANDOM WEIGHTS") == 1, run.stderr  # one notice per run, on stderr
+    lines = run.stdout.rstrip("\n").split("\n")
+    header, rows = lines[0], {line.split()[-1] if "not_audio" not in line else "notes.ogg": line for line in lines[1:]}
+    assert header.split()[0] == "EMOTION" and len(lines) == 1 + 5, run.stdout
+    assert "RANDOM" not in run.stdout and "TEST MODEL" not in run.stdout and "audio refused" not in run.stdout
+    folders = sorted((tmp_path / "d" / "outputs").iterdir())
+    assert len(folders) == 4  # speech, silence, and the two in calls/; not the text file nor transcript.txt
+    for folder in folders:
+        row = rows[str(folder)]
+        saved = json.loads((folder / "result.json").read_text(encoding="utf-8"))
+        assert saved["file_name"] in row
+        assert ("No speech" in row) == (saved["reason"] == "no_speech")
+    assert any("calls/monday/second.OGG" in row for row in rows.values())
+    assert "not_audio" in rows["notes.ogg"] and "This is not an audio file" in rows["notes.ogg"]
+    columns = {cells(line[: line.index(" s ")]) for line in lines[1:] if " s " in line}
+    assert len(columns) == 1, "the table's columns line up, whatever the width of the Chinese names and emoji"
+
+
+def test_predict_v_shows_what_it_does_and_json_walks_folders_too(tmp_path, tiny_model_dir, a_user_folder):
+    run = bot_bridge("predict", "-v", "--json", str(a_user_folder / "calls"), model_dir=tiny_model_dir, data_dir=tmp_path)
+
+    assert run.returncode == 0, run.stderr
+    assert " INFO bot_bridge.hearing.model: " in run.stderr
+    objects = [json.loads(line) for line in run.stdout.strip().split("\n")]
+    assert sorted(os.path.basename(obj["file"]) for obj in objects) == ["first.m4a", "second.OGG"]
+
+
+def test_a_folder_without_audio_is_said_not_silently_passed(tmp_path, tiny_model_dir):
+    (tmp_path / "empty").mkdir()
+    run = bot_bridge("predict", str(tmp_path / "empty"), model_dir=tiny_model_dir, data_dir=tmp_path / "d")
+    assert run.returncode == 2
+    assert "no audio files" in run.stderr and str(tmp_path / "empty") in run.stderr
 
 
 def test_a_model_that_cannot_be_loaded_is_reported_with_its_fix(tmp_path):

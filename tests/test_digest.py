@@ -14,6 +14,7 @@ The digest of 2026-03-04 at 18:00 Europe/London (GMT then) covers
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 from click.testing import CliRunner
@@ -244,20 +245,26 @@ def test_the_console_previews_any_day_as_each_target_would_receive_it(tmp_path, 
     service.close()
 
 
-def test_the_digest_command_previews_and_sends_once(tmp_path, fake_slack):
+def digest_command_config(tmp_path, fake_slack, received_at: datetime, digest_at: str = "18:00") -> str:
+    """A settings file with one Slack digest target (London), and a note received at ``received_at``."""
     alerts = Alerts(alert_settings(tmp_path, slack=fake_slack, digest={"targets": {"slack": {}}}))
-    add_chat_note(alerts.store, received_at=at(4, 9), emotions={"angry": 0.9}, sender_name="Alice")
+    add_chat_note(alerts.store, received_at=received_at, emotions={"angry": 0.9}, sender_name="Alice")
     alerts.close()
     config = tmp_path / "bot-bridge.yaml"
     config.write_text(
         f"data_dir: {tmp_path / 'data'}\n"
         "targets:\n  slack: {platform: slack, chat_id: C0VOICES01, language: en, timezone: Europe/London}\n"
         "routes:\n  - {sources: ['*'], targets: [slack]}\n"
-        "digest:\n  targets: {slack: {at: '18:00'}}\n",
+        f"digest:\n  targets: {{slack: {{at: '{digest_at}'}}}}\n",
         encoding="utf-8",
     )
+    return str(config)
+
+
+def test_the_digest_command_previews_and_sends_once(tmp_path, fake_slack):
+    config = digest_command_config(tmp_path, fake_slack, at(4, 9))
     environ = platform_environment(slack_fake=fake_slack)
-    command = ["--config", str(config), "digest", "--now", "--date", "2026-03-04"]
+    command = ["--config", config, "digest", "--now", "--date", "2026-03-04"]
 
     preview = CliRunner().invoke(cli, [*command, "--dry-run"], env=environ)
     assert preview.exit_code == 0, preview.output
@@ -269,3 +276,16 @@ def test_the_digest_command_previews_and_sends_once(tmp_path, fake_slack):
         assert run.exit_code == 0, run.output
         assert f"slack 2026-03-04: {expected}" in run.output
     assert len(fake_slack.sent_messages) == 2
+
+
+def test_digest_now_without_a_date_says_which_period_it_sends_and_that_it_has_not_ended(tmp_path, fake_slack):
+    london = ZoneInfo("Europe/London")
+    config = digest_command_config(tmp_path, fake_slack, datetime.now(timezone.utc) - timedelta(minutes=5), "23:59")
+
+    run = CliRunner().invoke(cli, ["--config", config, "digest", "--now"], env=platform_environment(slack_fake=fake_slack))
+
+    assert run.exit_code == 0, run.output
+    now = datetime.now(london)
+    assert f"{now.date() - timedelta(days=1)} 23:59 to {now.date()} 23:59 Europe/London" in run.output, run.output
+    if (now.hour, now.minute) < (23, 59):
+        assert "sent before its period ends, so notes from now until 23:59 will be in no digest" in run.output

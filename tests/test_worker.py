@@ -258,7 +258,7 @@ def redis_url(tmp_path):
     """A private redis-server on a free port, when the machine has one (Debian package redis-server)."""
     server = shutil.which("redis-server")
     if server is None:
-        pytest.fail("redis-server is not installed: the scale-out path needs it (README, Development)")
+        pytest.fail("redis-server is not installed: the scale-out path needs it (docs/development.md)")
     port = free_port()
     process = subprocess.Popen([server, "--port", str(port), "--save", "", "--dir", str(tmp_path)],
                                stdout=subprocess.DEVNULL)

@@ -81,7 +81,7 @@ def build_targets(
     for key, target_settings in settings.targets.items():
         sender = senders.get(target_settings.platform)
         if sender is None:
-            log.error('target %s: %s is not configured, so nothing is sent there (README, "Chat platforms")',
+            log.error('target %s: %s is not configured, so nothing is sent there (docs/chat-platforms.md)',
                       key, target_settings.platform)
         targets[key] = Target(key, target_settings, sender)
     return targets
@@ -173,8 +173,11 @@ def result_link(public_url: str | None, result_id: str) -> str:
 def source_line(note: VoiceNoteRow, user_text: Callable[[str], str] = str) -> str:
     """``telegram · Support group · Alice``: where a voice note came from, as people know it.
 
-    Public, for the console too. ``user_text`` treats the names people chose
+    A direct message whose chat is its sender (a WeCom app message: both are
+    the user id) names them once: ``wecom · wcang01``. Public, for the
+    console too. ``user_text`` treats the names people chose
     (``Target.user_text`` for a message; the console's templates escape HTML).
     """
-    return " · ".join((note.platform, user_text(note.chat_name or note.chat_id),
-                       user_text(note.sender_name or note.sender_id or "?")))
+    chat, sender = note.chat_name or note.chat_id, note.sender_name or note.sender_id or "?"
+    names = (chat,) if sender == chat else (chat, sender)
+    return " · ".join((note.platform, *map(user_text, names)))

@@ -25,7 +25,6 @@ import ctypes
 import gc
 import logging
 import os
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ import numpy as np
 
 from ..emotions import EMOTION_KEYS, emotion_key_for_token
 from ..errors import ModelUnavailable
-from .model_files import has_random_weights, resolve_model_dir
+from .model_files import funasr_prints_logged, has_random_weights, resolve_model_dir
 
 if TYPE_CHECKING:
     from ..config import ModelSettings
@@ -94,8 +93,7 @@ class EmotionModel:
         directory = resolve_model_dir(settings.name, settings.hub)
         device = _device(settings.device)
         threads = settings.threads or os.cpu_count() or 1
-        # funasr prints its version and notices to stdout, which belongs to `predict --json`.
-        with contextlib.redirect_stdout(sys.stderr):
+        with funasr_prints_logged():
             from funasr import AutoModel
 
             try:

@@ -13,11 +13,16 @@ random weights, for tests and benchmarks on machines that cannot download the
 real ones. Compute cost does not depend on weight values, so the full-size
 presets give true timings; the labels they produce mean nothing, which is why
 such directories carry a marker file and every result from them says so.
+
+``funasr_prints_logged`` keeps funasr's prints off stdout, which belongs to
+``bot-bridge predict --json``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import json
 import logging
 import os
@@ -139,7 +144,9 @@ def make_random_model(preset: str, target: str | os.PathLike, seed: int = 0) -> 
     """Write a funasr-loadable emotion2vec+ directory with random weights."""
     import torch
     import yaml
-    from funasr.models.emotion2vec.model import Emotion2vec
+
+    with funasr_prints_logged():
+        from funasr.models.emotion2vec.model import Emotion2vec
 
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
@@ -234,6 +241,25 @@ def _cached_dir(hub_id: str, hub: str) -> Path | None:
     return None
 
 
+@contextlib.contextmanager
+def funasr_prints_logged():
+    """Whatever funasr prints while this runs becomes DEBUG log lines.
+
+    On import funasr prints its version and, where no ``ffmpeg`` program is
+    installed, advice to install one; bot-bridge decodes with PyAV's own
+    FFmpeg libraries and never lets funasr read a file, so that advice is
+    wrong here, and stdout is where ``predict --json`` writes its results.
+    """
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed):
+            yield
+    finally:
+        for line in printed.getvalue().splitlines():
+            if line.strip():
+                log.debug("funasr printed: %s", line.strip())
+
+
 def _hub_reachable(hub: str) -> bool:
     """Resolve and connect to the hub within a few seconds, whatever DNS does."""
     host = HUB_HOSTS[hub]
@@ -255,10 +281,11 @@ def _hub_reachable(hub: str) -> bool:
 def _offline_advice(name: str, hub: str) -> str:
     return (
         f"the weights of {name} are not on this machine and {HUB_HOSTS[hub]} cannot be reached. "
-        f"Fix: on a machine with internet run `bot-bridge model download {name} ./emotion2vec_model"
+        f"Fix: on a machine with internet run `bot-bridge model download {name} ./{name.rsplit('/', 1)[-1]}"
         f"{' --hub hf' if hub == 'hf' else ''}`, copy that directory here and set BOT_BRIDGE_MODEL "
         "(or model.name in config/bot-bridge.yaml) to its path. "
-        "To try bot-bridge without real weights, run `make demo` (random weights: labels are meaningless)."
+        "To try bot-bridge without real weights: `make demo` (the service) and `make demo-predict FILES=...` "
+        "(the command line), both with random weights: their labels are meaningless."
     )
 
 

@@ -6,9 +6,10 @@ owned by Alembic migrations (``bot_bridge/migrations``), applied when the
 store opens, so every process of a deployment sees the same tables.
 
 Each result is also written, as the seed system did, to
-``outputs/<YYYYmmdd_HHMMSS>_<id>/result.json`` (plus ``embedding.npy`` when
+``outputs/<YYYYmmdd_HHMMSS>Z_<id>/result.json`` (plus ``embedding.npy`` when
 asked and the uploaded audio when ``audio.keep_audio`` is on), so that people
-who scripted against those folders keep working.
+who scripted against those folders keep working. The time in the name is UTC,
+and the ``Z`` says so: the console shows its own zone (``console.timezone``).
 """
 
 from __future__ import annotations
@@ -181,7 +182,7 @@ class Store:
         embedding_file: bool = False,
     ) -> Path:
         """Store ``result`` in the database and its output folder; returns the folder."""
-        folder = self.outputs_dir / f"{result.created_at.strftime('%Y%m%d_%H%M%S')}_{result.id}"
+        folder = self.outputs_dir / f"{result.created_at.astimezone(timezone.utc):%Y%m%d_%H%M%S}Z_{result.id}"
         folder.mkdir(parents=True)  # exclusive: a failed insert below removes only its own folder
         payload = result.to_dict()
         (folder / "result.json").write_text(json.dumps(payload, ensure_ascii=False, indent=2), encoding="utf-8")

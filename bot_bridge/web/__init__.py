@@ -41,6 +41,7 @@ def create_worker_app(service: Service) -> Flask:
 
 def _flask_app(service: Service) -> Flask:
     app = Flask(__name__)
+    app.json.ensure_ascii = False  # 恐惧 and 😨 as they are, not as \u escapes (JSON is UTF-8)
     app.extensions["bot_bridge"] = service
     app.register_blueprint(health)
     return app

@@ -127,7 +127,8 @@ def _too_large(_error):
 
 
 @api.app_errorhandler(HTTPException)
-def _http_error(error: HTTPException):
+def http_error(error: HTTPException):
+    """``/api/*`` answers programs in JSON; elsewhere the error as Flask gives it (the console styles its 404)."""
     if not request.path.startswith("/api/"):
         return error
     body = {"code": error.name.lower().replace(" ", "_"), "message": error.description}

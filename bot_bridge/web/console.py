@@ -53,15 +53,18 @@ from flask import (
     url_for,
 )
 
+from adapters import adapter_classes
+
 from ..acting.alerting import Target, build_targets, local_time, source_line
 from ..acting.digest import Digests
+from ..config import Settings
 from ..emotions import BY_KEY, EMOTIONS
 from ..errors import BotBridgeError
 from ..hearing.model_files import has_random_weights
 from ..remembering.alert_store import AlertStore, DeliveryState
 from ..service import Service
 from . import queries
-from .api import get_audio, get_embedding, get_result, predict, service
+from .api import get_audio, get_embedding, get_result, http_error, predict, service
 
 log = logging.getLogger(__name__)
 
@@ -112,21 +115,16 @@ def init_console(app: Flask, service: Service) -> None:
     """Register the console on ``app``: its blueprint, signed sessions, and the password."""
     console_settings = service.settings.console
     data_dir = service.settings.data_dir
-    if console_settings.password:
-        console_auth = ConsoleAuth(console_settings.password, None)
-    else:
-        path = data_dir / PASSWORD_FILE
-        password, created = persistent_secret(path, lambda: secrets.token_urlsafe(12))
-        console_auth = ConsoleAuth(password, path)
-        if created:
-            log.warning(
-                "no console.password is set: generated the web console password %s, kept in %s "
-                "(set console.password or BOT_BRIDGE_CONSOLE_PASSWORD to choose one)",
-                password,
-                path,
-            )
-        else:
-            log.info("web console password: the generated one kept in %s", path)
+    console_auth, created = console_credentials(service.settings)
+    if created:
+        log.warning(
+            "no console.password is set: generated the web console password %s, kept in %s "
+            "(set console.password or BOT_BRIDGE_CONSOLE_PASSWORD to choose one)",
+            console_auth.password,
+            console_auth.password_file,
+        )
+    elif console_auth.password_file is not None:
+        log.info("web console password: the generated one kept in %s", console_auth.password_file)
     app.secret_key = console_settings.secret_key or persistent_secret(
         data_dir / SECRET_KEY_FILE, lambda: secrets.token_hex(32)
     )[0]
@@ -140,6 +138,16 @@ def init_console(app: Flask, service: Service) -> None:
     )
     app.extensions["bot_bridge_console"] = console_auth
     app.register_blueprint(console)
+
+
+def console_credentials(settings: Settings) -> tuple[ConsoleAuth, bool]:
+    """The console's password: ``console.password``, or one generated once and kept in
+    ``<data_dir>/console-password``; and whether it was generated just now."""
+    if settings.console.password:
+        return ConsoleAuth(settings.console.password, None), False
+    path = settings.data_dir / PASSWORD_FILE
+    password, created = persistent_secret(path, lambda: secrets.token_urlsafe(12))
+    return ConsoleAuth(password, path), created
 
 
 def persistent_secret(path: Path, generate) -> tuple[str, bool]:
@@ -350,6 +358,9 @@ def voice_notes_page():
         platforms=sorted({platform for platform, _, _ in chats}),
         selected={"platform": platform, "chat": chat, "emotion": emotion},
         older_url=older_url,
+        platforms_on=[f"{name} (/webhooks/{adapter.webhook_path})" for name, adapter in sorted(service().chat.adapters.items())],
+        platform_setup=[(name, [cls.environment[key] for key in cls.required])
+                        for name, cls in sorted(adapter_classes().items())],
     )
 
 
@@ -370,7 +381,10 @@ def result_page(result_id: str):
 @console.get("/escalations")
 def escalations_page():
     state = request.args.get("state") if request.args.get("state") in ESCALATION_STATES else None
-    return render_template("escalations.html", cases=escalated_cases(service(), state=state), state=state)
+    settings = service().settings
+    return render_template("escalations.html", cases=escalated_cases(service(), state=state), state=state,
+                           configured=bool(settings.targets and settings.routes),
+                           default_rule=rule_words(settings.escalation.default_rule))
 
 
 @console.get("/digest")
@@ -380,12 +394,18 @@ def digest_page():
         day = date.fromisoformat(request.args["date"]) if request.args.get("date") else today
     except ValueError:
         return render_template("digest.html", day=today, preview=None, bad_date=request.args["date"]), 400
-    return render_template("digest.html", day=day, preview=digest_preview(service(), day), bad_date=None)
+    return render_template("digest.html", day=day, preview=digest_preview(service(), day), bad_date=None,
+                           digest_times=digest_times(service().settings))
 
 
-@console.errorhandler(404)
-def _not_found(_error):
-    return render_template("not_found.html"), 404
+@console.app_errorhandler(404)
+def _not_found(error):
+    """Any address nobody serves: the console's own page for people; JSON under ``/api/``; bare for webhooks."""
+    if request.path.startswith(("/api/", "/webhooks/")):
+        return http_error(error)
+    response = current_app.make_response((render_template("not_found.html"), 404))
+    response.headers.update(SECURITY_HEADERS)
+    return response
 
 
 # --------------------------------------------------------------------------
@@ -479,7 +499,7 @@ def _base64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-@console.context_processor
+@console.app_context_processor  # app-wide: the not-found page renders outside the blueprint too
 def _page_context() -> dict:
     state = service().model_state
     language = request.cookies.get(LANGUAGE_COOKIE)
@@ -491,11 +511,22 @@ def _page_context() -> dict:
         "random_weights": random_weights_in_use(service(), state),
         "emotion_list": [asdict(e) for e in EMOTIONS],
         "emotion": BY_KEY,
-        "password_file": auth().password_file and auth().password_file.name,
+        "password_file": auth().password_file and auth().password_file.resolve(),
         "one_day": timedelta(days=1),
         "escalation_states": ESCALATION_STATES,
         "time_zone": service().settings.console.timezone,
     }
+
+
+def rule_words(rule: dict[str, float]) -> str:
+    """``angry ≥ 0.50, fearful ≥ 0.60``: an escalation rule as the console writes it."""
+    return ", ".join(f"{emotion} ≥ {threshold:.2f}" for emotion, threshold in rule.items())
+
+
+def digest_times(settings: Settings) -> list[tuple[str, str, str]]:
+    """Each digest target's name, local time and time zone, for the empty digest page."""
+    return [(settings.targets[key].name or key, f"{digest.at:%H:%M}", settings.targets[key].timezone)
+            for key, digest in settings.digest.targets.items()]
 
 
 def random_weights_in_use(service: Service, state: dict) -> bool:
@@ -610,7 +641,7 @@ def _escalated(service: Service, cases) -> list[EscalatedCase]:
             result_id=case.result_id,
             emotion=case.emotion,
             score=case.score,
-            rule=f"{case.emotion} ≥ {case.threshold:.2f}" + (" ‼️" if case.severe else ""),
+            rule=rule_words({case.emotion: case.threshold}) + (" ‼️" if case.severe else ""),
             source=source_line(note),
             matched_at=case.matched_at,
             targets=tuple(_target_state(names.get(row.target, row.target), row) for row in deliveries),

@@ -4,7 +4,7 @@ These are the only routes of a worker process (role ``worker``), on its
 own port, and are served by web processes too. None needs the API token or
 the console sign-in: they say nothing about any recording, only counts and
 timings, and an orchestrator or a scraper should not hold credentials that
-can upload audio. Keep them off the public internet (README, "Scale-out").
+can upload audio. Keep them off the public internet (docs/metrics.md).
 """
 
 from __future__ import annotations
