@@ -436,6 +436,37 @@ def test_a_digest_date_that_is_not_a_date_is_explained(browser):
     assert response.status_code == 400 and "YYYY-MM-DD" in response.get_data(as_text=True)
 
 
+@pytest.mark.parametrize("before", ["99999999999999999999999", str(2**63), "0", "-1", "x"])
+def test_a_page_of_voice_notes_out_of_range_is_a_400_on_the_styled_page(browser, before):
+    response = browser.get(f"/voice-notes?before={before}")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert 'class="topbar"' in html and "Voice notes" in html  # the console's own page, not a bare error
+    assert "No such page of voice notes" in html and "没有这一页语音消息" in html
+
+
+def test_the_largest_page_marker_still_works(service, browser):
+    chat_voice_note(service, stored_result(service, [1, 0]), platform="slack")
+    assert browser.get(f"/voice-notes?before={2**63 - 1}").status_code == 200
+
+
+@pytest.mark.parametrize("day", ["9999-12-31", "0001-01-01", "9999-01-01", "1969-12-31"])
+def test_a_digest_date_out_of_range_is_a_400_with_a_message(browser, day):
+    response = browser.get(f"/digest?date={day}")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert 'class="topbar"' in html and "Daily digest preview" in html
+    assert "between 1970-01-01 and 9998-12-31" in html and day in html
+
+
+@pytest.mark.parametrize("day", ["1970-01-01", "9998-12-31"])
+def test_the_first_and_last_digest_days_preview(robot_digest, day):
+    browser = create_app(service=robot_digest).test_client()
+    sign_in(browser)
+    response = browser.get(f"/digest?date={day}")
+    assert response.status_code == 200, response.get_data(as_text=True)[-2000:]
+
+
 def test_times_are_shown_in_the_console_zone_and_say_which(settings, service, browser):
     result_id = stored_result(service, [1, 0], created_at=datetime(2025, 1, 15, 12, 0, tzinfo=timezone.utc))
     html = browser.get(f"/results/{result_id}").get_data(as_text=True)

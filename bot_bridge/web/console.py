@@ -76,6 +76,11 @@ PAGE_SIZE = 50
 LOGIN_ATTEMPTS = 10  # failed logins per address ...
 LOGIN_WINDOW_S = 600  # ... within this many seconds, then refused until the window passes
 LOGIN_ADDRESSES = 10_000  # addresses the throttle remembers at most
+MAX_ROW_ID = 2**63 - 1  # the largest integer SQLite and PostgreSQL's bigint hold
+# Days a digest can be previewed for: no note is older than the Unix epoch, and the last day stays a
+# year clear of the end of Python's calendar (9999-12-31), past which the next-day link, the
+# target's time zone (up to UTC+14) and the 24 h window around the day would overflow.
+DIGEST_FIRST_DAY, DIGEST_LAST_DAY = date(1970, 1, 1), date(9998, 12, 31)
 SIMILAR_DEFAULT, SIMILAR_MAX = 8, 50  # "find similar": how many it lists, and the most ?limit= may ask for
 
 # Content Security Policy: nothing but this server; blob: for the browser's own copy of an upload.
@@ -329,13 +334,15 @@ def voice_notes_page():
     chat = request.args.get("chat") or None
     chat_platform, _, chat_id = (chat or "").partition(":")
     emotion = request.args.get("emotion") if request.args.get("emotion") in BY_KEY else None
-    before = request.args.get("before", type=int)
+    before = request.args.get("before") or None
+    if before is not None and not _is_row_id(before):
+        return _bad_request(("没有这一页语音消息。", "No such page of voice notes."), "console.voice_notes_page")
     rows = queries.voice_notes(
         service().store,
         platform=platform or (chat_platform if chat else None),
         chat_id=chat_id or None,
         emotion=emotion,
-        before_id=before,
+        before_id=None if before is None else int(before),
         limit=PAGE_SIZE + 1,
     )
     chats = queries.chats(service().store)
@@ -376,16 +383,30 @@ def escalations_page():
 @console.get("/digest")
 def digest_page():
     today = datetime.now(console_zone()).date()
+    asked = request.args.get("date")
     try:
-        day = date.fromisoformat(request.args["date"]) if request.args.get("date") else today
+        day = date.fromisoformat(asked) if asked else today
     except ValueError:
-        return render_template("digest.html", day=today, preview=None, bad_date=request.args["date"]), 400
+        return render_template("digest.html", day=today, preview=None, bad_date=asked, problem="not_a_date"), 400
+    if not DIGEST_FIRST_DAY <= day <= DIGEST_LAST_DAY:
+        return render_template("digest.html", day=today, preview=None, bad_date=asked, problem="out_of_range",
+                               first_day=DIGEST_FIRST_DAY, last_day=DIGEST_LAST_DAY), 400
     return render_template("digest.html", day=day, preview=digest_preview(service(), day), bad_date=None)
 
 
 @console.errorhandler(404)
 def _not_found(_error):
     return render_template("not_found.html"), 404
+
+
+def _is_row_id(value: str) -> bool:
+    """A database row id: digits, 1 to ``MAX_ROW_ID`` (SQLite cannot even compare a larger number)."""
+    return value.isascii() and value.isdigit() and 0 < int(value) <= MAX_ROW_ID
+
+
+def _bad_request(message: tuple[str, str], back_endpoint: str):
+    """A request the console cannot answer as asked: the styled page, its words, and the way back (400)."""
+    return render_template("bad_request.html", message=message, back_url=url_for(back_endpoint)), 400
 
 
 # --------------------------------------------------------------------------
