@@ -160,13 +160,14 @@ class Service:
         timeline: bool = False,
         embedding: bool = False,
         origin: str = "api",
+        frames: bool = False,
     ) -> Result:
         """Analyse and store one recording: here, or in a web process by a worker.
 
         Raises ``AudioError``, ``ModelUnavailable``, or in a web process
         ``BotBridgeError`` ``no_worker`` / ``analysis_timeout``.
         """
-        upload = Upload(data, file_name, timeline, embedding, origin)
+        upload = Upload(data, file_name, timeline, embedding, origin, frames)
         if self.is_web:
             return RemoteAnalysis(self.queue, self.settings.api.predict_timeout_s).analyse(upload)
         return self.analyse_here(upload)
@@ -177,7 +178,9 @@ class Service:
 
     def analyse_here(self, upload: Upload) -> Result:
         """Analyse and store ``upload`` with this process's model."""
-        options = dataclasses.replace(self.analysis_options, timeline=upload.timeline, embedding=upload.embedding)
+        options = dataclasses.replace(
+            self.analysis_options, timeline=upload.timeline, embedding=upload.embedding, frames=upload.frames
+        )
         result = analyse(upload.data, self.model, options, file_name=upload.file_name, origin=upload.origin)
         record_analysis(result)
         result.log.append(f"saved as result {result.id}")

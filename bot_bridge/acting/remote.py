@@ -43,6 +43,7 @@ class Upload:
     timeline: bool = False
     embedding: bool = False
     origin: str = "api"
+    frames: bool = False
 
 
 class RemoteAnalysis:

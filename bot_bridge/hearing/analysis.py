@@ -9,7 +9,9 @@ duration-weighted means over its chunks.
 
 The timeline pools the encoder's frames (50 per second) into 1 s windows
 with a 0.5 s hop and applies the model's own linear head to each window:
-one forward pass for the whole recording, not one per window.
+one forward pass for the whole recording, not one per window. A window that
+is less than half speech is "no speech" (unknown), as a silent recording is:
+its scores would be the model's reading of the pause.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..emotions import EMOTION_KEYS
-from ..remembering.results import NO_SPEECH, Result, Window, scores_from_vector
+from ..remembering.results import NO_SPEECH, NO_SPEECH_SCORES, Frames, Result, Window, scores_from_vector
 from .audio import AudioLimits, DecodedAudio, decode
 from .model import EmotionModel
 from .vad import SpeechMap, detect_speech, split_at_pauses
@@ -37,7 +39,8 @@ MIN_SPEECH_S = 0.25
 @dataclass(frozen=True)
 class AnalysisOptions:
     timeline: bool = False
-    embedding: bool = False
+    embedding: bool = False  # the utterance embedding; with ``frames``, the frame embeddings too
+    frames: bool = False
     max_chunk_s: float = 30.0
     limits: AudioLimits = AudioLimits()
 
@@ -92,13 +95,15 @@ def _analyse(
         log=log,
     )
     if speech.ratio * audio.duration_s < MIN_SPEECH_S:
-        result.scores = {key: float(key == "unknown") for key in EMOTION_KEYS}
+        result.scores = dict(NO_SPEECH_SCORES)
         result.reason = NO_SPEECH
         if options.timeline:
             result.timeline = [
-                Window(start, end, dict(result.scores), _speech_share(speech, start, end))
+                Window(start, end, dict(NO_SPEECH_SCORES), _speech_share(speech, start, end))
                 for start, end in _windows(audio.duration_s)
             ]
+        if options.frames:
+            result.frames = _silent_frames(len(audio.samples), audio.sample_rate)
         log.append("no speech heard: emotion unknown, model not run")
     else:
         mark = time.perf_counter()
@@ -128,10 +133,13 @@ def _run_model(
         result.log.append(f"split at pauses into {len(chunks)} chunks of at most {options.max_chunk_s:.0f} s")
     result.log.append(f"model {result.model['name']} on {model.info.device}: {result.emotion}")
 
+    features, times = np.concatenate(frame_features), np.concatenate(frame_times)
     if options.timeline:
-        result.timeline = _timeline(
-            np.concatenate(frame_features), np.concatenate(frame_times), audio.duration_s, speech, model
-        )
+        result.timeline = _timeline(features, times, audio.duration_s, speech, model)
+    if options.frames:
+        result.frames = Frames(times, model.classify(features), _in_speech(speech, times))
+        if options.embedding:
+            result.frame_embeddings = features.astype(np.float32)
 
 
 def _timeline(
@@ -145,10 +153,13 @@ def _timeline(
             inside = np.abs(times - (start + end) / 2) == np.abs(times - (start + end) / 2).min()
         pooled.append(features[inside].mean(axis=0))
     scores = model.classify(np.stack(pooled))
-    return [
-        Window(start, end, scores_from_vector(row), _speech_share(speech, start, end))
-        for (start, end), row in zip(windows, scores)
-    ]
+    timeline = []
+    for (start, end), row in zip(windows, scores):
+        window = Window(start, end, scores_from_vector(row), _speech_share(speech, start, end))
+        if not window.has_speech:
+            window.scores = dict(NO_SPEECH_SCORES)
+        timeline.append(window)
+    return timeline
 
 
 def _windows(duration_s: float) -> list[tuple[float, float]]:
@@ -160,6 +171,22 @@ def _windows(duration_s: float) -> list[tuple[float, float]]:
     if windows[-1][1] < duration_s - 1e-9:
         windows.append((duration_s - WINDOW_S, duration_s))
     return windows
+
+
+def _in_speech(speech: SpeechMap, times: np.ndarray) -> np.ndarray:
+    """Which of ``times`` fall inside a speech segment."""
+    inside = np.zeros(len(times), dtype=bool)
+    for start, end in speech.segments:
+        inside |= (times >= start) & (times < end)
+    return inside
+
+
+def _silent_frames(samples: int, sample_rate: int) -> Frames:
+    """The frames the model would have made of a recording without speech, all unknown."""
+    count = max(0, (samples - FRAME_WIDTH) // FRAME_HOP + 1)
+    unknown = np.array([NO_SPEECH_SCORES[key] for key in EMOTION_KEYS])
+    times = (np.arange(count) * FRAME_HOP + FRAME_WIDTH / 2) / sample_rate
+    return Frames(times, np.tile(unknown, (count, 1)), np.zeros(count, dtype=bool))
 
 
 def _speech_share(speech: SpeechMap, start: float, end: float) -> float:

@@ -7,8 +7,9 @@ store opens, so every process of a deployment sees the same tables.
 
 Each result is also written, as the seed system did, to
 ``outputs/<YYYYmmdd_HHMMSS>_<id>/result.json`` (plus ``embedding.npy`` when
-asked and the uploaded audio when ``audio.keep_audio`` is on), so that people
-who scripted against those folders keep working.
+asked, ``frame_embeddings.npy`` with ``granularity=frame``, and the uploaded
+audio when ``audio.keep_audio`` is on), so that people who scripted against
+those folders keep working.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from .results import Result
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+FRAME_EMBEDDINGS_FILE = "frame_embeddings.npy"  # (frames, dimensions): too big for the database
 
 
 class UTCDateTime(TypeDecorator):
@@ -187,6 +189,8 @@ class Store:
         (folder / "result.json").write_text(json.dumps(payload, ensure_ascii=False, indent=2), encoding="utf-8")
         if embedding_file and result.embedding is not None:
             np.save(folder / "embedding.npy", result.embedding)
+        if result.frame_embeddings is not None:
+            np.save(folder / FRAME_EMBEDDINGS_FILE, result.frame_embeddings)
         audio_file = None
         if audio is not None:
             audio_file = folder / f"audio{audio_suffix}"
@@ -231,6 +235,14 @@ class Store:
         with self.session() as session:
             row = session.get(ResultRow, result_id)
             return None if row is None else _embedding(row)
+
+    def frame_embeddings_file(self, result_id: str) -> Path | None:
+        """The result's ``frame_embeddings.npy``, when it was asked for (and this host holds its folder)."""
+        row = self.result_row(result_id)
+        if row is None or row.output_dir is None:
+            return None
+        path = Path(row.output_dir) / FRAME_EMBEDDINGS_FILE
+        return path if path.is_file() else None
 
 
     # --- chat voice notes (the durable side of bot_bridge/acting/worker.py) ---

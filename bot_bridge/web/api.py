@@ -4,6 +4,10 @@ When ``api.token`` is set, every ``/api/*`` call needs ``Authorization:
 Bearer <token>``. Errors are JSON with a stable ``code`` and a ``message``
 in English (``message_zh`` in Chinese). In a web process (role ``web``),
 ``POST /api/predict`` is analysed by a worker (``bot_bridge/acting/remote.py``).
+
+The seed system's own clients keep working unchanged: its Python example
+posts to ``/api/predict/`` (trailing slash) and its batch loop to
+``/upload``; both are ``POST /api/predict`` under the same token.
 """
 
 from __future__ import annotations
@@ -27,7 +31,14 @@ log = logging.getLogger(__name__)
 
 api = Blueprint("api", __name__)
 
-GRANULARITIES = {"utterance": False, "timeline": True, "frame": True}  # "frame" as the seed system said
+# What each granularity asks of the analysis: one result, 1 s windows, or the model's own frames.
+GRANULARITIES = {"utterance": {}, "timeline": {"timeline": True}, "frame": {"frames": True}}
+# Routes outside /api/ that are the API all the same (the seed system's batch endpoint).
+SEED_API_ROUTES = ("/upload",)
+
+
+def is_api_path(path: str) -> bool:
+    return path.startswith("/api/") or path in SEED_API_ROUTES
 
 
 def service() -> Service:
@@ -37,7 +48,7 @@ def service() -> Service:
 @api.before_request
 def _require_token():
     token = service().settings.api.token
-    if not token or not request.path.startswith("/api/") or request.path == "/api/openapi.json":
+    if not token or not is_api_path(request.path) or request.path == "/api/openapi.json":
         return None
     supplied = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
     if not hmac.compare_digest(supplied.encode(), token.encode()):
@@ -51,6 +62,8 @@ def openapi():
 
 
 @api.post("/api/predict")
+@api.post("/api/predict/")
+@api.post("/upload")
 def predict():
     upload = request.files.get("file")
     if upload is None:
@@ -60,16 +73,16 @@ def predict():
         raise BotBridgeError(
             "invalid_request",
             f"granularity={granularity!r}",
-            problem="granularity must be utterance or timeline",
+            problem="granularity must be utterance, timeline or frame",
         )
     embedding = _flag(request.form.get("embedding", "false"), "embedding")
     data = upload.read()
     result = service().analyse(
         data,
         file_name=upload.filename or None,
-        timeline=GRANULARITIES[granularity],
         embedding=embedding,
         origin="console" if request.form.get("origin") == "console" else "api",
+        **GRANULARITIES[granularity],
     )
     return jsonify(result.to_dict(include_embedding=embedding)), 201
 
@@ -91,6 +104,14 @@ def get_embedding(result_id: str):
     np.save(buffer, vector)
     buffer.seek(0)
     return send_file(buffer, mimetype="application/octet-stream", as_attachment=True, download_name="embedding.npy")
+
+
+@api.get("/api/results/<result_id>/frame_embeddings.npy")
+def get_frame_embeddings(result_id: str):
+    path = service().store.frame_embeddings_file(result_id)
+    if path is None:
+        raise BotBridgeError("not_found", f"frame embeddings of result {result_id}")
+    return send_file(path, mimetype="application/octet-stream", as_attachment=True, download_name="frame_embeddings.npy")
 
 
 @api.get("/api/results/<result_id>/audio")
@@ -128,7 +149,7 @@ def _too_large(_error):
 
 @api.app_errorhandler(HTTPException)
 def _http_error(error: HTTPException):
-    if not request.path.startswith("/api/"):
+    if not is_api_path(request.path):
         return error
     body = {"code": error.name.lower().replace(" ", "_"), "message": error.description}
     return jsonify(body), error.code
@@ -138,7 +159,7 @@ def _http_error(error: HTTPException):
 def _unexpected(error: Exception):
     log.exception("%s %s failed", request.method, request.path)
     count_error("internal_error", "api")
-    if not request.path.startswith("/api/"):
+    if not is_api_path(request.path):
         return InternalServerError()
     return jsonify(BotBridgeError("internal_error").to_dict()), 500
 
