@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -34,6 +35,13 @@ FRAME_HOP = 320
 FRAME_WIDTH = 400
 # Less speech than this in the whole recording is "no speech": a cough or a click, not a voice.
 MIN_SPEECH_S = 0.25
+
+# Told each stage as it starts: ("decode"), ("vad"), then ("model", chunk n, of m chunks).
+Progress = Callable[..., None]
+
+
+def _no_progress(stage: str, step: int = 0, steps: int = 0) -> None:
+    pass
 
 
 @dataclass(frozen=True)
@@ -52,16 +60,18 @@ def analyse(
     *,
     file_name: str | None = None,
     origin: str = "api",
+    progress: Progress = _no_progress,
 ) -> Result:
     """Analyse one recording; raises ``AudioError`` for input that cannot be used.
 
     Decoding, voice activity and the model run in this thread's turn with the
     cores (``EmotionModel.cpu_turn``); the wait for it is ``model_wait``.
+    ``progress`` hears of each stage as it starts, for people watching a long one.
     """
     started, waited_s = time.perf_counter(), model.waited_s()
     with model.cpu_turn():
         timings = {"model_wait": (model.waited_s() - waited_s) * 1000.0}
-        result = _analyse(source, model, options, file_name, origin, timings)
+        result = _analyse(source, model, options, file_name, origin, timings, progress)
     timings["total"] = _ms_since(started)
     result.timings_ms = timings
     return result
@@ -69,13 +79,15 @@ def analyse(
 
 def _analyse(
     source: bytes | str, model: EmotionModel, options: AnalysisOptions, file_name: str | None, origin: str,
-    timings: dict[str, float],
+    timings: dict[str, float], progress: Progress,
 ) -> Result:
     started = time.perf_counter()
+    progress("decode")
     audio = decode(source, options.limits)
     timings["decode"] = _ms_since(started)
 
     mark = time.perf_counter()
+    progress("vad")
     speech = detect_speech(audio.samples, audio.sample_rate)
     timings["vad"] = _ms_since(mark)
 
@@ -107,17 +119,19 @@ def _analyse(
         log.append("no speech heard: emotion unknown, model not run")
     else:
         mark = time.perf_counter()
-        _run_model(audio, speech, model, options, result)
+        _run_model(audio, speech, model, options, result, progress)
         timings["model"] = _ms_since(mark)
     return result
 
 
 def _run_model(
-    audio: DecodedAudio, speech: SpeechMap, model: EmotionModel, options: AnalysisOptions, result: Result
+    audio: DecodedAudio, speech: SpeechMap, model: EmotionModel, options: AnalysisOptions, result: Result,
+    progress: Progress,
 ) -> None:
     chunks = split_at_pauses(speech, audio.duration_s, options.max_chunk_s)
     frame_features, frame_times, chunk_means, chunk_seconds = [], [], [], []
-    for start, end in chunks:
+    for number, (start, end) in enumerate(chunks, start=1):
+        progress("model", number, len(chunks))
         samples = audio.samples[int(start * audio.sample_rate) : int(end * audio.sample_rate)]
         features = model.frame_features(samples)
         frame_features.append(features)

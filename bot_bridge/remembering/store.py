@@ -181,8 +181,10 @@ class Store:
         audio: bytes | None = None,
         audio_suffix: str = ".bin",
         embedding_file: bool = False,
+        files: dict[str, bytes] | None = None,
     ) -> Path:
-        """Store ``result`` in the database and its output folder; returns the folder."""
+        """Store ``result`` in the database and its output folder, with ``files`` (name: bytes) beside it;
+        returns the folder."""
         folder = self.outputs_dir / f"{result.created_at.strftime('%Y%m%d_%H%M%S')}_{result.id}"
         folder.mkdir(parents=True)  # exclusive: a failed insert below removes only its own folder
         payload = result.to_dict()
@@ -195,6 +197,8 @@ class Store:
         if audio is not None:
             audio_file = folder / f"audio{audio_suffix}"
             audio_file.write_bytes(audio)
+        for name, data in (files or {}).items():
+            (folder / name).write_bytes(data)
         row = ResultRow(
             id=result.id,
             created_at=result.created_at,
@@ -236,12 +240,12 @@ class Store:
             row = session.get(ResultRow, result_id)
             return None if row is None else _embedding(row)
 
-    def frame_embeddings_file(self, result_id: str) -> Path | None:
-        """The result's ``frame_embeddings.npy``, when it was asked for (and this host holds its folder)."""
+    def result_file(self, result_id: str, name: str) -> Path | None:
+        """The file ``name`` in the result's folder, when it was written (and this host holds the folder)."""
         row = self.result_row(result_id)
         if row is None or row.output_dir is None:
             return None
-        path = Path(row.output_dir) / FRAME_EMBEDDINGS_FILE
+        path = Path(row.output_dir) / name
         return path if path.is_file() else None
 
 

@@ -24,6 +24,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError, RequestEntit
 from ..errors import AudioError, BotBridgeError
 from ..hearing.audio import media_type
 from ..metrics import count_error
+from ..remembering.store import FRAME_EMBEDDINGS_FILE
 from ..service import Service
 from .openapi import openapi_document
 
@@ -65,6 +66,14 @@ def openapi():
 @api.post("/api/predict/")
 @api.post("/upload")
 def predict():
+    asked = analysis_request()
+    result = service().analyse(**asked)
+    return jsonify(result.to_dict(include_embedding=asked["embedding"])), 201
+
+
+def analysis_request() -> dict:
+    """The recording and options of this request, as ``Service.analyse`` takes them (the API's and the
+    console's form); raises ``BotBridgeError`` ``invalid_request``."""
     upload = request.files.get("file")
     if upload is None:
         raise BotBridgeError("invalid_request", "no multipart field 'file'", problem="missing the 'file' field")
@@ -75,16 +84,13 @@ def predict():
             f"granularity={granularity!r}",
             problem="granularity must be utterance, timeline or frame",
         )
-    embedding = _flag(request.form.get("embedding", "false"), "embedding")
-    data = upload.read()
-    result = service().analyse(
-        data,
-        file_name=upload.filename or None,
-        embedding=embedding,
-        origin="console" if request.form.get("origin") == "console" else "api",
+    return {
+        "data": upload.read(),
+        "file_name": upload.filename or None,
+        "embedding": _flag(request.form.get("embedding", "false"), "embedding"),
+        "origin": "console" if request.form.get("origin") == "console" else "api",
         **GRANULARITIES[granularity],
-    )
-    return jsonify(result.to_dict(include_embedding=embedding)), 201
+    }
 
 
 @api.get("/api/results/<result_id>")
@@ -108,7 +114,7 @@ def get_embedding(result_id: str):
 
 @api.get("/api/results/<result_id>/frame_embeddings.npy")
 def get_frame_embeddings(result_id: str):
-    path = service().store.frame_embeddings_file(result_id)
+    path = service().store.result_file(result_id, FRAME_EMBEDDINGS_FILE)
     if path is None:
         raise BotBridgeError("not_found", f"frame embeddings of result {result_id}")
     return send_file(path, mimetype="application/octet-stream", as_attachment=True, download_name="frame_embeddings.npy")
@@ -134,10 +140,14 @@ def _no_active_content(response):
 
 @api.app_errorhandler(BotBridgeError)
 def _bot_bridge_error(error: BotBridgeError):
-    level = logging.WARNING if isinstance(error, AudioError) or error.http_status < 500 else logging.ERROR
     count_error(error.code, "api")
-    log.log(level, "%s %s -> %s: %s", request.method, request.path, error.code, error.detail)
+    log.log(error_log_level(error), "%s %s -> %s: %s", request.method, request.path, error.code, error.detail)
     return jsonify(error.to_dict()), error.http_status
+
+
+def error_log_level(error: BotBridgeError) -> int:
+    """Bad input is the sender's problem (a warning); the rest is ours (an error)."""
+    return logging.WARNING if isinstance(error, AudioError) or error.http_status < 500 else logging.ERROR
 
 
 @api.app_errorhandler(RequestEntityTooLarge)

@@ -7,10 +7,10 @@ shares it. Sessions are cookies signed with ``console.secret_key`` (or a key
 kept the same way in ``<data_dir>/console-secret-key``).
 
 The console's JavaScript never calls ``/api/*`` and never sees the API
-token. It calls the console's own routes (``POST /analyse``,
-``/results/<id>/...``), which need a signed-in session and, for POST, the
-session's CSRF token in a header; they run the very same view functions as
-``/api/*``. So ``/api/*`` keeps bearer-token-only authentication (a cookie
+token. It calls the console's own routes (``POST /analyse``, which starts an
+analysis the page then follows, ``console_jobs.py``; ``/results/<id>/...``),
+which need a signed-in session and, for POST, the session's CSRF token in a
+header; they read the request and the results as ``/api/*`` does. So ``/api/*`` keeps bearer-token-only authentication (a cookie
 there would make it forgeable from other sites), and the token stays on the
 server.
 
@@ -49,6 +49,7 @@ from flask import (
     redirect,
     render_template,
     request,
+    send_file,
     session,
     url_for,
 )
@@ -58,10 +59,12 @@ from ..acting.digest import Digests
 from ..emotions import BY_KEY, EMOTIONS
 from ..errors import BotBridgeError
 from ..hearing.model_files import has_random_weights
+from ..hearing.playable import PLAYABLE_FILE, PLAYABLE_MIMETYPE
 from ..remembering.alert_store import AlertStore, DeliveryState
 from ..service import Service
 from . import queries
-from .api import get_audio, get_embedding, get_result, predict, service
+from .api import analysis_request, get_audio, get_embedding, get_result, service
+from .console_jobs import job_answer, start_analysis
 
 log = logging.getLogger(__name__)
 
@@ -416,7 +419,17 @@ def _bad_request(message: tuple[str, str], back_endpoint: str):
 
 @data_route("/analyse", methods=["POST"])
 def analyse():
-    return predict()
+    """Start an analysis (202); the page follows it at the job's URL (``console_jobs.py``)."""
+    job_id = start_analysis(service(), analysis_request())
+    return jsonify(id=job_id, url=url_for("console.analysis_job", job_id=job_id)), 202
+
+
+@data_route("/analyse/<job_id>")
+def analysis_job(job_id: str):
+    answer = job_answer(service(), job_id)
+    if answer is None:
+        raise BotBridgeError("not_found", f"analysis job {job_id}")
+    return jsonify(answer)
 
 
 @data_route("/results/<result_id>/result.json")
@@ -433,7 +446,11 @@ def result_embedding(result_id: str):
 
 @data_route("/results/<result_id>/audio")
 def result_audio(result_id: str):
-    return get_audio(result_id)
+    """The recording for the page's player: the copy browsers can play when the original is AMR or SILK."""
+    playable = service().store.result_file(result_id, PLAYABLE_FILE)
+    if playable is None:
+        return get_audio(result_id)
+    return send_file(playable, mimetype=PLAYABLE_MIMETYPE, download_name=PLAYABLE_FILE)
 
 
 @data_route("/results/<result_id>/similar")
@@ -510,7 +527,9 @@ def _page_context() -> dict:
         "language": language if language in LANGUAGES else "both",
         "model_state": state,
         "random_weights": random_weights_in_use(service(), state),
-        "emotion_list": [asdict(e) for e in EMOTIONS],
+        "emotion_list": [
+            {**asdict(e), "image": url_for("static", filename=f"console/emoji/{e.key}.svg")} for e in EMOTIONS
+        ],
         "emotion": BY_KEY,
         "password_file": auth().password_file and auth().password_file.name,
         "one_day": timedelta(days=1),
