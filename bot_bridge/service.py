@@ -23,7 +23,7 @@ from .acting.scheduler import Scheduler, build_scheduler
 from .acting.worker import ChatWorker, build_adapters
 from .config import Settings
 from .errors import ModelUnavailable
-from .hearing.analysis import AnalysisOptions, Progress, analyse
+from .hearing.analysis import AnalysisOptions, Progress, analyse, no_progress
 from .hearing.audio import AudioLimits, media_type
 from .hearing.model import EmotionModel
 from .hearing.model_files import public_model_name
@@ -208,7 +208,7 @@ class Service:
 
     def _progress_of(self, job_id: str | None) -> Progress:
         if job_id is None:
-            return lambda stage, step=0, steps=0: None
+            return no_progress
         jobs = AnalysisJobs(self.store)
         return lambda stage, step=0, steps=0: jobs.progress(job_id, stage, step, steps)
 

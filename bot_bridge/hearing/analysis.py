@@ -11,7 +11,11 @@ The timeline pools the encoder's frames (50 per second) into 1 s windows
 with a 0.5 s hop and applies the model's own linear head to each window:
 one forward pass for the whole recording, not one per window. A window that
 is less than half speech is "no speech" (unknown), as a silent recording is:
-its scores would be the model's reading of the pause.
+its scores would be the model's reading of the pause. ``frames`` scores each
+encoder frame with the head alone (the API's ``granularity=frame``).
+
+A long recording takes a while; ``progress`` hears of each stage as it starts
+(chunk n of m for the model), so the console can say what is going on.
 """
 
 from __future__ import annotations
@@ -40,8 +44,8 @@ MIN_SPEECH_S = 0.25
 Progress = Callable[..., None]
 
 
-def _no_progress(stage: str, step: int = 0, steps: int = 0) -> None:
-    pass
+def no_progress(stage: str, step: int = 0, steps: int = 0) -> None:
+    """The ``Progress`` of an analysis nobody watches."""
 
 
 @dataclass(frozen=True)
@@ -60,7 +64,7 @@ def analyse(
     *,
     file_name: str | None = None,
     origin: str = "api",
-    progress: Progress = _no_progress,
+    progress: Progress = no_progress,
 ) -> Result:
     """Analyse one recording; raises ``AudioError`` for input that cannot be used.
 
@@ -147,6 +151,8 @@ def _run_model(
         result.log.append(f"split at pauses into {len(chunks)} chunks of at most {options.max_chunk_s:.0f} s")
     result.log.append(f"model {result.model['name']} on {model.info.device}: {result.emotion}")
 
+    if not (options.timeline or options.frames):
+        return
     features, times = np.concatenate(frame_features), np.concatenate(frame_times)
     if options.timeline:
         result.timeline = _timeline(features, times, audio.duration_s, speech, model)

@@ -8,8 +8,9 @@ store opens, so every process of a deployment sees the same tables.
 Each result is also written, as the seed system did, to
 ``outputs/<YYYYmmdd_HHMMSS>_<id>/result.json`` (plus ``embedding.npy`` when
 asked, ``frame_embeddings.npy`` with ``granularity=frame``, and the uploaded
-audio when ``audio.keep_audio`` is on), so that people who scripted against
-those folders keep working.
+audio when ``audio.keep_audio`` is on, with a copy browsers can play when they
+cannot play the original: ``hearing/playable.py``), so that people who
+scripted against those folders keep working.
 """
 
 from __future__ import annotations
