@@ -112,6 +112,11 @@ ERROR_KINDS: dict[str, ErrorKind] = {
         "找不到这条记录。",
         "No such record.",
     ),
+    "busy": ErrorKind(
+        429,
+        "同时进行的分析太多了，请等其中一个完成后再试。",
+        "Too many analyses are running at once; please wait for one to finish and try again.",
+    ),
     "internal_error": ErrorKind(
         500,
         "处理时出了点问题，我们已记录下来。",

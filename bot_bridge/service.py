@@ -23,11 +23,14 @@ from .acting.scheduler import Scheduler, build_scheduler
 from .acting.worker import ChatWorker, build_adapters
 from .config import Settings
 from .errors import ModelUnavailable
-from .hearing.analysis import AnalysisOptions, analyse
+from .hearing.analysis import AnalysisOptions, Progress, analyse, no_progress
 from .hearing.audio import AudioLimits, media_type
 from .hearing.model import EmotionModel
+from .hearing.model_files import public_model_name
+from .hearing.playable import PLAYABLE_FILE, playable_copy
 from .layout import queue_worker_threads
 from .metrics import record_analysis, sample_process
+from .remembering.job_store import AnalysisJobs
 from .remembering.results import Result
 from .remembering.store import Store
 
@@ -123,12 +126,17 @@ class Service:
     @property
     def model_state(self) -> dict:
         if self.is_web:
-            return {"state": "remote", "name": self.settings.model.name, "role": "web"}
+            return {"state": "remote", "name": self.model_name, "role": "web"}
         if self._model is not None:
             return {"state": "ready", **self._model.info.to_dict()}
         if self._model_error is not None:
-            return {"state": "failed", "name": self.settings.model.name, "detail": self._model_error.detail}
-        return {"state": "loading", "name": self.settings.model.name}
+            return {"state": "failed", "name": self.model_name, "detail": self._model_error.detail}
+        return {"state": "loading", "name": self.model_name}
+
+    @property
+    def model_name(self) -> str:
+        """The model as people see it: never the server path of a local directory (that is in the log)."""
+        return public_model_name(self.settings.model.name)
 
     def readiness(self) -> dict:
         """What ``/readyz`` reports: the model where it runs; in a web process, whether the database
@@ -160,13 +168,16 @@ class Service:
         timeline: bool = False,
         embedding: bool = False,
         origin: str = "api",
+        frames: bool = False,
+        job_id: str | None = None,
     ) -> Result:
         """Analyse and store one recording: here, or in a web process by a worker.
 
+        ``job_id`` names a console analysis job (``remembering/job_store.py``) to tell each stage.
         Raises ``AudioError``, ``ModelUnavailable``, or in a web process
         ``BotBridgeError`` ``no_worker`` / ``analysis_timeout``.
         """
-        upload = Upload(data, file_name, timeline, embedding, origin)
+        upload = Upload(data, file_name, timeline, embedding, origin, frames, job_id)
         if self.is_web:
             return RemoteAnalysis(self.queue, self.settings.api.predict_timeout_s).analyse(upload)
         return self.analyse_here(upload)
@@ -176,15 +187,39 @@ class Service:
         return self.model.cpu_turn()
 
     def analyse_here(self, upload: Upload) -> Result:
-        """Analyse and store ``upload`` with this process's model."""
-        options = dataclasses.replace(self.analysis_options, timeline=upload.timeline, embedding=upload.embedding)
-        result = analyse(upload.data, self.model, options, file_name=upload.file_name, origin=upload.origin)
+        """Analyse and store ``upload`` with this process's model, telling its job (if any) each stage."""
+        options = dataclasses.replace(
+            self.analysis_options, timeline=upload.timeline, embedding=upload.embedding, frames=upload.frames
+        )
+        progress = self._progress_of(upload.job_id)
+        result = analyse(
+            upload.data, self.model, options, file_name=upload.file_name, origin=upload.origin, progress=progress
+        )
         record_analysis(result)
+        progress("save")
         result.log.append(f"saved as result {result.id}")
+        files = {}
         keep = upload.data if self.settings.audio.keep_audio else None
+        if keep is not None and (playable := self._playable_copy(keep, result)) is not None:
+            files[PLAYABLE_FILE] = playable
         suffix, _ = media_type(result.audio["container"])
-        self.store.save_result(result, audio=keep, audio_suffix=suffix, embedding_file=upload.embedding)
+        self.store.save_result(result, audio=keep, audio_suffix=suffix, embedding_file=upload.embedding, files=files)
         return result
+
+    def _progress_of(self, job_id: str | None) -> Progress:
+        if job_id is None:
+            return no_progress
+        jobs = AnalysisJobs(self.store)
+        return lambda stage, step=0, steps=0: jobs.progress(job_id, stage, step, steps)
+
+    def _playable_copy(self, data: bytes, result: Result) -> bytes | None:
+        """A copy of kept audio that browsers play, when they cannot play the original (AMR, SILK)."""
+        try:
+            with self.cpu_turn():  # encoding is CPU work: not beside the model
+                return playable_copy(data, result.audio["codec"], self.analysis_options.limits)
+        except Exception:  # noqa: BLE001 - the result and the original audio matter more than a player copy
+            log.exception("result %s: could not make a playable copy of its %s audio", result.id, result.audio["codec"])
+            return None
 
     def close(self) -> None:
         if self._scheduler is not None:

@@ -131,6 +131,32 @@ def test_a_three_minute_voice_note_gets_a_timeline_covering_all_of_it(client):
         assert sum(window["scores"].values()) == pytest.approx(1.0, abs=1e-5)
 
 
+def test_windows_without_speech_are_unknown_no_speech_in_the_timeline_and_its_chart(client, service):
+    """Long silences between speech: their windows are "no speech", not an emotion the model read into silence."""
+    from bot_bridge.acting.charts import timeline_chart
+    from bot_bridge.remembering.results import WINDOW_MIN_SPEECH
+
+    audio = np.concatenate([af.speech_clip(6.0), af.silence(14.0), af.speech_clip(5.0), af.silence(12.0)])
+    response = post(client, af.encode(audio, 16000, "ogg_opus"), "pauses.ogg", granularity="timeline")
+
+    result = response.json
+    assert response.status_code == 201, result
+    silent = [w for w in result["timeline"] if w["speech"] < WINDOW_MIN_SPEECH]
+    spoken = [w for w in result["timeline"] if w["speech"] >= WINDOW_MIN_SPEECH]
+    assert len(silent) >= 40 and len(spoken) >= 10
+    assert sum(w["speech"] == 0.0 for w in silent) >= 40
+    for window in silent:
+        assert (window["emotion"], window["reason"], window["confidence"]) == ("unknown", "no_speech", 1.0)
+        assert window["scores"]["unknown"] == 1.0
+    for window in spoken:
+        assert window["reason"] is None and sum(window["scores"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert result["timeline"] == client.get(f"/api/results/{result['id']}").json["timeline"]
+
+    stored = service.store.result(result["id"])
+    assert len({w.emotion for w in stored.timeline if w.has_speech}) == 1  # the tiny model's labels never change
+    assert timeline_chart(stored, min_duration_s=10.0) is None, "a silence is no change of feeling"
+
+
 def test_embedding_is_returned_stored_and_downloadable(client, speech_3s):
     created = post(client, af.encode(speech_3s, 16000, "wav_s16"), "e.wav", embedding="true").json
 

@@ -24,54 +24,13 @@ from bot_bridge.service import Service
 from bot_bridge.web import console as console_module
 from bot_bridge.web import create_app
 from tests.alert_helpers import add_chat_note
-from tests.audio_fixtures import encode, speech_clip, text_as_audio
+from tests.audio_fixtures import text_as_audio
+from tests.console_helpers import PASSWORD, analyse, app, browser, page_token, sign_in, wav  # noqa: F401 - fixtures
 
-PASSWORD = "correct horse battery"
 PAGES = ["/", "/voice-notes", "/escalations", "/digest"]
 
 
-# --- helpers ---
-
-
-@pytest.fixture
-def app(settings, service):
-    settings.console.password = PASSWORD
-    return create_app(service=service)
-
-
-@pytest.fixture
-def browser(app):
-    """A signed-in test client."""
-    client = app.test_client()
-    sign_in(client)
-    return client
-
-
-def csrf_from(html: str) -> str:
-    match = re.search(r'name="csrf-token" content="([^"]+)"', html)
-    assert match, "every console page carries its CSRF token"
-    return match.group(1)
-
-
-def sign_in(client, password: str = PASSWORD, next_page: str | None = None):
-    token = csrf_from(client.get("/login").get_data(as_text=True))
-    data = {"password": password, "csrf_token": token}
-    if next_page:
-        data["next"] = next_page
-    return client.post("/login", data=data)
-
-
-def page_token(client) -> str:
-    return csrf_from(client.get("/").get_data(as_text=True))
-
-
-def analyse(client, audio: bytes, name: str = "note.wav", **form):
-    data = {"file": (io.BytesIO(audio), name), "origin": "console", **form}
-    return client.post("/analyse", data=data, headers={"X-CSRF-Token": page_token(client)})
-
-
-def wav(seconds: float = 3.0) -> bytes:
-    return encode(speech_clip(seconds), 16000, "wav_s16")
+# --- helpers (signing in and analysing: tests/console_helpers.py) ---
 
 
 def stored_result(service, vector, *, top: str = "happy", model: str = "tiny-test", created_at=None) -> str:
@@ -279,7 +238,7 @@ def test_secrets_are_never_rendered(settings, service):
     client = create_app(service=service).test_client()
     pages = [client.get("/login").get_data(as_text=True)]
     sign_in(client)
-    result_id = analyse(client, wav()).get_json()["id"]
+    result_id = analyse(client, wav())["result"]["id"]
     for path in PAGES + [f"/results/{result_id}"]:
         pages.append(client.get(path).get_data(as_text=True))
     for html in pages:
@@ -304,12 +263,12 @@ def test_the_console_analyses_through_its_session_even_when_the_api_needs_a_toke
     client = create_app(service=service).test_client()
     sign_in(client)
     assert client.post("/api/predict", data={"file": (io.BytesIO(wav()), "a.wav")}).status_code == 401
-    response = analyse(client, wav(4), granularity="timeline", embedding="true")
-    assert response.status_code == 201
-    result = response.get_json()
+    answer = analyse(client, wav(4), granularity="timeline", embedding="true")
+    assert answer["state"] == "done"
+    result = answer["result"]
     assert result["origin"] == "console"
     assert abs(sum(result["scores"].values()) - 1) < 1e-4
-    assert len(result["timeline"]) > 1 and len(result["embedding"]) == result["model"]["embedding_dim"]
+    assert len(result["timeline"]) > 1 and result["has_embedding"]
     assert client.get(f"/results/{result['id']}/embedding.npy").status_code == 200
     assert client.get(f"/results/{result['id']}/audio").status_code == 200
 
@@ -321,14 +280,15 @@ def test_console_posts_need_the_csrf_header(browser):
 
 
 def test_a_bad_file_gets_the_apis_words_in_both_languages(browser):
-    response = analyse(browser, text_as_audio(), name="notes.txt")
-    assert response.status_code == 415
-    body = response.get_json()
+    answer = analyse(browser, text_as_audio(), name="notes.txt")
+    assert answer["state"] == "failed"
+    body = answer["error"]
+    assert body["status"] == 415
     assert body["code"] == "not_audio" and "not an audio file" in body["message"] and body["message_zh"]
 
 
 def test_result_json_downloads_as_an_attachment(browser):
-    result = analyse(browser, wav()).get_json()
+    result = analyse(browser, wav())["result"]
     response = browser.get(f"/results/{result['id']}/result.json")
     assert response.headers["Content-Disposition"] == 'attachment; filename="result.json"'
     assert response.get_json()["scores"] == result["scores"]
@@ -374,7 +334,7 @@ def test_find_similar_of_an_unknown_result_is_404_json(browser):
 
 
 def test_a_results_page_shows_where_it_came_from_and_not_escalated(service, browser):
-    result = analyse(browser, wav(), granularity="timeline").get_json()
+    result = analyse(browser, wav(), granularity="timeline")["result"]
     chat_voice_note(service, result["id"], chat_name="客服群 Support", sender="Alice")
     html = browser.get(f"/results/{result['id']}").get_data(as_text=True)
     assert "客服群 Support" in html and "Alice" in html and "telegram" in html
@@ -436,6 +396,37 @@ def test_a_digest_date_that_is_not_a_date_is_explained(browser):
     assert response.status_code == 400 and "YYYY-MM-DD" in response.get_data(as_text=True)
 
 
+@pytest.mark.parametrize("before", ["99999999999999999999999", str(2**63), "0", "-1", "x"])
+def test_a_page_of_voice_notes_out_of_range_is_a_400_on_the_styled_page(browser, before):
+    response = browser.get(f"/voice-notes?before={before}")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert 'class="topbar"' in html and "Voice notes" in html  # the console's own page, not a bare error
+    assert "No such page of voice notes" in html and "没有这一页语音消息" in html
+
+
+def test_the_largest_page_marker_still_works(service, browser):
+    chat_voice_note(service, stored_result(service, [1, 0]), platform="slack")
+    assert browser.get(f"/voice-notes?before={2**63 - 1}").status_code == 200
+
+
+@pytest.mark.parametrize("day", ["9999-12-31", "0001-01-01", "9999-01-01", "1969-12-31"])
+def test_a_digest_date_out_of_range_is_a_400_with_a_message(browser, day):
+    response = browser.get(f"/digest?date={day}")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert 'class="topbar"' in html and "Daily digest preview" in html
+    assert "between 1970-01-01 and 9998-12-31" in html and day in html
+
+
+@pytest.mark.parametrize("day", ["1970-01-01", "9998-12-31"])
+def test_the_first_and_last_digest_days_preview(robot_digest, day):
+    browser = create_app(service=robot_digest).test_client()
+    sign_in(browser)
+    response = browser.get(f"/digest?date={day}")
+    assert response.status_code == 200, response.get_data(as_text=True)[-2000:]
+
+
 def test_times_are_shown_in_the_console_zone_and_say_which(settings, service, browser):
     result_id = stored_result(service, [1, 0], created_at=datetime(2025, 1, 15, 12, 0, tzinfo=timezone.utc))
     html = browser.get(f"/results/{result_id}").get_data(as_text=True)
@@ -482,7 +473,7 @@ def test_the_digest_preview_opens_on_today_in_the_console_zone_and_builds_its_ta
 
 
 def test_every_page_warns_of_random_weights(service, browser):
-    result_id = analyse(browser, wav()).get_json()["id"]
+    result_id = analyse(browser, wav())["result"]["id"]
     for path in PAGES + [f"/results/{result_id}"]:
         html = browser.get(path).get_data(as_text=True)
         banner = re.search(r'<div class="banner banner-warning" id="random-weights-banner"[^>]*>', html).group(0)

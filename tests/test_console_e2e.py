@@ -11,8 +11,10 @@ import base64
 import io
 import json
 import os
+import re
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +25,7 @@ from werkzeug.serving import make_server
 from bot_bridge.chat.messages import ChatMessage
 from bot_bridge.service import Service
 from bot_bridge.web import create_app
-from tests.audio_fixtures import encode, speech_clip, text_as_audio
+from tests.audio_fixtures import encode, silence, speech_clip, text_as_audio
 
 PASSWORD = "e2e console password"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -44,8 +46,8 @@ PHONE = {"width": 390, "height": 844}
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, tiny_model_dir, tiny_model):
-    """The console on a real HTTP server, with one chat voice note already answered."""
+def served(tmp_path_factory, tiny_model_dir, tiny_model):
+    """The console on a real HTTP server, with one chat voice note already answered: (URL, its service)."""
     from bot_bridge.config import load_settings
 
     settings = load_settings(
@@ -61,9 +63,14 @@ def server(tmp_path_factory, tiny_model_dir, tiny_model):
     http = make_server("127.0.0.1", 0, create_app(service=service), threaded=True)
     thread = threading.Thread(target=http.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{http.server_port}"
+    yield f"http://127.0.0.1:{http.server_port}", service
     http.shutdown()
     service.close()
+
+
+@pytest.fixture(scope="module")
+def server(served):
+    return served[0]
 
 
 def _answered_voice_note(service: Service) -> None:
@@ -80,13 +87,18 @@ def _answered_voice_note(service: Service) -> None:
 
 
 @pytest.fixture(scope="module")
-def chromium():
+def playwright():
     if not Path(CHROMIUM).exists():
         pytest.fail(f"no Chromium at {CHROMIUM}: `make test` installs Debian's chromium")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+    with sync_playwright() as driver:
+        yield driver
+
+
+@pytest.fixture(scope="module")
+def chromium(playwright):
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    yield browser
+    browser.close()
 
 
 @pytest.fixture
@@ -129,9 +141,10 @@ def test_analyse_see_the_result_download_find_similar_and_sign_out(server, chrom
     page.check("input[name=granularity][value=timeline]", force=True)
     page.check("input[name=embedding]", force=True)
     page.set_input_files("#audio-file", str(audio_files / "speech.wav"))
+    page.click("#analyse-button")
     page.wait_for_selector("#result-view:not([hidden])")
 
-    emoji = page.text_content("[data-slot=emoji]")
+    emoji = page.get_attribute("[data-slot=emoji] img", "alt")
     assert emoji and emoji.strip() in {"😠", "🤢", "😨", "😊", "😐", "🤔", "😢", "😲", "❓"}
     assert page.locator(".score-bar").count() == 9
     shown = [float(v.rstrip("%")) for v in page.locator(".score-bar-value").all_text_contents()]
@@ -176,6 +189,7 @@ def test_a_bad_file_is_explained_and_the_page_stays_usable(server, chromium, aud
     page, problems = open_page(chromium)
     sign_in(page, server)
     page.set_input_files("#audio-file", str(audio_files / "notes.txt"))
+    page.click("#analyse-button")
     error = page.locator("#analyse-error")
     error.wait_for()
     assert "This is not an audio file" in error.text_content() and "这不是音频文件" in error.text_content()
@@ -183,13 +197,13 @@ def test_a_bad_file_is_explained_and_the_page_stays_usable(server, chromium, aud
     screenshot(page, "console-error-desktop.png")
 
     drop_file(page, audio_files / "speech.m4a", "audio/mp4")  # dropped, not picked
+    page.click("#analyse-button")
     page.wait_for_selector("#result-view:not([hidden])")
     assert error.is_hidden()
     assert page.locator(".score-bar").count() == 9
     assert page.locator("[data-slot=timeline-section]").is_hidden()  # utterance by default
     assert "m4a" in page.text_content("#chosen-file")
-    # network problems in the browser would show up as console errors; the 415 above is expected
-    assert all("415" in problem for problem in problems)
+    assert problems == []  # the bad file is the job's news, not a failed request
 
 
 def drop_file(page, path: Path, mime: str):
@@ -217,6 +231,7 @@ def test_phone_width_keyboard_and_a_voice_notes_result_page(server, chromium, au
     assert page.evaluate("getComputedStyle(document.getElementById('dropzone')).outlineStyle") != "none"
     page.check("input[name=granularity][value=timeline]", force=True)
     page.set_input_files("#audio-file", str(audio_files / "speech.wav"))
+    page.click("#analyse-button")
     page.wait_for_selector("#result-view:not([hidden])")
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
 
@@ -239,3 +254,192 @@ def test_phone_width_keyboard_and_a_voice_notes_result_page(server, chromium, au
     page.click("button[data-language=en]")
     assert page.locator("h1 .zh").first.is_hidden() and page.locator("h1 .en").first.is_visible()
     assert problems == []
+
+
+# --- the analysis flow: options first, progress, no accidental duplicates, a player for every format ---
+
+
+def test_options_come_first_the_page_shows_progress_and_a_second_run_is_asked_for(served, chromium, audio_files):
+    server, service = served
+    page, problems = open_page(chromium)
+    sign_in(page, server)
+    posts = []
+    page.on("request", lambda request: posts.append(request.url) if request.method == "POST" else None)
+    results_before = _result_count(service)
+
+    page.set_input_files("#audio-file", str(audio_files / "speech.wav"))
+    page.wait_for_function("() => !document.getElementById('analyse-button').disabled")
+    assert posts == [] and page.locator("#result-progress").is_hidden(), "choosing a file starts nothing"
+    page.check("input[name=granularity][value=timeline]", force=True)  # there is time to choose
+
+    with service.model.cpu_turn():  # the model is busy: the page must say so, not just spin
+        page.click("#analyse-button")
+        stage = page.locator("#progress-stage")
+        stage.wait_for()
+        page.wait_for_function("() => document.getElementById('progress-stage').textContent.includes('Waiting for its turn')")
+        assert "speech.wav" in page.text_content("#result-progress") and "so far" in page.text_content("#progress-elapsed")
+        assert page.is_disabled("#analyse-button")
+        screenshot(page, "console-progress-desktop.png")
+    page.wait_for_selector("#result-view:not([hidden])")
+    assert page.locator("[data-slot=timeline-section]").is_visible()
+    took = page.text_content("[data-slot=took] .en")
+    assert re.fullmatch(r"\d{1,3} ms|\d+\.\d s|\d+ min \d+ s", took), took
+    assert _result_count(service) == results_before + 1
+
+    page.click("#analyse-button")  # the same file with the same options: ask first
+    page.locator("#already-analysed").wait_for()
+    assert _result_count(service) == results_before + 1
+    page.click("#analyse-again")
+    _wait_for(lambda: _result_count(service) == results_before + 2)
+    page.wait_for_function("() => !document.getElementById('analyse-button').disabled")
+    page.check("input[name=granularity][value=utterance]", force=True)  # other options: another result, no question
+    assert page.locator("#already-analysed").is_hidden()
+    assert problems == []
+
+
+def test_progress_and_durations_read_as_people_say_them(server, chromium):
+    page, problems = open_page(chromium)
+    sign_in(page, server)
+    words = page.evaluate("""async () => {
+        const { progressWords } = await import('/static/console/js/progress.js');
+        const { duration } = await import('/static/console/js/dom.js');
+        return {
+            chunk: progressWords({ stage: 'model', step: 2, steps: 5, elapsed_s: 82.232 }),
+            whole: progressWords({ stage: 'model', step: 1, steps: 1, elapsed_s: 3 }),
+            decode: progressWords({ stage: 'decode', elapsed_s: 0.4 }),
+            took: [0.408, 8.25, 82.232, 3725].map(duration),
+        };
+    }""")
+    assert words["chunk"]["stage"] == ["模型分析中：第 2 段，共 5 段…", "Running the model: chunk 2 of 5…"]
+    assert words["chunk"]["elapsed"] == ["已用 1 分 22 秒", "1 min 22 s so far"] and words["chunk"]["done"] == 1
+    assert words["whole"]["stage"][1] == "Running the model…" and words["whole"]["done"] is None
+    assert words["decode"]["stage"][1] == "Decoding the audio…" and words["decode"]["elapsed"][1] == "400 ms so far"
+    assert [en for _, en in words["took"]] == ["408 ms", "8.3 s", "1 min 22 s", "1 h 2 min"]
+    assert problems == []
+
+
+@pytest.mark.parametrize("fmt", ["amr", "silk"])
+def test_an_amr_or_silk_upload_plays_on_both_pages(server, chromium, tmp_path, fmt):
+    note = tmp_path / f"voice.{fmt}"
+    note.write_bytes(encode(speech_clip(5), 16000, fmt))
+    page, problems = open_page(chromium)
+    sign_in(page, server)
+    page.set_input_files("#audio-file", str(note))
+    page.locator("#player-hint").wait_for()  # the browser cannot play the upload itself: it says so
+    page.click("#analyse-button")
+    page.wait_for_selector("#result-view:not([hidden])")
+    page.wait_for_function("() => document.querySelector('#upload-player audio').duration > 4.5")
+    assert page.get_attribute("#upload-player audio", "src").endswith("/audio")
+
+    page.click("[data-slot=permalink]")
+    page.wait_for_function("() => document.getElementById('result-audio')?.duration > 4.5")  # not a dead 0:00 / 0:00
+    assert page.evaluate("document.getElementById('result-audio').error") is None
+    assert problems == []
+
+
+def test_silent_windows_are_unknown_in_the_chart_its_table_and_its_summary(served, chromium, tmp_path):
+    server, _ = served
+    note = tmp_path / "pauses.wav"
+    note.write_bytes(encode(np.concatenate([speech_clip(5), silence(8), speech_clip(4), silence(5)]), 16000, "wav_s16"))
+    page, problems = open_page(chromium)
+    sign_in(page, server)
+    page.check("input[name=granularity][value=timeline]", force=True)
+    page.set_input_files("#audio-file", str(note))
+    page.click("#analyse-button")
+    page.wait_for_selector("#result-view:not([hidden])")
+
+    result = page.evaluate("fetch(document.querySelector('[data-slot=download-json]').href).then((r) => r.json())")
+    silent = sum(window["reason"] == "no_speech" for window in result["timeline"])
+    spoken = len(result["timeline"]) - silent
+    assert silent >= 20
+    assert page.locator(".band-cell.no-speech").count() == silent
+    assert page.locator("[data-slot=timeline-rows] tr.no-speech").count() == silent
+    assert "(no speech)" in page.text_content("[data-slot=timeline-rows] tr.no-speech")
+    summary = page.text_content("[data-slot=timeline-summary] .en")
+    assert f"of {spoken} windows with speech" in summary and f"{silent} windows without speech" in summary
+    assert page.locator(".timeline-chart svg polyline").count() >= 2 * 9  # every line breaks at the pause
+    screenshot(page, "console-timeline-pauses.png")
+    assert problems == []
+
+
+# --- the nine emoji are images, in colour without a colour-emoji font ---
+
+NO_EMOJI_FONTS = """<?xml version="1.0"?>
+<!DOCTYPE fontconfig SYSTEM "fonts.dtd">
+<fontconfig>
+  <include ignore_missing="yes">/etc/fonts/fonts.conf</include>
+  <selectfont><rejectfont><glob>*Emoji*</glob><glob>*emoji*</glob></rejectfont></selectfont>
+  <cachedir>{cache}</cachedir>
+</fontconfig>
+"""
+
+
+@pytest.fixture(scope="module")
+def chromium_without_emoji_fonts(playwright, tmp_path_factory):
+    """Chromium seeing the system's fonts except any colour-emoji font: a desktop without fonts-noto-color-emoji."""
+    folder = tmp_path_factory.mktemp("fontconfig")
+    config = folder / "fonts.conf"
+    config.write_text(NO_EMOJI_FONTS.format(cache=folder / "cache"), encoding="utf-8")
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+                                         env={**os.environ, "FONTCONFIG_FILE": str(config)})
+    yield browser
+    browser.close()
+
+
+def test_the_nine_emoji_are_in_colour_without_a_colour_emoji_font(server, chromium_without_emoji_fonts, audio_files):
+    page, problems = open_page(chromium_without_emoji_fonts)
+    sign_in(page, server)
+    # The control: in this browser an emoji written as text has no colour (a black outline or a box).
+    page.evaluate("""() => { const probe = document.createElement('span'); probe.id = 'probe';
+        probe.style.cssText = 'font-size:76px;position:fixed;top:0;left:0;background:#fff;color:#000';
+        probe.textContent = '😨😢😐😲😊😠'; document.body.append(probe); }""")
+    assert _colourful_share(page.locator("#probe").screenshot()) < 0.01
+    page.evaluate("document.getElementById('probe').remove()")
+
+    page.check("input[name=granularity][value=timeline]", force=True)
+    page.set_input_files("#audio-file", str(audio_files / "speech.wav"))
+    page.click("#analyse-button")
+    page.wait_for_selector("#result-view:not([hidden])")
+    page.wait_for_function("() => [...document.images].every((image) => image.complete && image.naturalWidth > 0)")
+    assert _colourful_share(page.locator("[data-slot=emoji]").screenshot()) > 0.3  # the 76 px headline
+    headline = page.locator("[data-slot=emoji] img")
+    assert headline.get_attribute("alt") in "😠🤢😨😊😐🤔😢😲❓" and headline.bounding_box()["width"] == 76
+    for place in ("[data-slot=scores] .score-bar", "[data-slot=timeline-legend] .legend-item"):
+        images = page.locator(f"{place} img.emoji")
+        assert images.count() == 9, place
+        for index in range(9):
+            assert _colourful_share(images.nth(index).screenshot()) > 0.1, (place, images.nth(index).get_attribute("alt"))
+    assert {page.locator("[data-slot=scores] img.emoji").nth(i).get_attribute("alt") for i in range(9)} == set("😠🤢😨😊😐🤔😢😲") | {"❓"}
+
+    page.goto(f"{server}/voice-notes")  # lists drawn by the server use the same images
+    listed = page.locator(".records img.emoji").first
+    listed.wait_for()
+    page.wait_for_function("() => [...document.images].every((image) => image.complete && image.naturalWidth > 0)")
+    assert _colourful_share(listed.screenshot()) > 0.1
+    screenshot(page, "console-emoji-without-emoji-font.png")
+    assert problems == []
+
+
+def _colourful_share(png: bytes) -> float:
+    """The share of pixels with clear colour (channels apart by more than 60 of 255); text in grey has none."""
+    from matplotlib.image import imread
+
+    pixels = imread(io.BytesIO(png), format="png")[:, :, :3]
+    spread = pixels.max(axis=2) - pixels.min(axis=2)
+    return float((spread > 60 / 255).mean())
+
+
+def _result_count(service) -> int:
+    from sqlalchemy import func, select
+
+    from bot_bridge.remembering.store import ResultRow
+
+    with service.store.session() as session:
+        return session.scalar(select(func.count()).select_from(ResultRow))
+
+
+def _wait_for(condition, deadline_s: float = 30.0) -> None:
+    deadline = time.monotonic() + deadline_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)

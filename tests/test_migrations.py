@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import importlib
+import pkgutil
+
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-import bot_bridge.remembering.alert_store  # noqa: F401 - declares its tables on Base
+import bot_bridge.remembering
 from bot_bridge.remembering.audit import AuditLog
 from bot_bridge.remembering.store import Base, Store
+
+# Every module of the remembering stage declares its tables on Base: all of them are compared.
+for _module in pkgutil.iter_modules(bot_bridge.remembering.__path__):
+    importlib.import_module(f"bot_bridge.remembering.{_module.name}")
 
 
 def test_the_migrated_schema_is_exactly_what_the_models_declare(database_url, tmp_path):

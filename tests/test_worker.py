@@ -253,6 +253,21 @@ def test_a_chart_only_for_long_notes_whose_emotion_changes(duration_s, second_ha
     assert chart is None or chart.startswith(b"\x89PNG")
 
 
+def test_a_pause_is_no_change_of_feeling_and_carries_no_score_line():
+    """Results stored before silent windows became unknown still hold the model's reading of the pause."""
+    import math
+
+    from bot_bridge.acting.charts import score_line, timeline_chart
+
+    windows = [Window(t / 2, t / 2 + 1, _scores("angry" if 8 <= t < 16 else "neutral"), 0.0 if 8 <= t < 16 else 1.0)
+               for t in range(23)]
+    result = Result(_scores("neutral"), 12.0, 0.6, {"name": "tiny"}, timeline=windows)
+
+    assert timeline_chart(result, min_duration_s=10.0) is None
+    line = score_line(result, "neutral")
+    assert all(math.isnan(v) for v in line[8:16]) and not any(math.isnan(v) for v in line[:8] + line[16:])
+
+
 @pytest.fixture
 def redis_url(tmp_path):
     """A private redis-server on a free port, when the machine has one (Debian package redis-server)."""

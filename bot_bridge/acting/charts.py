@@ -2,7 +2,9 @@
 
 A chart says something only when the feeling changes during the note, so
 ``timeline_chart`` returns ``None`` for short notes and for notes whose
-dominant emotion is the same in every window with speech. Labels are in
+dominant emotion is the same in every window with speech: a pause is no
+change of feeling. Windows without speech (``Window.has_speech``, the same
+rule as the timeline's "no speech") are grey and carry no score lines. Labels are in
 English: the default fonts of a server have no Chinese glyphs, and a chart
 of empty boxes is worse than one in a second language. It is drawn with
 matplotlib's object API (a ``Figure`` rendered by Agg), not ``pyplot``,
@@ -18,8 +20,6 @@ from matplotlib.figure import Figure
 from ..emotions import BY_KEY
 from ..remembering.results import Result
 
-# A window counts as speech when the voice activity detector heard it in at least half of it.
-SPEECH_SHARE = 0.5
 COLOURS = {
     "angry": "#d62728",
     "disgusted": "#8c564b",
@@ -37,7 +37,7 @@ def timeline_chart(result: Result, min_duration_s: float) -> bytes | None:
     """A PNG of each leading emotion's score over time, or None when there is no change to show."""
     if result.timeline is None or result.duration_s <= min_duration_s:
         return None
-    spoken = [window for window in result.timeline if window.speech >= SPEECH_SHARE]
+    spoken = [window for window in result.timeline if window.has_speech]
     leaders = sorted({window.emotion for window in spoken}, key=list(BY_KEY).index)
     if len(leaders) < 2:
         return None
@@ -49,10 +49,9 @@ def _plot(result: Result, leaders: list[str]) -> bytes:
     axes = figure.subplots()
     middles = [(window.start + window.end) / 2 for window in result.timeline]
     for key in leaders:
-        scores = [window.scores[key] for window in result.timeline]
-        axes.plot(middles, scores, color=COLOURS[key], linewidth=2, label=BY_KEY[key].en)
+        axes.plot(middles, score_line(result, key), color=COLOURS[key], linewidth=2, label=BY_KEY[key].en)
     for window in result.timeline:
-        if window.speech < SPEECH_SHARE:
+        if not window.has_speech:
             axes.axvspan(window.start, window.end, color="#eeeeee", zorder=0, linewidth=0)
     axes.set_xlim(0, result.duration_s)
     axes.set_ylim(0, 1)
@@ -68,3 +67,8 @@ def _plot(result: Result, leaders: list[str]) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     return buffer.getvalue()
+
+
+def score_line(result: Result, key: str) -> list[float]:
+    """``key``'s score in each window, NaN (a gap in the line) where nobody speaks."""
+    return [window.scores[key] if window.has_speech else float("nan") for window in result.timeline]

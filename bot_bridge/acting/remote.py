@@ -43,6 +43,8 @@ class Upload:
     timeline: bool = False
     embedding: bool = False
     origin: str = "api"
+    frames: bool = False
+    job_id: str | None = None  # the console's analysis job that hears of each stage (remembering/job_store.py)
 
 
 class RemoteAnalysis:

@@ -9,18 +9,25 @@ duration-weighted means over its chunks.
 
 The timeline pools the encoder's frames (50 per second) into 1 s windows
 with a 0.5 s hop and applies the model's own linear head to each window:
-one forward pass for the whole recording, not one per window.
+one forward pass for the whole recording, not one per window. A window that
+is less than half speech is "no speech" (unknown), as a silent recording is:
+its scores would be the model's reading of the pause. ``frames`` scores each
+encoder frame with the head alone (the API's ``granularity=frame``).
+
+A long recording takes a while; ``progress`` hears of each stage as it starts
+(chunk n of m for the model), so the console can say what is going on.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
 from ..emotions import EMOTION_KEYS
-from ..remembering.results import NO_SPEECH, Result, Window, scores_from_vector
+from ..remembering.results import NO_SPEECH, NO_SPEECH_SCORES, Frames, Result, Window, scores_from_vector
 from .audio import AudioLimits, DecodedAudio, decode
 from .model import EmotionModel
 from .vad import SpeechMap, detect_speech, split_at_pauses
@@ -33,11 +40,19 @@ FRAME_WIDTH = 400
 # Less speech than this in the whole recording is "no speech": a cough or a click, not a voice.
 MIN_SPEECH_S = 0.25
 
+# Told each stage as it starts: ("decode"), ("vad"), then ("model", chunk n, of m chunks).
+Progress = Callable[..., None]
+
+
+def no_progress(stage: str, step: int = 0, steps: int = 0) -> None:
+    """The ``Progress`` of an analysis nobody watches."""
+
 
 @dataclass(frozen=True)
 class AnalysisOptions:
     timeline: bool = False
-    embedding: bool = False
+    embedding: bool = False  # the utterance embedding; with ``frames``, the frame embeddings too
+    frames: bool = False
     max_chunk_s: float = 30.0
     limits: AudioLimits = AudioLimits()
 
@@ -49,16 +64,18 @@ def analyse(
     *,
     file_name: str | None = None,
     origin: str = "api",
+    progress: Progress = no_progress,
 ) -> Result:
     """Analyse one recording; raises ``AudioError`` for input that cannot be used.
 
     Decoding, voice activity and the model run in this thread's turn with the
     cores (``EmotionModel.cpu_turn``); the wait for it is ``model_wait``.
+    ``progress`` hears of each stage as it starts, for people watching a long one.
     """
     started, waited_s = time.perf_counter(), model.waited_s()
     with model.cpu_turn():
         timings = {"model_wait": (model.waited_s() - waited_s) * 1000.0}
-        result = _analyse(source, model, options, file_name, origin, timings)
+        result = _analyse(source, model, options, file_name, origin, timings, progress)
     timings["total"] = _ms_since(started)
     result.timings_ms = timings
     return result
@@ -66,13 +83,15 @@ def analyse(
 
 def _analyse(
     source: bytes | str, model: EmotionModel, options: AnalysisOptions, file_name: str | None, origin: str,
-    timings: dict[str, float],
+    timings: dict[str, float], progress: Progress,
 ) -> Result:
     started = time.perf_counter()
+    progress("decode")
     audio = decode(source, options.limits)
     timings["decode"] = _ms_since(started)
 
     mark = time.perf_counter()
+    progress("vad")
     speech = detect_speech(audio.samples, audio.sample_rate)
     timings["vad"] = _ms_since(mark)
 
@@ -92,27 +111,31 @@ def _analyse(
         log=log,
     )
     if speech.ratio * audio.duration_s < MIN_SPEECH_S:
-        result.scores = {key: float(key == "unknown") for key in EMOTION_KEYS}
+        result.scores = dict(NO_SPEECH_SCORES)
         result.reason = NO_SPEECH
         if options.timeline:
             result.timeline = [
-                Window(start, end, dict(result.scores), _speech_share(speech, start, end))
+                Window(start, end, dict(NO_SPEECH_SCORES), _speech_share(speech, start, end))
                 for start, end in _windows(audio.duration_s)
             ]
+        if options.frames:
+            result.frames = _silent_frames(len(audio.samples), audio.sample_rate)
         log.append("no speech heard: emotion unknown, model not run")
     else:
         mark = time.perf_counter()
-        _run_model(audio, speech, model, options, result)
+        _run_model(audio, speech, model, options, result, progress)
         timings["model"] = _ms_since(mark)
     return result
 
 
 def _run_model(
-    audio: DecodedAudio, speech: SpeechMap, model: EmotionModel, options: AnalysisOptions, result: Result
+    audio: DecodedAudio, speech: SpeechMap, model: EmotionModel, options: AnalysisOptions, result: Result,
+    progress: Progress,
 ) -> None:
     chunks = split_at_pauses(speech, audio.duration_s, options.max_chunk_s)
     frame_features, frame_times, chunk_means, chunk_seconds = [], [], [], []
-    for start, end in chunks:
+    for number, (start, end) in enumerate(chunks, start=1):
+        progress("model", number, len(chunks))
         samples = audio.samples[int(start * audio.sample_rate) : int(end * audio.sample_rate)]
         features = model.frame_features(samples)
         frame_features.append(features)
@@ -128,10 +151,15 @@ def _run_model(
         result.log.append(f"split at pauses into {len(chunks)} chunks of at most {options.max_chunk_s:.0f} s")
     result.log.append(f"model {result.model['name']} on {model.info.device}: {result.emotion}")
 
+    if not (options.timeline or options.frames):
+        return
+    features, times = np.concatenate(frame_features), np.concatenate(frame_times)
     if options.timeline:
-        result.timeline = _timeline(
-            np.concatenate(frame_features), np.concatenate(frame_times), audio.duration_s, speech, model
-        )
+        result.timeline = _timeline(features, times, audio.duration_s, speech, model)
+    if options.frames:
+        result.frames = Frames(times, model.classify(features), _in_speech(speech, times))
+        if options.embedding:
+            result.frame_embeddings = features.astype(np.float32)
 
 
 def _timeline(
@@ -145,10 +173,13 @@ def _timeline(
             inside = np.abs(times - (start + end) / 2) == np.abs(times - (start + end) / 2).min()
         pooled.append(features[inside].mean(axis=0))
     scores = model.classify(np.stack(pooled))
-    return [
-        Window(start, end, scores_from_vector(row), _speech_share(speech, start, end))
-        for (start, end), row in zip(windows, scores)
-    ]
+    timeline = []
+    for (start, end), row in zip(windows, scores):
+        window = Window(start, end, scores_from_vector(row), _speech_share(speech, start, end))
+        if not window.has_speech:
+            window.scores = dict(NO_SPEECH_SCORES)
+        timeline.append(window)
+    return timeline
 
 
 def _windows(duration_s: float) -> list[tuple[float, float]]:
@@ -160,6 +191,22 @@ def _windows(duration_s: float) -> list[tuple[float, float]]:
     if windows[-1][1] < duration_s - 1e-9:
         windows.append((duration_s - WINDOW_S, duration_s))
     return windows
+
+
+def _in_speech(speech: SpeechMap, times: np.ndarray) -> np.ndarray:
+    """Which of ``times`` fall inside a speech segment."""
+    inside = np.zeros(len(times), dtype=bool)
+    for start, end in speech.segments:
+        inside |= (times >= start) & (times < end)
+    return inside
+
+
+def _silent_frames(samples: int, sample_rate: int) -> Frames:
+    """The frames the model would have made of a recording without speech, all unknown."""
+    count = max(0, (samples - FRAME_WIDTH) // FRAME_HOP + 1)
+    unknown = np.array([NO_SPEECH_SCORES[key] for key in EMOTION_KEYS])
+    times = (np.arange(count) * FRAME_HOP + FRAME_WIDTH / 2) / sample_rate
+    return Frames(times, np.tile(unknown, (count, 1)), np.zeros(count, dtype=bool))
 
 
 def _speech_share(speech: SpeechMap, start: float, end: float) -> float:

@@ -35,7 +35,7 @@ import numpy as np
 
 from ..emotions import EMOTION_KEYS, emotion_key_for_token
 from ..errors import ModelUnavailable
-from .model_files import funasr_prints_logged, has_random_weights, resolve_model_dir
+from .model_files import funasr_prints_logged, has_random_weights, public_model_name, resolve_model_dir
 
 if TYPE_CHECKING:
     from ..config import ModelSettings
@@ -47,7 +47,7 @@ CUDA_BATCH_SIZE = 8  # recordings per forward pass on CUDA unless model.batch_si
 
 @dataclass(frozen=True)
 class ModelInfo:
-    name: str
+    name: str  # as results show it: a hub id, or a local directory's folder name (never a server path)
     directory: str
     random_weights: bool
     device: str
@@ -121,7 +121,7 @@ class EmotionModel:
         _release_load_memory()
 
         info = ModelInfo(
-            name=settings.name,
+            name=public_model_name(settings.name),
             directory=str(directory),
             random_weights=has_random_weights(directory),
             device=device,

@@ -58,7 +58,7 @@ TOKENS = "生气/angry 厌恶/disgusted 恐惧/fearful 开心/happy 中立/neutr
 def resolve_model_dir(name: str, hub: str = "ms") -> Path:
     """The local directory holding the weights for ``name``; download them if reachable."""
     path = Path(name).expanduser()
-    if path.is_dir() or name.startswith((".", "/", "~")):
+    if _is_local(name):
         return check_model_dir(path)
     hub_id = _hub_id(name, hub)
     cached = _cached_dir(hub_id, hub)
@@ -67,6 +67,16 @@ def resolve_model_dir(name: str, hub: str = "ms") -> Path:
     if not _hub_reachable(hub):
         raise ModelUnavailable(_offline_advice(name, hub))
     return check_model_dir(download_model(name, None, hub))
+
+
+def public_model_name(name: str) -> str:
+    """How results and pages name the model ``model.name`` points at: a hub id as it is, a local
+    directory by its folder name only. Where the server keeps its files is for its log."""
+    return Path(name).expanduser().name if _is_local(name) else name
+
+
+def _is_local(name: str) -> bool:
+    return Path(name).expanduser().is_dir() or name.startswith((".", "/", "~"))
 
 
 def check_model_dir(path: Path) -> Path:

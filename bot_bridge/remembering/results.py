@@ -18,11 +18,21 @@ import numpy as np
 from ..emotions import BY_KEY, EMOTION_KEYS
 
 NO_SPEECH = "no_speech"
+# A timeline window tells how the voice sounds only when the voice is most of it. Its scores are the
+# model's head applied to the mean of the window's frames, so in a window that is mostly pause they
+# are mostly the model's reading of silence (a 3-minute note had 75 windows of pure silence read as
+# "fearful"). Below this share of speech (by the voice activity detector) a window is "no speech".
+WINDOW_MIN_SPEECH = 0.5
+NO_SPEECH_SCORES = {key: float(key == "unknown") for key in EMOTION_KEYS}
 
 
 @dataclass
 class Window:
-    """One step of the timeline: scores of the frames between ``start`` and ``end`` seconds."""
+    """One step of the timeline: scores of the frames between ``start`` and ``end`` seconds.
+
+    A window without speech (``has_speech`` false) holds ``NO_SPEECH_SCORES``: unknown, as a whole
+    recording without speech is.
+    """
 
     start: float
     end: float
@@ -33,6 +43,10 @@ class Window:
     def emotion(self) -> str:
         return top_emotion(self.scores)[0]
 
+    @property
+    def has_speech(self) -> bool:
+        return self.speech >= WINDOW_MIN_SPEECH
+
     def to_dict(self) -> dict:
         emotion, confidence = top_emotion(self.scores)
         return {
@@ -41,8 +55,46 @@ class Window:
             "emotion": emotion,
             "confidence": round(confidence, 6),
             "speech": round(self.speech, 3),
+            "reason": None if self.has_speech else NO_SPEECH,
             "scores": _rounded(self.scores),
         }
+
+
+@dataclass
+class Frames:
+    """The model's own frames (50 a second), each scored by the model's head alone: ``granularity=frame``.
+
+    ``scores`` has one row per frame and one column per emotion of ``EMOTION_KEYS``. A frame the
+    voice activity detector did not hear as speech is ``unknown`` in ``emotions``, as a timeline
+    window without speech is; its scores are still the model's, for whoever studies them.
+    """
+
+    times: np.ndarray  # (T,) centre of each frame, seconds from the start of the recording
+    scores: np.ndarray  # (T, 9) probabilities
+    speech: np.ndarray  # (T,) bool
+
+    RATE_HZ = 50
+
+    @property
+    def emotions(self) -> list[str]:
+        tops = [EMOTION_KEYS[column] for column in np.argmax(self.scores, axis=1)] if len(self.scores) else []
+        return [top if spoken else "unknown" for top, spoken in zip(tops, self.speech)]
+
+    def to_dict(self) -> dict:
+        return {
+            "rate_hz": self.RATE_HZ,
+            "emotions": list(EMOTION_KEYS),
+            "times": [round(float(t), 4) for t in self.times],
+            "speech": [int(spoken) for spoken in self.speech],
+            "emotion": self.emotions,
+            "scores": [[round(float(v), 4) for v in row] for row in self.scores],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Frames":
+        columns = [data["emotions"].index(key) for key in EMOTION_KEYS]
+        scores = np.asarray(data["scores"], dtype=np.float64).reshape(-1, len(data["emotions"]))[:, columns]
+        return cls(np.asarray(data["times"], dtype=np.float64), scores, np.asarray(data["speech"], dtype=bool))
 
 
 @dataclass
@@ -55,7 +107,12 @@ class Result:
     timings_ms: dict[str, float] = field(default_factory=dict)
     reason: str | None = None
     timeline: list[Window] | None = None
+    frames: Frames | None = None
     embedding: np.ndarray | None = None
+    # (T, D) float32 encoder frames, beside ``frames``: too big for the JSON, kept as frame_embeddings.npy.
+    # Only the process that analysed the recording holds them; ``has_frame_embeddings`` tells the others.
+    frame_embeddings: np.ndarray | None = None
+    has_frame_embeddings: bool = False
     file_name: str | None = None
     origin: str = "api"
     log: list[str] = field(default_factory=list)
@@ -100,9 +157,12 @@ class Result:
             "timings_ms": {stage: round(ms, 1) for stage, ms in self.timings_ms.items()},
             "log": self.log,
             "has_embedding": self.embedding is not None,
+            "has_frame_embeddings": self.has_frame_embeddings or self.frame_embeddings is not None,
         }
         if self.timeline is not None:
             data["timeline"] = [window.to_dict() for window in self.timeline]
+        if self.frames is not None:
+            data["frames"] = self.frames.to_dict()
         if include_embedding and self.embedding is not None:
             data["embedding"] = [round(float(v), 7) for v in self.embedding]
         return data
@@ -126,7 +186,9 @@ class Result:
             timeline=None
             if timeline is None
             else [Window(w["start"], w["end"], w["scores"], w.get("speech", 1.0)) for w in timeline],
+            frames=Frames.from_dict(data["frames"]) if "frames" in data else None,
             embedding=embedding,
+            has_frame_embeddings=bool(data.get("has_frame_embeddings")),
         )
 
 

@@ -7,8 +7,10 @@ store opens, so every process of a deployment sees the same tables.
 
 Each result is also written, as the seed system did, to
 ``outputs/<YYYYmmdd_HHMMSS>Z_<id>/result.json`` (plus ``embedding.npy`` when
-asked and the uploaded audio when ``audio.keep_audio`` is on), so that people
-who scripted against those folders keep working. The time in the name is UTC,
+asked, ``frame_embeddings.npy`` with ``granularity=frame``, and the uploaded
+audio when ``audio.keep_audio`` is on, with a copy browsers can play when they
+cannot play the original: ``hearing/playable.py``), so that people who
+scripted against those folders keep working. The time in the name is UTC,
 and the ``Z`` says so: the console shows its own zone (``console.timezone``).
 """
 
@@ -51,6 +53,7 @@ from .results import Result
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+FRAME_EMBEDDINGS_FILE = "frame_embeddings.npy"  # (frames, dimensions): too big for the database
 
 
 class UTCDateTime(TypeDecorator):
@@ -180,18 +183,24 @@ class Store:
         audio: bytes | None = None,
         audio_suffix: str = ".bin",
         embedding_file: bool = False,
+        files: dict[str, bytes] | None = None,
     ) -> Path:
-        """Store ``result`` in the database and its output folder; returns the folder."""
+        """Store ``result`` in the database and its output folder, with ``files`` (name: bytes) beside it;
+        returns the folder."""
         folder = self.outputs_dir / f"{result.created_at.astimezone(timezone.utc):%Y%m%d_%H%M%S}Z_{result.id}"
         folder.mkdir(parents=True)  # exclusive: a failed insert below removes only its own folder
         payload = result.to_dict()
         (folder / "result.json").write_text(json.dumps(payload, ensure_ascii=False, indent=2), encoding="utf-8")
         if embedding_file and result.embedding is not None:
             np.save(folder / "embedding.npy", result.embedding)
+        if result.frame_embeddings is not None:
+            np.save(folder / FRAME_EMBEDDINGS_FILE, result.frame_embeddings)
         audio_file = None
         if audio is not None:
             audio_file = folder / f"audio{audio_suffix}"
             audio_file.write_bytes(audio)
+        for name, data in (files or {}).items():
+            (folder / name).write_bytes(data)
         row = ResultRow(
             id=result.id,
             created_at=result.created_at,
@@ -232,6 +241,14 @@ class Store:
         with self.session() as session:
             row = session.get(ResultRow, result_id)
             return None if row is None else _embedding(row)
+
+    def result_file(self, result_id: str, name: str) -> Path | None:
+        """The file ``name`` in the result's folder, when it was written (and this host holds the folder)."""
+        row = self.result_row(result_id)
+        if row is None or row.output_dir is None:
+            return None
+        path = Path(row.output_dir) / name
+        return path if path.is_file() else None
 
 
     # --- chat voice notes (the durable side of bot_bridge/acting/worker.py) ---

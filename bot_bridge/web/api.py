@@ -4,6 +4,10 @@ When ``api.token`` is set, every ``/api/*`` call needs ``Authorization:
 Bearer <token>``. Errors are JSON with a stable ``code`` and a ``message``
 in English (``message_zh`` in Chinese). In a web process (role ``web``),
 ``POST /api/predict`` is analysed by a worker (``bot_bridge/acting/remote.py``).
+
+The seed system's own clients keep working unchanged: its Python example
+posts to ``/api/predict/`` (trailing slash) and its batch loop to
+``/upload``; both are ``POST /api/predict`` under the same token.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError, RequestEntit
 from ..errors import AudioError, BotBridgeError
 from ..hearing.audio import media_type
 from ..metrics import count_error
+from ..remembering.store import FRAME_EMBEDDINGS_FILE
 from ..service import Service
 from .openapi import openapi_document
 
@@ -27,7 +32,14 @@ log = logging.getLogger(__name__)
 
 api = Blueprint("api", __name__)
 
-GRANULARITIES = {"utterance": False, "timeline": True, "frame": True}  # "frame" as the seed system said
+# What each granularity asks of the analysis: one result, 1 s windows, or the model's own frames.
+GRANULARITIES = {"utterance": {}, "timeline": {"timeline": True}, "frame": {"frames": True}}
+# Routes outside /api/ that are the API all the same (the seed system's batch endpoint).
+SEED_API_ROUTES = ("/upload",)
+
+
+def is_api_path(path: str) -> bool:
+    return path.startswith("/api/") or path in SEED_API_ROUTES
 
 
 def service() -> Service:
@@ -37,7 +49,7 @@ def service() -> Service:
 @api.before_request
 def _require_token():
     token = service().settings.api.token
-    if not token or not request.path.startswith("/api/") or request.path == "/api/openapi.json":
+    if not token or not is_api_path(request.path) or request.path == "/api/openapi.json":
         return None
     supplied = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
     if not hmac.compare_digest(supplied.encode(), token.encode()):
@@ -51,7 +63,17 @@ def openapi():
 
 
 @api.post("/api/predict")
+@api.post("/api/predict/")
+@api.post("/upload")
 def predict():
+    asked = analysis_request()
+    result = service().analyse(**asked)
+    return jsonify(result.to_dict(include_embedding=asked["embedding"])), 201
+
+
+def analysis_request() -> dict:
+    """The recording and options of this request, as ``Service.analyse`` takes them (the API's and the
+    console's form); raises ``BotBridgeError`` ``invalid_request``."""
     upload = request.files.get("file")
     if upload is None:
         raise BotBridgeError("invalid_request", "no multipart field 'file'", problem="missing the 'file' field")
@@ -60,18 +82,15 @@ def predict():
         raise BotBridgeError(
             "invalid_request",
             f"granularity={granularity!r}",
-            problem="granularity must be utterance or timeline",
+            problem="granularity must be utterance, timeline or frame",
         )
-    embedding = _flag(request.form.get("embedding", "false"), "embedding")
-    data = upload.read()
-    result = service().analyse(
-        data,
-        file_name=upload.filename or None,
-        timeline=GRANULARITIES[granularity],
-        embedding=embedding,
-        origin="console" if request.form.get("origin") == "console" else "api",
-    )
-    return jsonify(result.to_dict(include_embedding=embedding)), 201
+    return {
+        "data": upload.read(),
+        "file_name": upload.filename or None,
+        "embedding": _flag(request.form.get("embedding", "false"), "embedding"),
+        "origin": "console" if request.form.get("origin") == "console" else "api",
+        **GRANULARITIES[granularity],
+    }
 
 
 @api.get("/api/results/<result_id>")
@@ -91,6 +110,14 @@ def get_embedding(result_id: str):
     np.save(buffer, vector)
     buffer.seek(0)
     return send_file(buffer, mimetype="application/octet-stream", as_attachment=True, download_name="embedding.npy")
+
+
+@api.get("/api/results/<result_id>/frame_embeddings.npy")
+def get_frame_embeddings(result_id: str):
+    path = service().store.result_file(result_id, FRAME_EMBEDDINGS_FILE)
+    if path is None:
+        raise BotBridgeError("not_found", f"frame embeddings of result {result_id}")
+    return send_file(path, mimetype="application/octet-stream", as_attachment=True, download_name="frame_embeddings.npy")
 
 
 @api.get("/api/results/<result_id>/audio")
@@ -113,10 +140,14 @@ def _no_active_content(response):
 
 @api.app_errorhandler(BotBridgeError)
 def _bot_bridge_error(error: BotBridgeError):
-    level = logging.WARNING if isinstance(error, AudioError) or error.http_status < 500 else logging.ERROR
     count_error(error.code, "api")
-    log.log(level, "%s %s -> %s: %s", request.method, request.path, error.code, error.detail)
+    log.log(error_log_level(error), "%s %s -> %s: %s", request.method, request.path, error.code, error.detail)
     return jsonify(error.to_dict()), error.http_status
+
+
+def error_log_level(error: BotBridgeError) -> int:
+    """Bad input is the sender's problem (a warning); the rest is ours (an error)."""
+    return logging.WARNING if isinstance(error, AudioError) or error.http_status < 500 else logging.ERROR
 
 
 @api.app_errorhandler(RequestEntityTooLarge)
@@ -129,7 +160,7 @@ def _too_large(_error):
 @api.app_errorhandler(HTTPException)
 def http_error(error: HTTPException):
     """``/api/*`` answers programs in JSON; elsewhere the error as Flask gives it (the console styles its 404)."""
-    if not request.path.startswith("/api/"):
+    if not is_api_path(request.path):
         return error
     body = {"code": error.name.lower().replace(" ", "_"), "message": error.description}
     return jsonify(body), error.code
@@ -139,7 +170,7 @@ def http_error(error: HTTPException):
 def _unexpected(error: Exception):
     log.exception("%s %s failed", request.method, request.path)
     count_error("internal_error", "api")
-    if not request.path.startswith("/api/"):
+    if not is_api_path(request.path):
         return InternalServerError()
     return jsonify(BotBridgeError("internal_error").to_dict()), 500
 

@@ -7,10 +7,10 @@ shares it. Sessions are cookies signed with ``console.secret_key`` (or a key
 kept the same way in ``<data_dir>/console-secret-key``).
 
 The console's JavaScript never calls ``/api/*`` and never sees the API
-token. It calls the console's own routes (``POST /analyse``,
-``/results/<id>/...``), which need a signed-in session and, for POST, the
-session's CSRF token in a header; they run the very same view functions as
-``/api/*``. So ``/api/*`` keeps bearer-token-only authentication (a cookie
+token. It calls the console's own routes (``POST /analyse``, which starts an
+analysis the page then follows, ``console_jobs.py``; ``/results/<id>/...``),
+which need a signed-in session and, for POST, the session's CSRF token in a
+header; they read the request and the results as ``/api/*`` does. So ``/api/*`` keeps bearer-token-only authentication (a cookie
 there would make it forgeable from other sites), and the token stays on the
 server.
 
@@ -49,6 +49,7 @@ from flask import (
     redirect,
     render_template,
     request,
+    send_file,
     session,
     url_for,
 )
@@ -61,10 +62,12 @@ from ..config import Settings
 from ..emotions import BY_KEY, EMOTIONS
 from ..errors import BotBridgeError
 from ..hearing.model_files import has_random_weights
+from ..hearing.playable import PLAYABLE_FILE, PLAYABLE_MIMETYPE
 from ..remembering.alert_store import AlertStore, DeliveryState
 from ..service import Service
 from . import queries
-from .api import get_audio, get_embedding, get_result, http_error, predict, service
+from .api import analysis_request, get_audio, get_embedding, get_result, http_error, service
+from .console_jobs import job_answer, start_analysis
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +82,11 @@ PAGE_SIZE = 50
 LOGIN_ATTEMPTS = 10  # failed logins per address ...
 LOGIN_WINDOW_S = 600  # ... within this many seconds, then refused until the window passes
 LOGIN_ADDRESSES = 10_000  # addresses the throttle remembers at most
+MAX_ROW_ID = 2**63 - 1  # the largest integer SQLite and PostgreSQL's bigint hold
+# Days a digest can be previewed for: no note is older than the Unix epoch, and the last day stays a
+# year clear of the end of Python's calendar (9999-12-31), past which the next-day link, the
+# target's time zone (up to UTC+14) and the 24 h window around the day would overflow.
+DIGEST_FIRST_DAY, DIGEST_LAST_DAY = date(1970, 1, 1), date(9998, 12, 31)
 SIMILAR_DEFAULT, SIMILAR_MAX = 8, 50  # "find similar": how many it lists, and the most ?limit= may ask for
 
 # Content Security Policy: nothing but this server; blob: for the browser's own copy of an upload.
@@ -337,13 +345,15 @@ def voice_notes_page():
     chat = request.args.get("chat") or None
     chat_platform, _, chat_id = (chat or "").partition(":")
     emotion = request.args.get("emotion") if request.args.get("emotion") in BY_KEY else None
-    before = request.args.get("before", type=int)
+    before = request.args.get("before") or None
+    if before is not None and not _is_row_id(before):
+        return _bad_request(("没有这一页语音消息。", "No such page of voice notes."), "console.voice_notes_page")
     rows = queries.voice_notes(
         service().store,
         platform=platform or (chat_platform if chat else None),
         chat_id=chat_id or None,
         emotion=emotion,
-        before_id=before,
+        before_id=None if before is None else int(before),
         limit=PAGE_SIZE + 1,
     )
     chats = queries.chats(service().store)
@@ -390,10 +400,16 @@ def escalations_page():
 @console.get("/digest")
 def digest_page():
     today = datetime.now(console_zone()).date()
+    asked = request.args.get("date")
     try:
-        day = date.fromisoformat(request.args["date"]) if request.args.get("date") else today
+        day = date.fromisoformat(asked) if asked else today
     except ValueError:
-        return render_template("digest.html", day=today, preview=None, bad_date=request.args["date"]), 400
+        return render_template("digest.html", day=today, preview=None, bad_date=asked, problem="not_a_date",
+                               digest_times=digest_times(service().settings)), 400
+    if not DIGEST_FIRST_DAY <= day <= DIGEST_LAST_DAY:
+        return render_template("digest.html", day=today, preview=None, bad_date=asked, problem="out_of_range",
+                               first_day=DIGEST_FIRST_DAY, last_day=DIGEST_LAST_DAY,
+                               digest_times=digest_times(service().settings)), 400
     return render_template("digest.html", day=day, preview=digest_preview(service(), day), bad_date=None,
                            digest_times=digest_times(service().settings))
 
@@ -408,6 +424,16 @@ def _not_found(error):
     return response
 
 
+def _is_row_id(value: str) -> bool:
+    """A database row id: digits, 1 to ``MAX_ROW_ID`` (SQLite cannot even compare a larger number)."""
+    return value.isascii() and value.isdigit() and 0 < int(value) <= MAX_ROW_ID
+
+
+def _bad_request(message: tuple[str, str], back_endpoint: str):
+    """A request the console cannot answer as asked: the styled page, its words, and the way back (400)."""
+    return render_template("bad_request.html", message=message, back_url=url_for(back_endpoint)), 400
+
+
 # --------------------------------------------------------------------------
 # Data for the console's JavaScript: the API's own views, behind the sign-in
 # --------------------------------------------------------------------------
@@ -415,7 +441,17 @@ def _not_found(error):
 
 @data_route("/analyse", methods=["POST"])
 def analyse():
-    return predict()
+    """Start an analysis (202); the page follows it at the job's URL (``console_jobs.py``)."""
+    job_id = start_analysis(service(), analysis_request())
+    return jsonify(id=job_id, url=url_for("console.analysis_job", job_id=job_id)), 202
+
+
+@data_route("/analyse/<job_id>")
+def analysis_job(job_id: str):
+    answer = job_answer(service(), job_id)
+    if answer is None:
+        raise BotBridgeError("not_found", f"analysis job {job_id}")
+    return jsonify(answer)
 
 
 @data_route("/results/<result_id>/result.json")
@@ -432,7 +468,11 @@ def result_embedding(result_id: str):
 
 @data_route("/results/<result_id>/audio")
 def result_audio(result_id: str):
-    return get_audio(result_id)
+    """The recording for the page's player: the copy browsers can play when the original is AMR or SILK."""
+    playable = service().store.result_file(result_id, PLAYABLE_FILE)
+    if playable is None:
+        return get_audio(result_id)
+    return send_file(playable, mimetype=PLAYABLE_MIMETYPE, download_name=PLAYABLE_FILE)
 
 
 @data_route("/results/<result_id>/similar")
@@ -509,7 +549,9 @@ def _page_context() -> dict:
         "language": language if language in LANGUAGES else "both",
         "model_state": state,
         "random_weights": random_weights_in_use(service(), state),
-        "emotion_list": [asdict(e) for e in EMOTIONS],
+        "emotion_list": [
+            {**asdict(e), "image": url_for("static", filename=f"console/emoji/{e.key}.svg")} for e in EMOTIONS
+        ],
         "emotion": BY_KEY,
         "password_file": auth().password_file and auth().password_file.resolve(),
         "one_day": timedelta(days=1),

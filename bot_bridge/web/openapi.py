@@ -32,7 +32,23 @@ def openapi_document() -> dict:
             "emotion": emotion,
             "confidence": {"type": "number"},
             "speech": {"type": "number", "description": "share of the window that is speech"},
+            "reason": {"type": ["string", "null"], "enum": ["no_speech", None],
+                       "description": "no_speech: less than half the window is speech; emotion unknown"},
             "scores": scores,
+        },
+    }
+    frames = {
+        "type": "object",
+        "description": "granularity=frame: the model's own frames, each scored by its head alone",
+        "properties": {
+            "rate_hz": {"type": "integer", "const": 50},
+            "emotions": {"type": "array", "items": emotion, "description": "the column order of scores"},
+            "times": {"type": "array", "items": {"type": "number"}, "description": "centre of each frame, s"},
+            "speech": {"type": "array", "items": {"type": "integer", "enum": [0, 1]},
+                       "description": "1 where voice activity detection heard speech"},
+            "emotion": {"type": "array", "items": emotion, "description": "top emotion; unknown outside speech"},
+            "scores": {"type": "array", "items": {"type": "array", "items": {"type": "number"}},
+                       "description": "probabilities per frame, in the order of emotions"},
         },
     }
     result = {
@@ -57,13 +73,32 @@ def openapi_document() -> dict:
             "timings_ms": {"type": "object", "additionalProperties": {"type": "number"}},
             "log": {"type": "array", "items": {"type": "string"}},
             "timeline": {"type": "array", "items": window},
+            "frames": frames,
             "embedding": {"type": "array", "items": {"type": "number"},
                           "description": "utterance mean of the frame features (1024-d large, 768-d base)"},
+            "has_embedding": {"type": "boolean"},
+            "has_frame_embeddings": {"type": "boolean",
+                                     "description": "frame_embeddings.npy (frames x dimensions) can be downloaded"},
         },
     }
     errors = {"description": "error", "content": {"application/json": {"schema": error}}}
     result_response = {"content": {"application/json": {"schema": result}}}
     result_id = [{"name": "result_id", "in": "path", "required": True, "schema": {"type": "string"}}]
+    predict = {
+        "summary": "Analyse one recording",
+        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+            "type": "object",
+            "required": ["file"],
+            "properties": {
+                "file": {"type": "string", "format": "binary"},
+                "granularity": {"type": "string", "enum": ["utterance", "timeline", "frame"], "default": "utterance",
+                                "description": "timeline: 1 s windows every 0.5 s; frame: the model's 50 frames a second"},
+                "embedding": {"type": "boolean", "default": False,
+                              "description": "the utterance embedding; with granularity=frame also frame_embeddings.npy"},
+            },
+        }}}},
+        "responses": {"201": {"description": "the result", **result_response}, "4XX": errors, "503": errors},
+    }
     return {
         "openapi": "3.1.0",
         "info": {"title": "bot-bridge", "version": __version__,
@@ -71,22 +106,9 @@ def openapi_document() -> dict:
         "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
         "security": [{"bearer": []}],
         "paths": {
-            "/api/predict": {
-                "post": {
-                    "summary": "Analyse one recording",
-                    "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-                        "type": "object",
-                        "required": ["file"],
-                        "properties": {
-                            "file": {"type": "string", "format": "binary"},
-                            "granularity": {"type": "string", "enum": ["utterance", "timeline"], "default": "utterance"},
-                            "embedding": {"type": "boolean", "default": False},
-                        },
-                    }}}},
-                    "responses": {"201": {"description": "the result", **result_response},
-                                  "4XX": errors, "503": errors},
-                }
-            },
+            "/api/predict": {"post": predict},
+            "/api/predict/": {"post": {**predict, "summary": "The same, as the seed system's clients call it"}},
+            "/upload": {"post": {**predict, "summary": "The same, for the seed system's batch loop (curl -F file=@...)"}},
             "/api/results/{result_id}": {
                 "get": {"summary": "A stored result", "parameters": result_id,
                         "responses": {"200": {"description": "the result", **result_response}, "404": errors}}
@@ -94,6 +116,12 @@ def openapi_document() -> dict:
             "/api/results/{result_id}/embedding.npy": {
                 "get": {"summary": "The embedding as a NumPy .npy file", "parameters": result_id,
                         "responses": {"200": {"description": "float32 vector",
+                                              "content": {"application/octet-stream": {}}}, "404": errors}}
+            },
+            "/api/results/{result_id}/frame_embeddings.npy": {
+                "get": {"summary": "The frame embeddings (granularity=frame, embedding=true) as a NumPy .npy file",
+                        "parameters": result_id,
+                        "responses": {"200": {"description": "float32 array, frames x dimensions",
                                               "content": {"application/octet-stream": {}}}, "404": errors}}
             },
             "/api/results/{result_id}/audio": {

@@ -1,10 +1,16 @@
-// The analysis page: pick or drop a file (anywhere on the page), send it with the chosen
-// switches, show the result or the server's words for what went wrong. The upload plays from the
-// browser's own copy (an object URL), so nothing is downloaded back.
+// The analysis page: pick or drop a file (anywhere on the page), choose the options, press Analyse.
+// The server answers at once with a job, and the page follows it (stage, chunk n of m, time so far)
+// until the result or the server's words for what went wrong. Choosing a file starts nothing; pressing
+// Analyse again for the same file and options asks first, since it would store a second result.
+// The upload plays from the browser's own copy (an object URL); when the browser cannot play its
+// format (AMR, SILK), the player switches to the server's playable copy once the result is in.
 import { bilingual, h } from "./dom.js";
-import { requestJSON } from "./requests.js";
+import { progressWords } from "./progress.js";
+import { RequestError, requestJSON } from "./requests.js";
 import { renderResult } from "./result-view.js";
 import { text } from "./text.js";
+
+const POLL_MS = 500;
 
 const form = document.getElementById("analyse-form");
 const input = document.getElementById("audio-file");
@@ -12,16 +18,20 @@ const dropzone = document.getElementById("dropzone");
 const chosenFile = document.getElementById("chosen-file");
 const button = document.getElementById("analyse-button");
 const errorBox = document.getElementById("analyse-error");
+const alreadyDone = document.getElementById("already-analysed");
 const placeholder = document.getElementById("result-placeholder");
 const progress = document.getElementById("result-progress");
 const view = document.getElementById("result-view");
 const playerBox = document.getElementById("upload-player");
 const player = playerBox.querySelector("audio");
+const playerHint = document.getElementById("player-hint");
 const maxBytes = Number(form.dataset.maxBytes);
 
 let currentFile = null;
 let objectUrl = null;
 let chart = null;
+let running = false;
+let lastRun = null; // what the result on the page was made from (file and options)
 
 function chooseFile(file) {
   if (!file) return;
@@ -29,9 +39,12 @@ function chooseFile(file) {
   chosenFile.textContent = `${file.name} · ${(file.size / 1e6).toFixed(2)} MB`;
   if (objectUrl) URL.revokeObjectURL(objectUrl);
   objectUrl = URL.createObjectURL(file);
+  playerHint.hidden = true;
   player.src = objectUrl;
   playerBox.hidden = false;
-  analyse();
+  alreadyDone.hidden = true;
+  button.disabled = running;
+  button.focus();
 }
 
 function showError(words, code = "") {
@@ -45,7 +58,13 @@ function showState(state) {
   view.hidden = state !== "result";
 }
 
-async function analyse() {
+// The file and the options of a run: the same again would only store the same result twice.
+function runKey() {
+  const { name, size, lastModified } = currentFile;
+  return JSON.stringify([name, size, lastModified, form.elements.granularity.value, form.elements.embedding.checked]);
+}
+
+function analyse({ again = false } = {}) {
   if (!currentFile) {
     showError(text.chooseFile);
     input.focus();
@@ -56,23 +75,65 @@ async function analyse() {
     return;
   }
   errorBox.hidden = true;
+  if (!again && lastRun?.key === runKey()) {
+    alreadyDone.hidden = false;
+    return;
+  }
+  alreadyDone.hidden = true;
+  run();
+}
+
+async function run() {
+  const key = runKey();
+  const file = currentFile;
+  const withEmbedding = form.elements.embedding.checked;
+  running = true;
+  button.disabled = true;
   chart?.destroy();
   chart = null;
+  showProgress({ stage: "queued", elapsed_s: 0 }, file);
   showState("busy");
-  button.disabled = true;
   const body = new FormData(form);
-  body.set("file", currentFile, currentFile.name);
-  body.set("embedding", form.elements.embedding.checked ? "true" : "false");
+  body.set("file", file, file.name);
+  body.set("embedding", withEmbedding ? "true" : "false");
   body.set("origin", "console");
   try {
-    const result = await requestJSON(form.action, { method: "POST", body });
+    const job = await requestJSON(form.action, { method: "POST", body });
+    const done = await follow(job.url, (news) => showProgress(news, file));
+    lastRun = { key };
     showState("result");
-    chart = renderResult(view, result, { audio: player, offerEmbedding: "embedding" in result, showPermalink: true });
+    chart = renderResult(view, done.result, { audio: player, offerEmbedding: withEmbedding, showPermalink: true });
+    if (player.error && done.audio_url) player.src = done.audio_url;
   } catch (error) {
-    showState("empty");
+    showState(lastRun ? "result" : "empty");
     showError(error.words, error.code);
   } finally {
+    running = false;
     button.disabled = false;
+  }
+}
+
+// Ask for news of the job until it is over: its last answer, or its error as a RequestError.
+async function follow(url, onNews) {
+  for (;;) {
+    const news = await requestJSON(url);
+    if (news.state === "done") return news;
+    if (news.state === "failed") throw new RequestError(news.error.status, news.error);
+    onNews(news);
+    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+  }
+}
+
+function showProgress(news, file) {
+  const words = progressWords(news);
+  document.getElementById("progress-stage").replaceChildren(bilingual(words.stage));
+  document.getElementById("progress-elapsed").replaceChildren(bilingual(words.elapsed));
+  document.getElementById("progress-file").textContent = file.name;
+  const bar = document.getElementById("progress-bar");
+  bar.hidden = words.done === null;
+  if (words.done !== null) {
+    bar.max = news.steps;
+    bar.value = words.done;
   }
 }
 
@@ -80,7 +141,14 @@ form.addEventListener("submit", (event) => {
   event.preventDefault();
   analyse();
 });
+document.getElementById("analyse-again").addEventListener("click", () => analyse({ again: true }));
+form.addEventListener("change", (event) => {
+  if (event.target !== input) alreadyDone.hidden = true; // other options make another result, not the same one
+});
 input.addEventListener("change", () => chooseFile(input.files[0]));
+player.addEventListener("error", () => {
+  if (player.src === objectUrl) playerHint.hidden = false;
+});
 
 // Drops are taken anywhere on the page, so a near miss does not open the file in the tab.
 let dragDepth = 0;

@@ -34,6 +34,21 @@ export function seconds(value) {
   return `${value.toFixed(1)} s`;
 }
 
+// A length of time as people say it, [Chinese, English]: "820 ms", "12.3 s", "1 min 22 s", "1 h 5 min".
+export function duration(totalSeconds) {
+  if (totalSeconds < 1) {
+    const ms = Math.round(totalSeconds * 1000);
+    return [`${ms} 毫秒`, `${ms} ms`];
+  }
+  if (totalSeconds < 59.95) {
+    const s = totalSeconds.toFixed(1);
+    return [`${s} 秒`, `${s} s`];
+  }
+  const whole = Math.round(totalSeconds);
+  const [h, m, s] = [Math.floor(whole / 3600), Math.floor((whole % 3600) / 60), whole % 60];
+  return h ? [`${h} 小时 ${m} 分`, `${h} h ${m} min`] : [`${m} 分 ${s} 秒`, `${m} min ${s} s`];
+}
+
 // The nine emotions in the model's order, as the server described them in #emotion-data.
 let emotionList = null;
 export function emotions() {
@@ -45,10 +60,16 @@ export function emotion(key) {
   return emotions().find((candidate) => candidate.key === key);
 }
 
+// The emotion's emoji as an image (in colour on every system, fonts or not); the emoji itself is its alt text.
+export function emojiImage(key) {
+  const { emoji, image } = emotion(key);
+  return h("img", { class: "emoji", src: image, alt: emoji, "aria-hidden": "true", draggable: "false" });
+}
+
 // "😊 快乐 Happy" as nodes.
 export function emotionName(key) {
-  const { emoji, zh, en } = emotion(key);
-  return h("span", { class: `emotion-label emotion-${key}` }, h("span", { "aria-hidden": "true" }, `${emoji} `), bilingual([zh, en]));
+  const { zh, en } = emotion(key);
+  return h("span", { class: `emotion-label emotion-${key}` }, emojiImage(key), " ", bilingual([zh, en]));
 }
 
 export function slots(root) {

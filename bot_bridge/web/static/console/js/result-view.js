@@ -1,7 +1,7 @@
 // One result, drawn into the markup of _result_view.html: the headline (emoji, names, confidence),
 // the facts, the nine score bars, the timeline chart, the processing log, downloads and
 // "find similar". Used by the analysis page and by each result's own page.
-import { bilingual, emotionName, percent, seconds, slots } from "./dom.js";
+import { bilingual, duration, emojiImage, emotionName, percent, slots } from "./dom.js";
 import { renderScoreBars } from "./score-bars.js";
 import { showSimilar } from "./similar.js";
 import { drawTimeline } from "./timeline-chart.js";
@@ -12,7 +12,7 @@ export function renderResult(view, result, { audio = null, offerEmbedding = fals
   const slot = slots(view);
   const resultUrl = view.dataset.resultUrl.replace("RESULT_ID", encodeURIComponent(result.id));
 
-  slot("emoji").textContent = result.emoji;
+  slot("emoji").replaceChildren(emojiImage(result.emotion));
   slot("label-zh").textContent = result.label_zh;
   slot("label-en").textContent = result.label_en;
   slot("confidence").textContent = percent(result.confidence);
@@ -21,10 +21,10 @@ export function renderResult(view, result, { audio = null, offerEmbedding = fals
   slot("runner-up-text").replaceChildren(emotionName(runnerUp), ` ${percent(runnerUpScore)}`);
   slot("no-speech").hidden = result.reason !== "no_speech";
 
-  slot("duration").textContent = seconds(result.duration_s);
+  slot("duration").replaceChildren(bilingual(duration(result.duration_s)));
   slot("speech").textContent = percent(result.speech_ratio, 0);
   slot("format").textContent = describeAudio(result.audio);
-  slot("took").textContent = result.timings_ms?.total ? `${Math.round(result.timings_ms.total)} ms` : "—";
+  slot("took").replaceChildren(result.timings_ms?.total ? bilingual(duration(result.timings_ms.total / 1000)) : "—");
 
   renderScoreBars(slot("scores"), result.scores);
   const sum = Object.values(result.scores).reduce((total, value) => total + value, 0);

@@ -1,6 +1,6 @@
 // All nine scores as horizontal bars, highest first. Each row reads as text ("快乐 Happy 62.0%"),
 // so the list is its own text alternative; the bar itself is decoration.
-import { bilingual, emotions, h, percent } from "./dom.js";
+import { bilingual, emojiImage, emotions, h, percent } from "./dom.js";
 
 export function renderScoreBars(list, scores) {
   const ranked = emotions()
@@ -13,7 +13,7 @@ export function renderScoreBars(list, scores) {
       return h(
         "li",
         { class: `score-bar emotion-${e.key}${rank === 0 ? " is-top" : ""}`, "data-emotion": e.key },
-        h("span", { class: "score-bar-name" }, h("span", { "aria-hidden": "true" }, `${e.emoji} `), bilingual([e.zh, e.en])),
+        h("span", { class: "score-bar-name" }, emojiImage(e.key), " ", bilingual([e.zh, e.en])),
         h("span", { class: "score-bar-track", "aria-hidden": "true" }, fill),
         h("span", { class: "score-bar-value" }, percent(e.score)),
       );

@@ -1,5 +1,5 @@
 // "Find similar": the stored results whose embeddings are closest to this one (cosine).
-import { bilingual, h, percent, slots } from "./dom.js";
+import { bilingual, emojiImage, h, percent, slots } from "./dom.js";
 import { requestJSON } from "./requests.js";
 import { text } from "./text.js";
 
@@ -26,7 +26,7 @@ function similarItem(item) {
     h(
       "a",
       { href: item.url },
-      h("span", { class: "similar-emoji", "aria-hidden": "true" }, item.emoji),
+      h("span", { class: "similar-emoji" }, emojiImage(item.emotion)),
       h(
         "span",
         {},

@@ -9,13 +9,20 @@ export const text = {
   similarNone: ["还没有其他可以比较的录音。", "There are no other stored recordings to compare with yet."],
   similarCount: (count) => [`最接近的 ${count} 条：`, count === 1 ? "The closest one:" : `The ${count} closest:`],
   speech: ["语音", "speech"],
-  timelineSummary: (name, count, total, changes) => [
-    `大部分时间是「${name.zh}」（${total} 个时间窗中的 ${count} 个），` +
+  noSpeech: ["（没有说话声）", "(no speech)"],
+  timelineSummary: (name, count, spoken, changes, silent) => [
+    `有说话声的 ${spoken} 个时间窗中，${count} 个是「${name.zh}」；` +
       (changes ? `主要情绪变化了 ${changes} 次。` : "主要情绪始终没有变。") +
+      (silent ? `另有 ${silent} 个时间窗没有说话声（不到一半是语音），记为「未知」，色带上为灰色。` : "") +
       "每个时间窗 1 秒、间隔 0.5 秒；上方色带是每个窗的主要情绪，灰色区域是语音占比。",
-    `Mostly ${name.en} (${count} of ${total} windows); ` +
-      (changes ? `the dominant emotion changes ${changes} times. ` : "the dominant emotion never changes. ") +
+    `Mostly ${name.en} (${count} of ${spoken} windows with speech); ` +
+      (changes ? `the dominant emotion changes ${times(changes)}. ` : "the dominant emotion never changes. ") +
+      (silent ? `${windowCount(silent)} without speech (less than half speech): Unknown, grey in the band. ` : "") +
       "Windows are 1 s long, every 0.5 s; the band on top is each window's dominant emotion, the grey area the share of speech.",
+  ],
+  timelineNoSpeech: [
+    "没有一个时间窗里说话声过半，所以没有可读的情绪。每个时间窗 1 秒、间隔 0.5 秒。",
+    "No window is even half speech, so there is no emotion to read. Windows are 1 s long, every 0.5 s.",
   ],
   chartLabel: (name, total) => [
     `情绪时间线：${total} 个时间窗，主要是「${name.zh}」。方向键逐个查看，回车跳到该处播放。`,
@@ -23,3 +30,11 @@ export const text = {
   ],
   sum: ["合计", "sum"],
 };
+
+function times(count) {
+  return count === 1 ? "once" : `${count} times`;
+}
+
+function windowCount(count) {
+  return count === 1 ? "1 window" : `${count} windows`;
+}

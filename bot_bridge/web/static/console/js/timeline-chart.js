@@ -1,8 +1,9 @@
 // The timeline as an SVG line chart: one line per emotion (score 0-1 over time), a band on top
-// coloured by each window's dominant emotion, and the share of speech as a grey area. Drawn at the
-// container's real width (redrawn when it changes) so text stays crisp on phones and desktops.
-// Pointer or arrow keys move a cursor; a click or Enter plays the audio from there, and a
-// playhead follows the audio while it plays.
+// coloured by each window's dominant emotion, and the share of speech as a grey area. Windows
+// without speech (reason "no_speech": less than half of them is speech) are grey in the band, carry
+// no score lines and do not count in the summary: a pause is no feeling. Drawn at the container's
+// real width (redrawn when it changes) so text stays crisp on phones and desktops. Pointer or arrow
+// keys move a cursor; a click or Enter plays the audio from there, and a playhead follows the audio.
 import { bilingual, emotion, emotionName, emotions, h, percent, s, seconds, slots } from "./dom.js";
 import { text } from "./text.js";
 
@@ -16,7 +17,7 @@ export function drawTimeline(section, windows, duration, audio = null) {
   const slot = slots(section);
   const container = slot("timeline-chart");
   const centres = windows.map((w) => (w.start + w.end) / 2);
-  const dominant = windows.map((w) => w.emotion);
+  const dominant = windows.filter(hasSpeech).map((w) => w.emotion);
   const mainEmotions = new Set(dominant);
   const hidden = new Set();
   let layout = null;
@@ -25,11 +26,14 @@ export function drawTimeline(section, windows, duration, audio = null) {
 
   const mostCommon = [...mainEmotions]
     .map((key) => ({ key, count: dominant.filter((d) => d === key).length }))
-    .sort((a, b) => b.count - a.count)[0];
+    .sort((a, b) => b.count - a.count)[0] ?? { key: "unknown", count: 0 };
   const changes = dominant.filter((key, i) => i > 0 && key !== dominant[i - 1]).length;
   const mainName = emotion(mostCommon.key);
+  const silent = windows.length - dominant.length;
 
-  slot("timeline-summary").replaceChildren(bilingual(text.timelineSummary(mainName, mostCommon.count, windows.length, changes)));
+  slot("timeline-summary").replaceChildren(
+    bilingual(dominant.length ? text.timelineSummary(mainName, mostCommon.count, dominant.length, changes, silent) : text.timelineNoSpeech),
+  );
   slot("timeline-rows").replaceChildren(...windows.map(tableRow));
   slot("timeline-legend").replaceChildren(...emotions().map(legendButton));
 
@@ -112,7 +116,8 @@ export function drawTimeline(section, windows, duration, audio = null) {
   function bandCells() {
     return windows.map((w, i) => {
       const [left, right] = cellEdges(i);
-      return s("rect", { class: `band-cell emotion-${w.emotion}`, x: left, y: MARGIN.top, width: Math.max(right - left, 0.5), height: BAND_HEIGHT });
+      const kind = hasSpeech(w) ? `emotion-${w.emotion}` : "no-speech";
+      return s("rect", { class: `band-cell ${kind}`, x: left, y: MARGIN.top, width: Math.max(right - left, 0.5), height: BAND_HEIGHT });
     });
   }
 
@@ -126,19 +131,34 @@ export function drawTimeline(section, windows, duration, audio = null) {
     return s("path", { class: "speech-area", d: `M${start},${layout.plotBottom} ${steps.join(" ")} L${end},${layout.plotBottom} Z` });
   }
 
+  // Each emotion's line runs through the windows with speech and breaks at every pause; a stretch of
+  // speech too short for a line (two windows or fewer) is drawn as dots.
   function scoreLines() {
     const ordered = [...emotions()].sort((a, b) => mainEmotions.has(a.key) - mainEmotions.has(b.key));
     return ordered.map(({ key }) => {
-      const points = windows.map((w, i) => [layout.x(centres[i]), layout.y(w.scores[key])]);
       const group = s("g", { "data-emotion": key, class: `emotion-${key}${hidden.has(key) ? " hidden-series" : ""}` });
-      if (points.length > 2) {
-        const main = mainEmotions.has(key) ? " is-main" : "";
-        group.append(s("polyline", { class: `score-line${main}`, points: points.map((p) => p.join(",")).join(" ") }));
-      } else {
-        group.append(...points.map(([cx, cy]) => s("circle", { class: "score-dot", cx, cy, r: 3.5 })));
+      const main = mainEmotions.has(key) ? " is-main" : "";
+      for (const stretch of spokenStretches()) {
+        const points = stretch.map((i) => [layout.x(centres[i]), layout.y(windows[i].scores[key])]);
+        if (points.length > 2) {
+          group.append(s("polyline", { class: `score-line${main}`, points: points.map((p) => p.join(",")).join(" ") }));
+        } else {
+          group.append(...points.map(([cx, cy]) => s("circle", { class: "score-dot", cx, cy, r: 3.5 })));
+        }
       }
       return group;
     });
+  }
+
+  // The indices of the windows with speech, in runs without a pause.
+  function spokenStretches() {
+    const stretches = [];
+    windows.forEach((w, i) => {
+      if (!hasSpeech(w)) return;
+      if (i > 0 && hasSpeech(windows[i - 1])) stretches.at(-1).push(i);
+      else stretches.push([i]);
+    });
+    return stretches;
   }
 
   function moveLine(role, time) {
@@ -162,8 +182,8 @@ export function drawTimeline(section, windows, duration, audio = null) {
     const w = windows[index];
     readout.replaceChildren(
       `${w.start.toFixed(1)}–${seconds(w.end)} · `,
-      emotionName(w.emotion),
-      ` ${percent(w.confidence, 0)} · `,
+      ...windowEmotion(w),
+      ` · `,
       bilingual(text.speech),
       ` ${percent(w.speech, 0)}`,
     );
@@ -225,10 +245,21 @@ export function drawTimeline(section, windows, duration, audio = null) {
 function tableRow(w) {
   return h(
     "tr",
-    {},
+    { class: hasSpeech(w) ? null : "no-speech" },
     h("td", {}, `${w.start.toFixed(1)}–${seconds(w.end)}`),
-    h("td", {}, emotionName(w.emotion)),
-    h("td", {}, percent(w.confidence)),
+    h("td", {}, ...windowEmotion(w)),
+    h("td", {}, hasSpeech(w) ? percent(w.confidence) : "—"),
     h("td", {}, percent(w.speech, 0)),
   );
+}
+
+// Results stored before windows said "no_speech" have no reason: those count as speech, as they did.
+function hasSpeech(w) {
+  return w.reason !== "no_speech";
+}
+
+// "😊 快乐 Happy 71%", or "❓ 未知 Unknown (no speech)".
+function windowEmotion(w) {
+  if (!hasSpeech(w)) return [emotionName("unknown"), " ", bilingual(text.noSpeech)];
+  return [emotionName(w.emotion), ` ${percent(w.confidence, 0)}`];
 }
