@@ -68,7 +68,8 @@ def predict(settings, files: tuple[str, ...], granularity: str, embedding: bool,
             line = f"{name}: error {error.code}: {error.message('en')}"
             _print(progress, as_json, {"file": name, "error": error.to_dict()}, line)
             continue
-        _print(progress, as_json, {"file": name, **result.to_dict(include_embedding=embedding)}, f"{name}: {_summary(result)}")
+        line = f"{name}: {_summary(result)}{_transcript(result)}"
+        _print(progress, as_json, {"file": name, **result.to_dict(include_embedding=embedding)}, line)
     service.close()
     sys.exit(1 if failed else 0)
 
@@ -98,26 +99,35 @@ def model() -> None:
 @click.argument("directory", type=click.Path(file_okay=False))
 @click.option("--hub", type=click.Choice(["ms", "hf"]), default="ms", show_default=True)
 def model_download(name: str, directory: str, hub: str) -> None:
-    """Download NAME (e.g. iic/emotion2vec_plus_large) into DIRECTORY; needs internet."""
-    from .hearing.model_files import check_model_dir, download_model
+    """Download NAME (iic/emotion2vec_plus_large, iic/SenseVoiceSmall, ...) into DIRECTORY; needs internet."""
+    from .hearing.model_files import check_model_dir, download_model, kind_of
 
+    kind = kind_of(name)
     try:
-        path = check_model_dir(download_model(name, directory, hub))
+        path = check_model_dir(download_model(name, directory, hub), kind)
     except Exception as error:  # noqa: BLE001 - hub clients raise many kinds; all mean "not downloaded"
         raise click.ClickException(f"could not download {name} from {hub}: {error}") from None
-    click.echo(f"{name} saved in {path}; use it with BOT_BRIDGE_MODEL={path.resolve()}")
+    click.echo(f"{name} saved in {path}; use it with {kind.variable}={path.resolve()}")
 
 
 @model.command("make-random")
-@click.option("--preset", type=click.Choice(["tiny", "base", "large"]), required=True)
+@click.option("--kind", type=click.Choice(["emotion2vec", "sensevoice"]), default="emotion2vec", show_default=True)
+@click.option("--preset", type=click.Choice(["tiny", "base", "large", "small"]), required=True,
+              help="emotion2vec: tiny, base or large; sensevoice: tiny or small (the published size)")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.argument("directory", type=click.Path(file_okay=False))
-def model_make_random(preset: str, seed: int, directory: str) -> None:
-    """Write a RANDOM-WEIGHT model in the published format (labels are meaningless)."""
-    from .hearing.model_files import make_random_model
+def model_make_random(kind: str, preset: str, seed: int, directory: str) -> None:
+    """Write a RANDOM-WEIGHT model in the published format (its labels and words are meaningless)."""
+    from .hearing import model_files, sensevoice_files
 
-    path = make_random_model(preset, directory, seed)
-    click.echo(f"RANDOM-WEIGHT {preset} model written to {path} (for tests and benchmarks only)")
+    presets, make = {
+        "emotion2vec": (model_files.PRESETS, model_files.make_random_model),
+        "sensevoice": (sensevoice_files.PRESETS, sensevoice_files.make_random_sensevoice),
+    }[kind]
+    if preset not in presets:
+        raise click.BadParameter(f"{kind} has the presets {', '.join(presets)}", param_hint="--preset")
+    path = make(preset, directory, seed)
+    click.echo(f"RANDOM-WEIGHT {kind} {preset} model written to {path} (for tests and benchmarks only)")
 
 
 @cli.group()
@@ -272,6 +282,15 @@ def _summary(result) -> str:
     from .acting.replies import render_result
 
     return render_result(result, "both").replace("\n", " | ")
+
+
+def _transcript(result) -> str:
+    """The words, for the person who ran ``predict`` (never for a log)."""
+    transcript = result.transcript
+    if transcript is None:
+        return ""
+    meaningless = " (RANDOM WEIGHTS: meaningless)" if transcript.random_weights else ""
+    return f" | transcript{meaningless}: {transcript.text or '(nothing said)'}"
 
 
 def _print(progress, as_json: bool, data: dict, line: str) -> None:

@@ -43,6 +43,7 @@ class Upload:
     timeline: bool = False
     embedding: bool = False
     origin: str = "api"
+    transcribe: bool | None = None  # None: the worker's transcribe.enabled
 
 
 class RemoteAnalysis:

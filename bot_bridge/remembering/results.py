@@ -5,6 +5,10 @@ in the output folder, chat replies and the web console all read it), so its
 keys only ever gain members. The embedding is kept out of the JSON unless
 asked for: 1024 floats would dwarf everything else, and it is also offered
 as ``embedding.npy``.
+
+The transcript (what was said, by SenseVoice) lives in the same JSON, so it
+is stored with its result and deleted with it, and nowhere else. It is
+``null`` when no transcript was asked for or SenseVoice is not available.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import numpy as np
 from ..emotions import BY_KEY, EMOTION_KEYS
 
 NO_SPEECH = "no_speech"
+RANDOM_TRANSCRIPT = "RANDOM WEIGHTS: SenseVoice was not trained, these words are MEANINGLESS"
 
 
 @dataclass
@@ -46,6 +51,72 @@ class Window:
 
 
 @dataclass
+class Segment:
+    """What was said in one stretch of the recording (a pause-split chunk), with SenseVoice's tags for it."""
+
+    start: float
+    end: float
+    text: str
+    language: str | None = None
+    emotion: str | None = None  # one of EMOTION_KEYS, as SenseVoice heard it
+    event: str | None = None  # SenseVoice's audio event: Speech, Laughter, BGM, Applause, Cry, ...
+
+    def to_dict(self) -> dict:
+        return {
+            "start": round(self.start, 3),
+            "end": round(self.end, 3),
+            "text": self.text,
+            "language": self.language,
+            "emotion": self.emotion,
+            "event": self.event,
+        }
+
+
+@dataclass
+class Transcript:
+    """The words of a recording: its segments' text joined, with the language, emotion and events heard."""
+
+    text: str
+    language: str | None
+    segments: list[Segment]
+    events: list[str]
+    sensevoice_emotion: str | None
+    model: dict
+
+    @property
+    def random_weights(self) -> bool:
+        return bool(self.model.get("random_weights"))
+
+    def to_dict(self) -> dict:
+        data = {
+            "text": self.text,
+            "language": self.language,
+            "segments": [segment.to_dict() for segment in self.segments],
+            "events": self.events,
+            "sensevoice_emotion": self.sensevoice_emotion,
+            "model": self.model,
+            "random_weights": self.random_weights,
+        }
+        if self.random_weights:
+            data["warning"] = RANDOM_TRANSCRIPT
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Transcript":
+        return cls(
+            text=data["text"],
+            language=data.get("language"),
+            segments=[
+                Segment(s["start"], s["end"], s["text"], s.get("language"), s.get("emotion"), s.get("event"))
+                for s in data.get("segments", [])
+            ],
+            events=list(data.get("events", [])),
+            sensevoice_emotion=data.get("sensevoice_emotion"),
+            model=data.get("model", {}),
+        )
+
+
+@dataclass
 class Result:
     scores: dict[str, float]
     duration_s: float
@@ -56,6 +127,7 @@ class Result:
     reason: str | None = None
     timeline: list[Window] | None = None
     embedding: np.ndarray | None = None
+    transcript: Transcript | None = None
     file_name: str | None = None
     origin: str = "api"
     log: list[str] = field(default_factory=list)
@@ -100,6 +172,7 @@ class Result:
             "timings_ms": {stage: round(ms, 1) for stage, ms in self.timings_ms.items()},
             "log": self.log,
             "has_embedding": self.embedding is not None,
+            "transcript": None if self.transcript is None else self.transcript.to_dict(),
         }
         if self.timeline is not None:
             data["timeline"] = [window.to_dict() for window in self.timeline]
@@ -110,6 +183,7 @@ class Result:
     @classmethod
     def from_dict(cls, data: dict, embedding: np.ndarray | None = None) -> "Result":
         timeline = data.get("timeline")
+        transcript = data.get("transcript")
         return cls(
             id=data["id"],
             created_at=datetime.fromisoformat(data["created_at"]),
@@ -127,6 +201,7 @@ class Result:
             if timeline is None
             else [Window(w["start"], w["end"], w["scores"], w.get("speech", 1.0)) for w in timeline],
             embedding=embedding,
+            transcript=None if transcript is None else Transcript.from_dict(transcript),
         )
 
 

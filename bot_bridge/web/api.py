@@ -63,6 +63,7 @@ def predict():
             problem="granularity must be utterance or timeline",
         )
     embedding = _flag(request.form.get("embedding", "false"), "embedding")
+    transcribe = request.form.get("transcribe")
     data = upload.read()
     result = service().analyse(
         data,
@@ -70,6 +71,7 @@ def predict():
         timeline=GRANULARITIES[granularity],
         embedding=embedding,
         origin="console" if request.form.get("origin") == "console" else "api",
+        transcribe=None if transcribe is None else _flag(transcribe, "transcribe"),
     )
     return jsonify(result.to_dict(include_embedding=embedding)), 201
 
