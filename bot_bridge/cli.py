@@ -123,26 +123,35 @@ def model() -> None:
 @click.argument("directory", type=click.Path(file_okay=False))
 @click.option("--hub", type=click.Choice(["ms", "hf"]), default="ms", show_default=True)
 def model_download(name: str, directory: str, hub: str) -> None:
-    """Download NAME (e.g. iic/emotion2vec_plus_large) into DIRECTORY; needs internet."""
-    from .hearing.model_files import check_model_dir, download_model
+    """Download NAME (iic/emotion2vec_plus_large, iic/SenseVoiceSmall, ...) into DIRECTORY; needs internet."""
+    from .hearing.model_files import check_model_dir, download_model, kind_of
 
+    kind = kind_of(name)
     try:
-        path = check_model_dir(download_model(name, directory, hub))
+        path = check_model_dir(download_model(name, directory, hub), kind)
     except Exception as error:  # noqa: BLE001 - hub clients raise many kinds; all mean "not downloaded"
         raise click.ClickException(f"could not download {name} from {hub}: {error}") from None
-    click.echo(f"{name} saved in {path}; use it with BOT_BRIDGE_MODEL={path.resolve()}")
+    click.echo(f"{name} saved in {path}; use it with {kind.variable}={path.resolve()}")
 
 
 @model.command("make-random")
-@click.option("--preset", type=click.Choice(["tiny", "base", "large"]), required=True)
+@click.option("--kind", type=click.Choice(["emotion2vec", "sensevoice"]), default="emotion2vec", show_default=True)
+@click.option("--preset", type=click.Choice(["tiny", "base", "large", "small"]), required=True,
+              help="emotion2vec: tiny, base or large; sensevoice: tiny or small (the published size)")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.argument("directory", type=click.Path(file_okay=False))
-def model_make_random(preset: str, seed: int, directory: str) -> None:
-    """Write a RANDOM-WEIGHT model in the published format (labels are meaningless)."""
-    from .hearing.model_files import make_random_model
+def model_make_random(kind: str, preset: str, seed: int, directory: str) -> None:
+    """Write a RANDOM-WEIGHT model in the published format (its labels and words are meaningless)."""
+    from .hearing import model_files, sensevoice_files
 
-    path = make_random_model(preset, directory, seed)
-    click.echo(f"RANDOM-WEIGHT {preset} model written to {path} (for tests and benchmarks only)")
+    presets, make = {
+        "emotion2vec": (model_files.PRESETS, model_files.make_random_model),
+        "sensevoice": (sensevoice_files.PRESETS, sensevoice_files.make_random_sensevoice),
+    }[kind]
+    if preset not in presets:
+        raise click.BadParameter(f"{kind} has the presets {', '.join(presets)}", param_hint="--preset")
+    path = make(preset, directory, seed)
+    click.echo(f"RANDOM-WEIGHT {kind} {preset} model written to {path} (for tests and benchmarks only)")
 
 
 @cli.group()

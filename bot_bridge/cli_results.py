@@ -66,7 +66,7 @@ class ResultTable:
         else:
             label, confidence = _label(result.emotion), f"{result.confidence:.0%}"
         where = shown_path(folder) + (f"  {page}" if page else "")
-        return self._row(label, confidence, f"{result.duration_s:.1f} s", name, where)
+        return self._row(label, confidence, f"{result.duration_s:.1f} s", name, where) + _said(result)
 
     def error(self, name: str, error: BotBridgeError) -> str:
         return self._row(f"✗ {error.code}", "—", "—", name, error.message("en"))
@@ -76,6 +76,15 @@ class ResultTable:
         cells_ = (_pad(label, label_width), _pad(confidence, confidence_width, right=True),
                   _pad(length, length_width, right=True), _pad(name, name_width), last)
         return "  ".join(cells_)
+
+
+def _said(result: Result) -> str:
+    """The transcript on a line of its own under the row, for the person who ran ``predict`` (never a log)."""
+    transcript = result.transcript
+    if transcript is None:
+        return ""
+    meaningless = " (RANDOM WEIGHTS: meaningless)" if transcript.random_weights else ""
+    return f"\n    said{meaningless}: {transcript.text or '(nothing)'}"
 
 
 def cells(text: str) -> int:

@@ -56,6 +56,15 @@ class ModelSettings(_Section):
     batch_wait_ms: float = Field(10.0, ge=0, le=1000, description="how long a batch waits for company")
 
 
+class TranscribeSettings(_Section):
+    """What was said, by SenseVoice-Small (bot_bridge/hearing/transcriber.py); loads like ``model``."""
+
+    enabled: bool = Field(True, description="transcribe voice notes and uploads (POST /api/predict transcribe=)")
+    model: str = Field("iic/SenseVoiceSmall", description="hub id (downloaded from model.hub) or a local directory")
+    language: Literal["auto", "zh", "en", "yue", "ja", "ko"] = "auto"
+    itn: bool = Field(True, description="punctuation and numbers as digits (SenseVoice's inverse text normalisation)")
+
+
 class AudioSettings(_Section):
     max_bytes: int = Field(25_000_000, gt=0)
     max_duration_s: float = Field(300.0, gt=0)
@@ -232,6 +241,7 @@ class Settings(_Section):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     server: ServerSettings = Field(default_factory=ServerSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
+    transcribe: TranscribeSettings = Field(default_factory=TranscribeSettings)
     audio: AudioSettings = Field(default_factory=AudioSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
@@ -305,6 +315,7 @@ ENVIRONMENT: dict[str, tuple[str, ...]] = {
     "BOT_BRIDGE_DEVICE": ("model", "device"),
     "BOT_BRIDGE_THREADS": ("model", "threads"),
     "BOT_BRIDGE_MODE": ("model", "mode"),
+    "BOT_BRIDGE_TRANSCRIBE_MODEL": ("transcribe", "model"),
     "BOT_BRIDGE_MAX_BYTES": ("audio", "max_bytes"),
     "BOT_BRIDGE_MAX_DURATION_S": ("audio", "max_duration_s"),
     "BOT_BRIDGE_API_TOKEN": ("api", "token"),

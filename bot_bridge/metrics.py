@@ -7,7 +7,8 @@
   and uploads from web processes).
 * ``bot_bridge_stage_seconds{stage}``: decode, vad, model_wait (queueing
   for the model behind another note of the process), model (every
-  analysis), download and reply (chat notes).
+  analysis), transcribe (SenseVoice, when it runs), download and reply
+  (chat notes).
 * ``bot_bridge_time_to_reply_seconds{platform}``: webhook received to reply sent.
 * ``bot_bridge_errors_total{code,source}``: every error by its stable code,
   from the HTTP API (``api``) and from chat notes (``chat``: error replies,
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
     from .remembering.results import Result
 
 MULTIPROC_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
-ANALYSIS_STAGES = ("decode", "vad", "model_wait", "model")
+ANALYSIS_STAGES = ("decode", "vad", "model_wait", "model", "transcribe")
 STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 REPLY_BUCKETS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 PROCESS_SAMPLE_S = 5.0

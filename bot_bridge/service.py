@@ -28,6 +28,7 @@ from .hearing.audio import AudioLimits, media_type
 from .hearing.model import EmotionModel
 from .hearing.model_files import public_model_name
 from .hearing.playable import PLAYABLE_FILE, playable_copy
+from .hearing.transcriber import Transcriber
 from .layout import queue_worker_threads
 from .metrics import record_analysis, sample_process
 from .remembering.job_store import AnalysisJobs
@@ -36,14 +37,30 @@ from .remembering.store import Store
 
 log = logging.getLogger(__name__)
 
+ADD_TRANSCRIPTS = (
+    "To add transcripts: `bot-bridge model download iic/SenseVoiceSmall ./sensevoice_model` on a machine with "
+    "internet, copy the directory here and set BOT_BRIDGE_TRANSCRIBE_MODEL to its path; "
+    "or set transcribe.enabled: false. Emotions work without it."
+)
+
 
 class Service:
-    def __init__(self, settings: Settings, *, store: Store | None = None, model: EmotionModel | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: Store | None = None,
+        model: EmotionModel | None = None,
+        transcriber: Transcriber | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store or Store(settings.resolved_database_url, settings.outputs_dir)
         self._model = model
         self._model_error: ModelUnavailable | None = None
         self._model_lock = threading.Lock()
+        self._transcriber = transcriber
+        self._transcriber_error: ModelUnavailable | None = None
+        self._transcriber_lock = threading.Lock()
         self._chat: ChatWorker | None = None
         self._chat_lock = threading.Lock()
         self._queue: WorkQueue | None = None
@@ -68,6 +85,34 @@ class Service:
                     self._model_error = error
                     raise
         return self._model
+
+    @property
+    def transcriber(self) -> Transcriber | None:
+        """The loaded transcriber; loads it on first use; ``None`` when it cannot be (logged once)."""
+        if self._transcriber is not None or self.is_web:
+            return self._transcriber
+        with self._transcriber_lock:
+            if self._transcriber is None and self._transcriber_error is None:
+                try:
+                    self._transcriber = Transcriber.load(self.settings.transcribe, self.settings.model)
+                except ModelUnavailable as error:
+                    log.warning("no transcripts: SenseVoice %s unavailable: %s %s",
+                                self.settings.transcribe.model, error.detail, ADD_TRANSCRIPTS)
+                    self._transcriber_error = error
+        return self._transcriber
+
+    @property
+    def transcriber_state(self) -> dict:
+        """What ``/readyz`` says of transcripts: ready, loading, off, or failed with how to add them."""
+        settings = self.settings.transcribe
+        if self._transcriber is not None:
+            return {"state": "ready", **self._transcriber.info.to_dict()}
+        if self._transcriber_error is not None:
+            return {"state": "failed", "name": settings.model, "detail": self._transcriber_error.detail,
+                    "fix": ADD_TRANSCRIPTS}
+        if not settings.enabled:
+            return {"state": "off", "name": settings.model}
+        return {"state": "loading", "name": settings.model}
 
     @property
     def is_web(self) -> bool:
@@ -121,6 +166,8 @@ class Service:
             self.model
         except ModelUnavailable:
             pass  # logged by .model; /readyz and every request report it
+        if self.settings.transcribe.enabled:
+            self.transcriber  # after the model, not beside it: each load peaks at twice its size
         sample_process(self)  # /metrics agrees with /readyz at once, not at the next periodic sample
 
     @property
@@ -140,9 +187,10 @@ class Service:
 
     def readiness(self) -> dict:
         """What ``/readyz`` reports: the model where it runs; in a web process, whether the database
-        and the queue answer (it can record and hand on work)."""
+        and the queue answer (it can record and hand on work). The transcriber's state is told beside
+        the model's and never makes a process unready: without it, notes still get their emotion."""
         if not self.is_web:
-            return self.model_state
+            return {**self.model_state, "transcriber": self.transcriber_state}
         for part, check in (("database", self.store.check), ("queue", self.queue.check)):
             try:
                 check()
@@ -170,14 +218,15 @@ class Service:
         origin: str = "api",
         frames: bool = False,
         job_id: str | None = None,
+        transcribe: bool | None = None,
     ) -> Result:
         """Analyse and store one recording: here, or in a web process by a worker.
 
-        ``job_id`` names a console analysis job (``remembering/job_store.py``) to tell each stage.
-        Raises ``AudioError``, ``ModelUnavailable``, or in a web process
-        ``BotBridgeError`` ``no_worker`` / ``analysis_timeout``.
+        ``job_id`` names a console analysis job (``remembering/job_store.py``) to tell each stage;
+        ``transcribe`` None means ``transcribe.enabled``. Raises ``AudioError``, ``ModelUnavailable``,
+        or in a web process ``BotBridgeError`` ``no_worker`` / ``analysis_timeout``.
         """
-        upload = Upload(data, file_name, timeline, embedding, origin, frames, job_id)
+        upload = Upload(data, file_name, timeline, embedding, origin, frames, job_id, transcribe)
         if self.is_web:
             return RemoteAnalysis(self.queue, self.settings.api.predict_timeout_s).analyse(upload)
         return self.analyse_here(upload)
@@ -192,9 +241,14 @@ class Service:
             self.analysis_options, timeline=upload.timeline, embedding=upload.embedding, frames=upload.frames
         )
         progress = self._progress_of(upload.job_id)
+        wanted = self.settings.transcribe.enabled if upload.transcribe is None else upload.transcribe
+        transcriber = self.transcriber if wanted else None
         result = analyse(
-            upload.data, self.model, options, file_name=upload.file_name, origin=upload.origin, progress=progress
+            upload.data, self.model, options, file_name=upload.file_name, origin=upload.origin, progress=progress,
+            transcriber=transcriber,
         )
+        if wanted and transcriber is None:
+            result.log.append("no transcript: SenseVoice is not available here (/readyz says how to add it)")
         record_analysis(result)
         progress("save")
         result.log.append(f"saved as result {result.id}")

@@ -6,11 +6,28 @@ from __future__ import annotations
 import pytest
 
 from bot_bridge.config import load_settings
+from bot_bridge.hearing import model_files
 from bot_bridge.hearing.model import EmotionModel
 from bot_bridge.hearing.model_files import make_random_model
+from bot_bridge.hearing.sensevoice_files import make_random_sensevoice
+from bot_bridge.hearing.transcriber import Transcriber
 from bot_bridge.service import Service
 
 # --- core: a tiny random-weight emotion2vec+ model, settings, the service, the web app ---
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_hub_downloads():
+    """Tests never fetch weights: hub ids resolve from the local cache only, as on a machine offline.
+
+    The default transcribe.model is a hub id; without this, a test service on a
+    machine with internet would download SenseVoice (936 MB).
+    """
+    patch = pytest.MonkeyPatch()
+    for hub in model_files.HUB_HOSTS:
+        patch.setitem(model_files.HUB_HOSTS, hub, f"{hub}-hub.invalid")  # never resolves (RFC 2606)
+    yield
+    patch.undo()
 
 
 @pytest.fixture(scope="session")
@@ -22,6 +39,18 @@ def tiny_model_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_model(tiny_model_dir):
     return EmotionModel.load(load_settings(environ={}, model__name=str(tiny_model_dir)).model)
+
+
+@pytest.fixture(scope="session")
+def tiny_sensevoice_dir(tmp_path_factory):
+    """A RANDOM-WEIGHT tiny SenseVoice-Small directory (words meaningless, architecture and format real)."""
+    return make_random_sensevoice("tiny", tmp_path_factory.mktemp("models") / "sensevoice-tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_transcriber(tiny_sensevoice_dir):
+    settings = load_settings(environ={}, transcribe__model=str(tiny_sensevoice_dir), model__threads=2)
+    return Transcriber.load(settings.transcribe, settings.model)
 
 
 @pytest.fixture

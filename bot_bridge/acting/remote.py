@@ -45,6 +45,7 @@ class Upload:
     origin: str = "api"
     frames: bool = False
     job_id: str | None = None  # the console's analysis job that hears of each stage (remembering/job_store.py)
+    transcribe: bool | None = None  # None: the worker's transcribe.enabled
 
 
 class RemoteAnalysis:

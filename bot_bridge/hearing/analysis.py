@@ -1,4 +1,4 @@
-"""One recording in, one ``Result`` out: decode -> voice activity -> model.
+"""One recording in, one ``Result`` out: decode -> voice activity -> model -> transcriber.
 
 A voice note of up to ``max_chunk_s`` (30 s) goes to the model whole, so its
 utterance scores are exactly funasr's. Longer audio is cut at pauses into
@@ -16,6 +16,9 @@ encoder frame with the head alone (the API's ``granularity=frame``).
 
 A long recording takes a while; ``progress`` hears of each stage as it starts
 (chunk n of m for the model), so the console can say what is going on.
+
+The transcriber (SenseVoice, when given) hears the same decoded samples and
+the same chunks: one decode and one voice activity pass serve both models.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from ..emotions import EMOTION_KEYS
 from ..remembering.results import NO_SPEECH, NO_SPEECH_SCORES, Frames, Result, Window, scores_from_vector
 from .audio import AudioLimits, DecodedAudio, decode
 from .model import EmotionModel
+from .transcriber import Transcriber, transcribe
 from .vad import SpeechMap, detect_speech, split_at_pauses
 
 WINDOW_S = 1.0
@@ -40,7 +44,7 @@ FRAME_WIDTH = 400
 # Less speech than this in the whole recording is "no speech": a cough or a click, not a voice.
 MIN_SPEECH_S = 0.25
 
-# Told each stage as it starts: ("decode"), ("vad"), then ("model", chunk n, of m chunks).
+# Told each stage as it starts: ("decode"), ("vad"), ("model", chunk n, of m chunks), then ("transcribe").
 Progress = Callable[..., None]
 
 
@@ -65,25 +69,27 @@ def analyse(
     file_name: str | None = None,
     origin: str = "api",
     progress: Progress = no_progress,
+    transcriber: Transcriber | None = None,
 ) -> Result:
-    """Analyse one recording; raises ``AudioError`` for input that cannot be used.
+    """Analyse one recording, and transcribe it when a ``transcriber`` is given.
 
-    Decoding, voice activity and the model run in this thread's turn with the
-    cores (``EmotionModel.cpu_turn``); the wait for it is ``model_wait``.
+    Raises ``AudioError`` for input that cannot be used. Decoding, voice
+    activity and both models run in this thread's turn with the cores
+    (``EmotionModel.cpu_turn``); the wait for it is ``model_wait``.
     ``progress`` hears of each stage as it starts, for people watching a long one.
     """
     started, waited_s = time.perf_counter(), model.waited_s()
     with model.cpu_turn():
         timings = {"model_wait": (model.waited_s() - waited_s) * 1000.0}
-        result = _analyse(source, model, options, file_name, origin, timings, progress)
+        result = _analyse(source, model, transcriber, options, file_name, origin, timings, progress)
     timings["total"] = _ms_since(started)
     result.timings_ms = timings
     return result
 
 
 def _analyse(
-    source: bytes | str, model: EmotionModel, options: AnalysisOptions, file_name: str | None, origin: str,
-    timings: dict[str, float], progress: Progress,
+    source: bytes | str, model: EmotionModel, transcriber: Transcriber | None, options: AnalysisOptions,
+    file_name: str | None, origin: str, timings: dict[str, float], progress: Progress,
 ) -> Result:
     started = time.perf_counter()
     progress("decode")
@@ -110,6 +116,7 @@ def _analyse(
         origin=origin,
         log=log,
     )
+    chunks = split_at_pauses(speech, audio.duration_s, options.max_chunk_s)
     if speech.ratio * audio.duration_s < MIN_SPEECH_S:
         result.scores = dict(NO_SPEECH_SCORES)
         result.reason = NO_SPEECH
@@ -123,16 +130,22 @@ def _analyse(
         log.append("no speech heard: emotion unknown, model not run")
     else:
         mark = time.perf_counter()
-        _run_model(audio, speech, model, options, result, progress)
+        _run_model(audio, speech, chunks, model, options, result, progress)
         timings["model"] = _ms_since(mark)
+    if transcriber is not None:
+        mark = time.perf_counter()
+        progress("transcribe")
+        heard = speech if result.reason is None else SpeechMap(0.0, [])
+        result.transcript = transcribe(transcriber, audio.samples, chunks, heard)
+        timings["transcribe"] = _ms_since(mark)
+        _log_transcript(result)
     return result
 
 
 def _run_model(
-    audio: DecodedAudio, speech: SpeechMap, model: EmotionModel, options: AnalysisOptions, result: Result,
-    progress: Progress,
+    audio: DecodedAudio, speech: SpeechMap, chunks: list[tuple[float, float]], model: EmotionModel,
+    options: AnalysisOptions, result: Result, progress: Progress,
 ) -> None:
-    chunks = split_at_pauses(speech, audio.duration_s, options.max_chunk_s)
     frame_features, frame_times, chunk_means, chunk_seconds = [], [], [], []
     for number, (start, end) in enumerate(chunks, start=1):
         progress("model", number, len(chunks))
@@ -180,6 +193,18 @@ def _timeline(
             window.scores = dict(NO_SPEECH_SCORES)
         timeline.append(window)
     return timeline
+
+
+def _log_transcript(result: Result) -> None:
+    """Say how much was transcribed, never what: the words are personal data."""
+    transcript = result.transcript
+    line = (f"transcript: {len(transcript.text)} characters in {len(transcript.segments)} segment(s)"
+            f", language {transcript.language or 'not heard'} (SenseVoice {transcript.model['name']})")
+    if transcript.random_weights:
+        line += "; RANDOM WEIGHTS: the words are MEANINGLESS"
+    if transcript.sensevoice_emotion not in (None, result.emotion) and result.reason is None:
+        line += f"; SenseVoice hears {transcript.sensevoice_emotion}, emotion2vec {result.emotion}"
+    result.log.append(line)
 
 
 def _windows(duration_s: float) -> list[tuple[float, float]]:

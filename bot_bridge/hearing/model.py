@@ -21,21 +21,24 @@ queues is not reported as time in the model.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import gc
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..emotions import EMOTION_KEYS, emotion_key_for_token
 from ..errors import ModelUnavailable
-from .model_files import funasr_prints_logged, has_random_weights, public_model_name, resolve_model_dir
+from .funasr_loading import (
+    build_with_funasr,
+    check_checkpoint_matches,
+    release_load_memory,
+    resolve_device,
+    torch_threads,
+)
+from .model_files import has_random_weights, public_model_name, resolve_model_dir
 
 if TYPE_CHECKING:
     from ..config import ModelSettings
@@ -91,34 +94,21 @@ class EmotionModel:
         """Load the configured model, or raise ``ModelUnavailable`` saying how to fix it."""
         started = time.perf_counter()
         directory = resolve_model_dir(settings.name, settings.hub)
-        device = _device(settings.device)
-        threads = settings.threads or os.cpu_count() or 1
-        with funasr_prints_logged():
-            from funasr import AutoModel
-
-            try:
-                automodel = AutoModel(
-                    model=str(directory),
-                    disable_update=True,
-                    device=device,
-                    ncpu=threads,
-                    disable_pbar=True,
-                    log_level=logging.getLevelName(logging.getLogger().getEffectiveLevel()),
-                )
-            except Exception as error:  # noqa: BLE001 - funasr raises bare errors of every kind
-                raise ModelUnavailable(f"funasr could not load {directory}: {error}") from error
+        device = resolve_device(settings.device)
+        threads = torch_threads(settings)
+        automodel = build_with_funasr(directory, device, threads)
         network = automodel.model
         if network.proj is None:
             raise ModelUnavailable(
                 f"{directory} has no classification head: its config.yaml needs "
                 "`tokenizer: CharTokenizer` and a tokens.txt with the emotion labels"
             )
-        _check_checkpoint_matches(directory / "model.pt", network)
+        check_checkpoint_matches(directory / "model.pt", network)
         if settings.mode == "fast":
             network = _quantise(network, device)
         tokens = list(automodel.kwargs["token_list"])
         del automodel  # in fast mode it holds the float network: let it go before the heap is trimmed
-        _release_load_memory()
+        release_load_memory()
 
         info = ModelInfo(
             name=public_model_name(settings.name),
@@ -205,49 +195,6 @@ class EmotionModel:
             yield
 
 
-def _device(requested: str) -> str:
-    import torch
-
-    if requested == "cpu":
-        return "cpu"
-    if torch.cuda.is_available():
-        return "cuda"
-    if requested == "cuda":
-        # funasr would silently fall back to the CPU; an explicit request deserves the truth.
-        raise ModelUnavailable(
-            "model.device is cuda but torch sees no CUDA device "
-            f"(torch {torch.__version__}); set BOT_BRIDGE_DEVICE=auto or cpu, or install a CUDA build of torch"
-        )
-    return "cpu"
-
-
-def _check_checkpoint_matches(checkpoint: Path, network) -> None:
-    """Refuse weights that do not fit the network: funasr would keep random values silently."""
-    import torch
-
-    try:
-        state = torch.load(checkpoint, map_location="cpu", mmap=True, weights_only=True)
-    except RuntimeError:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    for wrapper in ("state_dict", "model_state_dict", "model"):
-        if isinstance(state, dict) and wrapper in state and isinstance(state[wrapper], dict):
-            state = state[wrapper]
-    state = {key.removeprefix("module."): value for key, value in state.items()}
-    expected = network.state_dict()
-    missing = sorted(set(expected) - set(state))
-    wrong_shape = sorted(k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape))
-    if missing or wrong_shape:
-        problems = [f"{len(missing)} of {len(expected)} weights missing"] if missing else []
-        if wrong_shape:
-            problems.append(f"{len(wrong_shape)} with the wrong shape")
-        example = (missing + wrong_shape)[0]
-        raise ModelUnavailable(
-            f"{checkpoint} does not match the network described by its config.yaml "
-            f"({', '.join(problems)}; e.g. {example}). funasr would fill the gaps with random "
-            "values and every answer would be wrong; use the config.yaml published with these weights"
-        )
-
-
 def _quantise(network, device: str):
     """Opt-in ``fast`` mode: int8 dynamic quantisation of the encoder's Linear layers.
 
@@ -263,10 +210,3 @@ def _quantise(network, device: str):
     network = torch.ao.quantization.quantize_dynamic(network, {torch.nn.Linear}, dtype=torch.qint8)
     network.proj = head
     return network
-
-
-def _release_load_memory() -> None:
-    """Give back the ~2 GB that torch.load plus funasr's deepcopy leave in the heap."""
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)

@@ -1,72 +1,107 @@
-"""Where emotion2vec+ weights come from: a hub, a local directory, or random numbers.
+"""Where model weights come from: a hub, a local directory, or random numbers.
 
-``resolve_model_dir`` turns the ``model`` setting into a directory funasr can
-load with no network access. Hub ids are looked up in the hub's local cache
-first; only if they are absent is the hub contacted, and only after a quick
-reachability probe. funasr left to itself retries for ~20 s without a network
-and then blames the model ("not registered"); an operator deserves a fast,
-true answer that says how to fix it.
+``resolve_model_dir`` turns a model setting (``model.name`` for
+emotion2vec+, ``transcribe.model`` for SenseVoice) into a directory funasr
+can load with no network access. Hub ids are looked up in the hub's local
+cache first; only if they are absent is the hub contacted, and only after a
+quick reachability probe. funasr left to itself retries for ~20 s without a
+network and then blames the model ("not registered"); an operator deserves a
+fast, true answer that says how to fix it.
 
-``make_random_model`` writes a directory in the exact published format
-(``config.yaml``, ``model.pt``, ``tokens.txt``, ``configuration.json``) with
-random weights, for tests and benchmarks on machines that cannot download the
-real ones. Compute cost does not depend on weight values, so the full-size
+``make_random_model`` writes an emotion2vec+ directory in the exact published
+format (``config.yaml``, ``model.pt``, ``tokens.txt``, ``configuration.json``)
+with random weights, for tests and benchmarks on machines that cannot
+download the real ones (``sensevoice_files.py`` does the same for
+SenseVoice). Compute cost does not depend on weight values, so the full-size
 presets give true timings; the labels they produce mean nothing, which is why
 such directories carry a marker file and every result from them says so.
-
-``funasr_prints_logged`` keeps funasr's prints off stdout, which belongs to
-``bot-bridge predict --json``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import io
 import json
 import logging
 import os
 import socket
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ModelUnavailable
+from .funasr_loading import funasr_prints_logged
 
 log = logging.getLogger(__name__)
 
-REQUIRED_FILES = ("config.yaml", "model.pt", "tokens.txt")
 RANDOM_MARKER = "RANDOM_WEIGHTS"
 
-HUB_IDS = {
-    "ms": {
-        "iic/emotion2vec_plus_large": "iic/emotion2vec_plus_large",
-        "iic/emotion2vec_plus_base": "iic/emotion2vec_plus_base",
-        "iic/emotion2vec_plus_seed": "iic/emotion2vec_plus_seed",
+
+@dataclass(frozen=True)
+class ModelKind:
+    """One kind of model bot-bridge loads: its files, its hub ids, and the setting that names it."""
+
+    label: str
+    required_files: tuple[str, ...]
+    hub_ids: dict[str, dict[str, str]]  # hub -> {name people write: the hub's repository id}
+    variable: str  # the environment variable of its setting
+    setting: str  # its key in config/bot-bridge.yaml
+    without_weights: str  # what to do instead, said after the download advice
+
+
+EMOTION2VEC = ModelKind(
+    label="emotion2vec+",
+    required_files=("config.yaml", "model.pt", "tokens.txt"),
+    hub_ids={
+        "ms": {
+            "iic/emotion2vec_plus_large": "iic/emotion2vec_plus_large",
+            "iic/emotion2vec_plus_base": "iic/emotion2vec_plus_base",
+            "iic/emotion2vec_plus_seed": "iic/emotion2vec_plus_seed",
+        },
+        "hf": {
+            "iic/emotion2vec_plus_large": "emotion2vec/emotion2vec_plus_large",
+            "iic/emotion2vec_plus_base": "emotion2vec/emotion2vec_plus_base",
+            "iic/emotion2vec_plus_seed": "emotion2vec/emotion2vec_plus_seed",
+        },
     },
-    "hf": {
-        "iic/emotion2vec_plus_large": "emotion2vec/emotion2vec_plus_large",
-        "iic/emotion2vec_plus_base": "emotion2vec/emotion2vec_plus_base",
-        "iic/emotion2vec_plus_seed": "emotion2vec/emotion2vec_plus_seed",
+    variable="BOT_BRIDGE_MODEL",
+    setting="model.name",
+    without_weights="To try bot-bridge without real weights: `make demo` (the service) and `make demo-predict FILES=...` "
+    "(the command line), both with random weights: their labels are meaningless.",
+)
+
+SENSEVOICE_BPE = "chn_jpn_yue_eng_ko_spectok.bpe.model"
+SENSEVOICE = ModelKind(
+    label="SenseVoice",
+    # configuration.json is required: without it funasr looks for bpe.model and finds no tokenizer.
+    required_files=("config.yaml", "model.pt", SENSEVOICE_BPE, "am.mvn", "configuration.json"),
+    hub_ids={
+        "ms": {"iic/SenseVoiceSmall": "iic/SenseVoiceSmall"},
+        "hf": {"iic/SenseVoiceSmall": "FunAudioLLM/SenseVoiceSmall"},
     },
-}
+    variable="BOT_BRIDGE_TRANSCRIBE_MODEL",
+    setting="transcribe.model",
+    without_weights="Without them voice notes still get their emotion, with no transcript "
+    "(set transcribe.enabled: false to stop asking).",
+)
+
 HUB_HOSTS = {"ms": "www.modelscope.cn", "hf": "huggingface.co"}
 HUB_PROBE_TIMEOUT_S = 3.0
 
 TOKENS = "生气/angry 厌恶/disgusted 恐惧/fearful 开心/happy 中立/neutral 其他/other 难过/sad 吃惊/surprised <unk>"
 
 
-def resolve_model_dir(name: str, hub: str = "ms") -> Path:
+def resolve_model_dir(name: str, hub: str = "ms", kind: ModelKind = EMOTION2VEC) -> Path:
     """The local directory holding the weights for ``name``; download them if reachable."""
     path = Path(name).expanduser()
     if _is_local(name):
-        return check_model_dir(path)
-    hub_id = _hub_id(name, hub)
-    cached = _cached_dir(hub_id, hub)
+        return check_model_dir(path, kind)
+    hub_id = _hub_id(name, hub, kind)
+    cached = _cached_dir(hub_id, hub, kind)
     if cached is not None:
-        return check_model_dir(cached)
+        return check_model_dir(cached, kind)
     if not _hub_reachable(hub):
-        raise ModelUnavailable(_offline_advice(name, hub))
-    return check_model_dir(download_model(name, None, hub))
+        raise ModelUnavailable(_offline_advice(name, hub, kind))
+    return check_model_dir(download_model(name, None, hub), kind)
 
 
 def public_model_name(name: str) -> str:
@@ -79,17 +114,26 @@ def _is_local(name: str) -> bool:
     return Path(name).expanduser().is_dir() or name.startswith((".", "/", "~"))
 
 
-def check_model_dir(path: Path) -> Path:
+def check_model_dir(path: Path, kind: ModelKind = EMOTION2VEC) -> Path:
     """Refuse a directory that is missing a file funasr needs, naming the file."""
     if not path.is_dir():
         raise ModelUnavailable(f"model directory {path} does not exist")
-    missing = [f for f in REQUIRED_FILES if not (path / f).is_file()]
+    missing = [f for f in kind.required_files if not (path / f).is_file()]
     if missing:
         raise ModelUnavailable(
-            f"model directory {path} lacks {', '.join(missing)}; a complete emotion2vec+ "
-            f"directory has {', '.join(REQUIRED_FILES)} (configuration.json is optional)"
+            f"model directory {path} lacks {', '.join(missing)}; a complete {kind.label} "
+            f"directory has {', '.join(kind.required_files)}"
+            + (" (configuration.json is optional)" if "configuration.json" not in kind.required_files else "")
         )
     return path
+
+
+def kind_of(name: str) -> ModelKind:
+    """The kind of model a hub id names (SenseVoice or emotion2vec+, the default)."""
+    for kind in (SENSEVOICE, EMOTION2VEC):
+        if any(name in ids or name in ids.values() for ids in kind.hub_ids.values()):
+            return kind
+    return EMOTION2VEC
 
 
 def has_random_weights(path: Path) -> bool:
@@ -98,7 +142,7 @@ def has_random_weights(path: Path) -> bool:
 
 def download_model(name: str, target: str | os.PathLike | None, hub: str = "ms") -> Path:
     """Fetch a published model into ``target`` (or the hub's cache when ``None``)."""
-    hub_id = _hub_id(name, hub)
+    hub_id = _hub_id(name, hub, kind_of(name))
     local_dir = str(target) if target is not None else None
     if hub == "hf":
         from huggingface_hub import snapshot_download
@@ -228,15 +272,15 @@ def _config_for(preset: dict) -> dict:
     return config
 
 
-def _hub_id(name: str, hub: str) -> str:
-    known = HUB_IDS[hub]
+def _hub_id(name: str, hub: str, kind: ModelKind) -> str:
+    known = kind.hub_ids[hub]
     if name in known:
         return known[name]
     short = f"iic/{name}"
     return known.get(short, name)
 
 
-def _cached_dir(hub_id: str, hub: str) -> Path | None:
+def _cached_dir(hub_id: str, hub: str, kind: ModelKind) -> Path | None:
     if hub == "hf":
         try:
             from huggingface_hub import snapshot_download
@@ -246,28 +290,9 @@ def _cached_dir(hub_id: str, hub: str) -> Path | None:
             return None
     cache = Path(os.environ.get("MODELSCOPE_CACHE", Path.home() / ".cache" / "modelscope" / "hub"))
     for candidate in (cache / "models" / hub_id, cache / hub_id):
-        if all((candidate / f).is_file() for f in REQUIRED_FILES):
+        if all((candidate / f).is_file() for f in kind.required_files):
             return candidate
     return None
-
-
-@contextlib.contextmanager
-def funasr_prints_logged():
-    """Whatever funasr prints while this runs becomes DEBUG log lines.
-
-    On import funasr prints its version and, where no ``ffmpeg`` program is
-    installed, advice to install one; bot-bridge decodes with PyAV's own
-    FFmpeg libraries and never lets funasr read a file, so that advice is
-    wrong here, and stdout is where ``predict --json`` writes its results.
-    """
-    printed = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(printed):
-            yield
-    finally:
-        for line in printed.getvalue().splitlines():
-            if line.strip():
-                log.debug("funasr printed: %s", line.strip())
 
 
 def _hub_reachable(hub: str) -> bool:
@@ -288,14 +313,12 @@ def _hub_reachable(hub: str) -> bool:
     return bool(outcome and outcome[0])
 
 
-def _offline_advice(name: str, hub: str) -> str:
+def _offline_advice(name: str, hub: str, kind: ModelKind) -> str:
     return (
         f"the weights of {name} are not on this machine and {HUB_HOSTS[hub]} cannot be reached. "
         f"Fix: on a machine with internet run `bot-bridge model download {name} ./{name.rsplit('/', 1)[-1]}"
-        f"{' --hub hf' if hub == 'hf' else ''}`, copy that directory here and set BOT_BRIDGE_MODEL "
-        "(or model.name in config/bot-bridge.yaml) to its path. "
-        "To try bot-bridge without real weights: `make demo` (the service) and `make demo-predict FILES=...` "
-        "(the command line), both with random weights: their labels are meaningless."
+        f"{' --hub hf' if hub == 'hf' else ''}`, copy that directory here and set {kind.variable} "
+        f"(or {kind.setting} in config/bot-bridge.yaml) to its path. {kind.without_weights}"
     )
 
 

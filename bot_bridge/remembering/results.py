@@ -5,6 +5,10 @@ in the output folder, chat replies and the web console all read it), so its
 keys only ever gain members. The embedding is kept out of the JSON unless
 asked for: 1024 floats would dwarf everything else, and it is also offered
 as ``embedding.npy``.
+
+The transcript (what was said, by SenseVoice) lives in the same JSON, so it
+is stored with its result and deleted with it, and nowhere else. It is
+``null`` when no transcript was asked for or SenseVoice is not available.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ NO_SPEECH = "no_speech"
 # "fearful"). Below this share of speech (by the voice activity detector) a window is "no speech".
 WINDOW_MIN_SPEECH = 0.5
 NO_SPEECH_SCORES = {key: float(key == "unknown") for key in EMOTION_KEYS}
+RANDOM_TRANSCRIPT = "RANDOM WEIGHTS: SenseVoice was not trained, these words are MEANINGLESS"
 
 
 @dataclass
@@ -96,6 +101,71 @@ class Frames:
         scores = np.asarray(data["scores"], dtype=np.float64).reshape(-1, len(data["emotions"]))[:, columns]
         return cls(np.asarray(data["times"], dtype=np.float64), scores, np.asarray(data["speech"], dtype=bool))
 
+@dataclass
+class Segment:
+    """What was said in one stretch of the recording (a pause-split chunk), with SenseVoice's tags for it."""
+
+    start: float
+    end: float
+    text: str
+    language: str | None = None
+    emotion: str | None = None  # one of EMOTION_KEYS, as SenseVoice heard it
+    event: str | None = None  # SenseVoice's audio event: Speech, Laughter, BGM, Applause, Cry, ...
+
+    def to_dict(self) -> dict:
+        return {
+            "start": round(self.start, 3),
+            "end": round(self.end, 3),
+            "text": self.text,
+            "language": self.language,
+            "emotion": self.emotion,
+            "event": self.event,
+        }
+
+
+@dataclass
+class Transcript:
+    """The words of a recording: its segments' text joined, with the language, emotion and events heard."""
+
+    text: str
+    language: str | None
+    segments: list[Segment]
+    events: list[str]
+    sensevoice_emotion: str | None
+    model: dict
+
+    @property
+    def random_weights(self) -> bool:
+        return bool(self.model.get("random_weights"))
+
+    def to_dict(self) -> dict:
+        data = {
+            "text": self.text,
+            "language": self.language,
+            "segments": [segment.to_dict() for segment in self.segments],
+            "events": self.events,
+            "sensevoice_emotion": self.sensevoice_emotion,
+            "model": self.model,
+            "random_weights": self.random_weights,
+        }
+        if self.random_weights:
+            data["warning"] = RANDOM_TRANSCRIPT
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Transcript":
+        return cls(
+            text=data["text"],
+            language=data.get("language"),
+            segments=[
+                Segment(s["start"], s["end"], s["text"], s.get("language"), s.get("emotion"), s.get("event"))
+                for s in data.get("segments", [])
+            ],
+            events=list(data.get("events", [])),
+            sensevoice_emotion=data.get("sensevoice_emotion"),
+            model=data.get("model", {}),
+        )
+
 
 @dataclass
 class Result:
@@ -113,6 +183,7 @@ class Result:
     # Only the process that analysed the recording holds them; ``has_frame_embeddings`` tells the others.
     frame_embeddings: np.ndarray | None = None
     has_frame_embeddings: bool = False
+    transcript: Transcript | None = None
     file_name: str | None = None
     origin: str = "api"
     log: list[str] = field(default_factory=list)
@@ -158,6 +229,7 @@ class Result:
             "log": self.log,
             "has_embedding": self.embedding is not None,
             "has_frame_embeddings": self.has_frame_embeddings or self.frame_embeddings is not None,
+            "transcript": None if self.transcript is None else self.transcript.to_dict(),
         }
         if self.timeline is not None:
             data["timeline"] = [window.to_dict() for window in self.timeline]
@@ -170,6 +242,7 @@ class Result:
     @classmethod
     def from_dict(cls, data: dict, embedding: np.ndarray | None = None) -> "Result":
         timeline = data.get("timeline")
+        transcript = data.get("transcript")
         return cls(
             id=data["id"],
             created_at=datetime.fromisoformat(data["created_at"]),
@@ -189,6 +262,7 @@ class Result:
             frames=Frames.from_dict(data["frames"]) if "frames" in data else None,
             embedding=embedding,
             has_frame_embeddings=bool(data.get("has_frame_embeddings")),
+            transcript=None if transcript is None else Transcript.from_dict(transcript),
         )
 
 

@@ -84,11 +84,13 @@ def analysis_request() -> dict:
             f"granularity={granularity!r}",
             problem="granularity must be utterance, timeline or frame",
         )
+    transcribe = request.form.get("transcribe")
     return {
         "data": upload.read(),
         "file_name": upload.filename or None,
         "embedding": _flag(request.form.get("embedding", "false"), "embedding"),
         "origin": "console" if request.form.get("origin") == "console" else "api",
+        "transcribe": None if transcribe is None else _flag(transcribe, "transcribe"),
         **GRANULARITIES[granularity],
     }
 

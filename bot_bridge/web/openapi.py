@@ -51,6 +51,34 @@ def openapi_document() -> dict:
                        "description": "probabilities per frame, in the order of emotions"},
         },
     }
+    segment = {
+        "type": "object",
+        "properties": {
+            "start": {"type": "number", "description": "seconds: the first speech of the segment"},
+            "end": {"type": "number", "description": "seconds: the last speech of the segment"},
+            "text": {"type": "string"},
+            "language": {"type": ["string", "null"], "description": "zh, en, yue, ja, ko or nospeech"},
+            "emotion": {"type": ["string", "null"], "enum": [*EMOTION_KEYS, None]},
+            "event": {"type": ["string", "null"], "description": "SenseVoice's event tag: Speech, Laughter, BGM, ..."},
+        },
+    }
+    transcript = {
+        "type": ["object", "null"],
+        "description": "what was said, by SenseVoice-Small; null when not asked for or not available "
+                       "(then /readyz says why). Never logged: stored only with its result",
+        "required": ["text", "language", "segments", "events", "sensevoice_emotion", "model"],
+        "properties": {
+            "text": {"type": "string", "description": "SenseVoice's rich transcription, segments joined"},
+            "language": {"type": ["string", "null"], "description": "the language of the most speech"},
+            "segments": {"type": "array", "items": segment, "description": "one per pause-split chunk with speech"},
+            "events": {"type": "array", "items": {"type": "string"}, "description": "audio events heard, in order"},
+            "sensevoice_emotion": {"type": ["string", "null"], "enum": [*EMOTION_KEYS, None],
+                                   "description": "SenseVoice's own emotion tag; `emotion` (emotion2vec+) may differ"},
+            "model": {"type": "object"},
+            "random_weights": {"type": "boolean", "description": "true: the words are meaningless"},
+            "warning": {"type": "string", "description": "present when the words are meaningless"},
+        },
+    }
     result = {
         "type": "object",
         "required": ["id", "emotion", "emoji", "label_zh", "label_en", "confidence", "scores",
@@ -74,6 +102,7 @@ def openapi_document() -> dict:
             "log": {"type": "array", "items": {"type": "string"}},
             "timeline": {"type": "array", "items": window},
             "frames": frames,
+            "transcript": transcript,
             "embedding": {"type": "array", "items": {"type": "number"},
                           "description": "utterance mean of the frame features (1024-d large, 768-d base)"},
             "has_embedding": {"type": "boolean"},
@@ -95,6 +124,8 @@ def openapi_document() -> dict:
                                 "description": "timeline: 1 s windows every 0.5 s; frame: the model's 50 frames a second"},
                 "embedding": {"type": "boolean", "default": False,
                               "description": "the utterance embedding; with granularity=frame also frame_embeddings.npy"},
+                "transcribe": {"type": "boolean",
+                               "description": "add the transcript; default: the transcribe.enabled setting"},
             },
         }}}},
         "responses": {"201": {"description": "the result", **result_response}, "4XX": errors, "503": errors},
@@ -102,7 +133,8 @@ def openapi_document() -> dict:
     return {
         "openapi": "3.1.0",
         "info": {"title": "bot-bridge", "version": __version__,
-                 "description": "Speech emotion recognition with emotion2vec+ (9 classes)."},
+                 "description": "Speech emotion recognition with emotion2vec+ (9 classes), "
+                                "and transcripts with SenseVoice-Small."},
         "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
         "security": [{"bearer": []}],
         "paths": {
@@ -130,7 +162,8 @@ def openapi_document() -> dict:
             },
             "/healthz": {"get": {"summary": "The process is up", "security": [],
                                  "responses": {"200": {"description": "ok"}}}},
-            "/readyz": {"get": {"summary": "The model is loaded", "security": [],
+            "/readyz": {"get": {"summary": "The model is loaded (the transcriber's state is told beside it)",
+                                "security": [],
                                 "responses": {"200": {"description": "ready"}, "503": {"description": "loading or failed"}}}},
         },
     }

@@ -6,6 +6,7 @@ const STAGES = {
   queued: ["排队等待分析…", "Waiting for its turn…"],
   decode: ["正在解码音频…", "Decoding the audio…"],
   vad: ["正在找出说话的部分…", "Finding where people speak…"],
+  transcribe: ["正在转写说了什么…", "Writing down what was said…"],
   save: ["正在保存结果…", "Saving the result…"],
 };
 
