@@ -111,13 +111,20 @@ def model_download(name: str, directory: str, hub: str) -> None:
 @model.command("make-random")
 @click.option("--preset", type=click.Choice(["tiny", "base", "large"]), required=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--bias", "biases", multiple=True, metavar="EMOTION=OFFSET",
+              help="lean towards EMOTION: add OFFSET to its logit (e.g. angry=3); repeatable; recorded in the model")
 @click.argument("directory", type=click.Path(file_okay=False))
-def model_make_random(preset: str, seed: int, directory: str) -> None:
+def model_make_random(preset: str, seed: int, biases: tuple[str, ...], directory: str) -> None:
     """Write a RANDOM-WEIGHT model in the published format (labels are meaningless)."""
     from .hearing.model_files import make_random_model
 
-    path = make_random_model(preset, directory, seed)
-    click.echo(f"RANDOM-WEIGHT {preset} model written to {path} (for tests and benchmarks only)")
+    bias = _offsets(biases)
+    try:
+        path = make_random_model(preset, directory, seed, bias)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--bias") from None
+    leaning = f", head biased {', '.join(biases)}" if bias else ""
+    click.echo(f"RANDOM-WEIGHT {preset} model written to {path} (for tests and benchmarks only{leaning})")
 
 
 @cli.group()
@@ -266,6 +273,18 @@ def _read(name: str) -> bytes:
         return Path(name).read_bytes()
     except OSError as error:
         raise BotBridgeError("invalid_request", str(error), problem=f"cannot read {name}: {error.strerror}") from None
+
+
+def _offsets(biases: tuple[str, ...]) -> dict[str, float]:
+    """``("angry=3", "sad=-1")`` -> ``{"angry": 3.0, "sad": -1.0}`` (``model make-random --bias``)."""
+    offsets = {}
+    for bias in biases:
+        emotion, _, offset = bias.partition("=")
+        try:
+            offsets[emotion.strip().lower()] = float(offset)
+        except ValueError:
+            raise click.BadParameter(f"{bias!r} is not EMOTION=OFFSET (e.g. angry=3)", param_hint="--bias") from None
+    return offsets
 
 
 def _summary(result) -> str:

@@ -8,7 +8,10 @@ import subprocess
 import sys
 
 import pytest
+from click.testing import CliRunner
 
+from bot_bridge.cli import cli
+from bot_bridge.hearing.model_files import random_bias
 from tests import audio_fixtures as af
 from tests.test_api import BAD_INPUTS, GOOD_FORMATS, assert_valid_result
 
@@ -90,8 +93,20 @@ def test_invalid_settings_name_the_setting(tmp_path, tiny_model_dir):
     assert "BOT_BRIDGE_DEVICE" in run.stderr and "model.device" in run.stderr
 
 
-def test_make_random_writes_a_marked_model(tmp_path):
-    run = bot_bridge("model", "make-random", "--preset", "tiny", str(tmp_path / "m"), model_dir="unused", data_dir=tmp_path)
+def test_make_random_writes_a_marked_model_biased_as_asked(tmp_path):
+    run = bot_bridge("model", "make-random", "--preset", "tiny", "--bias", "angry=3", "--bias", "Sad=-1.5",
+                     str(tmp_path / "m"), model_dir="unused", data_dir=tmp_path)
     assert run.returncode == 0, run.stderr
-    assert "RANDOM-WEIGHT" in run.stdout
-    assert (tmp_path / "m" / "RANDOM_WEIGHTS").exists()
+    assert "RANDOM-WEIGHT" in run.stdout and "biased angry=3, Sad=-1.5" in run.stdout
+    marker = (tmp_path / "m" / "RANDOM_WEIGHTS").read_text(encoding="utf-8")
+    assert "MEANINGLESS" in marker and "angry +3, sad -1.5" in marker
+    assert random_bias(tmp_path / "m") == {"angry": 3.0, "sad": -1.5}
+
+
+@pytest.mark.parametrize(("bias", "named"), [("angri=3", "not an emotion; choose from angry, disgusted"),
+                                             ("angry=loud", "'angry=loud' is not EMOTION=OFFSET")])
+def test_make_random_refuses_a_bias_it_cannot_apply_and_writes_nothing(tmp_path, bias, named):
+    run = CliRunner().invoke(cli, ["model", "make-random", "--preset", "tiny", "--bias", bias, str(tmp_path / "m")])
+
+    assert run.exit_code == 2 and "--bias" in run.output and named in run.output
+    assert not (tmp_path / "m").exists()

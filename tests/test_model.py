@@ -151,6 +151,25 @@ def test_random_weight_models_are_marked_and_say_so(tiny_model_dir, tiny_model, 
     assert "RANDOM WEIGHTS" in caplog.text and "MEANINGLESS" in caplog.text
 
 
+def test_a_biased_random_model_moves_one_logit_by_its_offset_and_every_result_says_so(
+    tiny_model, angry_model, angry_model_dir, caplog
+):
+    samples = speech_clip(3.0)
+    pooled = tiny_model.frame_features(samples).mean(axis=0)  # the same seed: the same encoder
+    shift = np.log(angry_model.classify(pooled)[0]) - np.log(tiny_model.classify(pooled)[0])
+    angry = EMOTION_KEYS.index("angry")
+
+    # Log-probabilities all move by the same normaliser; angry's by exactly its offset more.
+    assert np.allclose(shift[angry] - np.delete(shift, angry), 4.0, atol=1e-4)
+    result = analyse(encode(samples, 16000, "wav_f32"), angry_model)
+    assert result.emotion == "angry" and result.to_dict()["model"]["random_bias"] == {"angry": 4.0}
+    assert result.random_weights and "random_bias" not in tiny_model.info.to_dict()
+    assert "biased on purpose (angry +4" in (angry_model_dir / "RANDOM_WEIGHTS").read_text(encoding="utf-8")
+    with caplog.at_level("WARNING"):
+        EmotionModel.load(ModelSettings(name=str(angry_model_dir)))
+    assert "MEANINGLESS" in caplog.text and "biased on purpose ({'angry': 4.0})" in caplog.text
+
+
 def test_tiny_preset_is_well_under_2_mb_and_in_the_published_format(tiny_model_dir):
     assert (tiny_model_dir / "model.pt").stat().st_size < 2_000_000
     for name in ("config.yaml", "model.pt", "tokens.txt", "configuration.json"):
