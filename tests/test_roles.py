@@ -22,7 +22,7 @@ import yaml
 
 from bot_bridge.config import load_settings
 from bot_bridge.layout import CPU_WORKER_THREADS, process_layout, queue_worker_threads
-from bot_bridge.remembering.store import NoteStatus
+from bot_bridge.remembering.store import MIGRATIONS_DIR, NoteStatus
 from bot_bridge.server import gunicorn_settings
 from bot_bridge.service import Service
 from bot_bridge.web import create_app
@@ -34,6 +34,7 @@ from tests.platforms import telegram as tg
 from tests.processes import free_port, scrape, serve, start, wait_for, wait_until_answering
 
 fake_telegram = fixtures.fake_telegram
+MIGRATIONS = [path.stem for path in (MIGRATIONS_DIR / "versions").glob("[0-9]*.py")]
 
 
 def role_settings(data_dir, model_dir, role: str, environ: dict | None = None, **overrides):
@@ -177,27 +178,49 @@ def test_sigterm_hands_a_note_in_work_back_at_once(tmp_path, tiny_model_dir, tin
 
 
 FIRST_START = """
-import sys, time
+import logging, sys
 from bot_bridge.remembering.store import Store
-time.sleep(max(0.0, float(sys.argv[1]) - time.time()))  # all four reach this line, then go at once
-store = Store(sys.argv[2], sys.argv[3])
+logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")  # alembic logs each migration it runs
+store = Store(sys.argv[1], sys.argv[2])
 with store.engine.connect() as connection:
     print(connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar_one())
 """
 
 
-def test_processes_starting_at_once_on_an_empty_postgresql_database_migrate_it_once(tmp_path):
+def test_processes_starting_at_once_on_an_empty_postgresql_database_migrate_it_exactly_once(tmp_path):
+    """The test holds the database's schema (an uncommitted DROP SCHEMA) until all four processes wait on a lock:
+    without the migration lock all four would be inside a migration at once; with it, one migrates while the
+    other three wait for it, then find nothing left to do."""
+    import psycopg
+
     url = services.create_postgres_database()
-    at = str(time.time() + 3)
+    name = url.rsplit("/", 1)[1]
+    barrier = psycopg.connect(host=services.POSTGRES[0], port=services.POSTGRES[1], user="postgres", dbname=name)
+    barrier.execute("DROP SCHEMA public CASCADE")  # every CREATE TABLE in it waits for this transaction
     try:
-        starts = [subprocess.Popen([sys.executable, "-c", FIRST_START, at, url, str(tmp_path / str(n))],
+        starts = [subprocess.Popen([sys.executable, "-c", FIRST_START, url, str(tmp_path / str(n))],
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for n in range(4)]
+        wait_for(lambda: _waiting_on_a_lock(name) == 4, timeout=60, what="all four processes waiting on a lock")
+        barrier.rollback()
         outcomes = [start.communicate(timeout=60) for start in starts]
     finally:
+        barrier.close()
         services.drop_postgres_database(url)
 
     assert [start.returncode for start in starts] == [0] * 4, [err for _, err in outcomes]
-    assert len({out.strip() for out, _ in outcomes}) == 1
+    migrated = [err.count("Running upgrade") for _, err in outcomes]
+    assert sorted(migrated)[:3] == [0, 0, 0] and max(migrated) == len(MIGRATIONS), migrated
+    assert {out.strip() for out, _ in outcomes} == {sorted(MIGRATIONS)[-1].split("_")[0]}
+
+
+def _waiting_on_a_lock(database: str) -> int:
+    """Sessions of ``database`` waiting on a lock (the schema's, or the migration's advisory lock)."""
+    import psycopg
+
+    with psycopg.connect(host=services.POSTGRES[0], port=services.POSTGRES[1], user="postgres", dbname="postgres",
+                         autocommit=True) as watcher:
+        return watcher.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock'",
+                               (database,)).fetchone()[0]
 
 
 @pytest.mark.parametrize(("role", "cores", "expected"), [
