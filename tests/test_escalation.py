@@ -6,6 +6,7 @@ called with its ``now``.
 
 from __future__ import annotations
 
+import logging
 import pkgutil
 import re
 import threading
@@ -39,6 +40,7 @@ from tests.alert_helpers import (
 from tests.chat_helpers import platform_environment
 from tests.platforms import fixtures
 from tests.platforms.wecom import FakeWeCom
+from tests.processes import wait_for
 from tests.test_console import PASSWORD, sign_in
 
 fake_slack, fake_telegram, fake_wecom = fixtures.fake_slack, fixtures.fake_telegram, fixtures.fake_wecom
@@ -383,7 +385,7 @@ def test_the_robot_keeps_to_20_messages_a_minute():
         assert len(fake.sent_messages) == 21
 
 
-def test_a_robot_at_its_limit_holds_up_only_itself_and_stops_waiting_when_told():
+def test_a_robot_at_its_limit_holds_up_only_itself_and_stops_waiting_when_told(caplog):
     http = RecordingHttp()
     robot = WeComRobot({}, http, clock=lambda: 0.0)  # time stands still: the 21st message waits a minute
     for number in range(20):
@@ -397,8 +399,9 @@ def test_a_robot_at_its_limit_holds_up_only_itself_and_stops_waiting_when_told()
             failed.append(error)
 
     waiting = threading.Thread(target=twenty_first)
-    waiting.start()
-    time.sleep(0.2)
+    with caplog.at_level(logging.INFO, logger=WeComRobot.__module__):
+        waiting.start()
+        wait_for(lambda: "a minute at most; waiting 60 s" in caplog.text, timeout=10, what="the 21st message waiting")
     robot.send_alert("robot-b", "another robot")
     assert waiting.is_alive() and http.keys().count("robot-b") == 1, "another robot's message does not wait"
 
