@@ -23,8 +23,8 @@ from bot_bridge.hearing.model import EmotionModel
 from bot_bridge.metrics import sample_process
 from bot_bridge.service import Service
 from bot_bridge.web import create_app
-from tests.audio_fixtures import encode, speech_clip
-from tests.chat_helpers import one_note_each, running_bot
+from tests.audio_fixtures import encode, speech_clip, text_as_audio
+from tests.chat_helpers import one_note_each, running_bot, voice_note_webhook
 from tests.platforms import fixtures
 from tests.processes import parse_metrics, sample_sum, wait_for
 
@@ -118,6 +118,30 @@ def test_a_chat_note_times_download_reply_and_time_to_reply(tmp_path, tiny_model
     assert delta(before, after, "bot_bridge_stage_seconds_count", stage="reply") == 1
     assert delta(before, after, "bot_bridge_time_to_reply_seconds_count", platform="telegram") == 1
     assert 0 < delta(before, after, "bot_bridge_time_to_reply_seconds_sum", platform="telegram") < 30
+
+
+def test_chat_errors_are_counted_as_chat_errors_by_their_code(tmp_path, tiny_model_dir, tiny_model, fake_telegram):
+    with running_bot(tmp_path, tiny_model_dir, tiny_model, fakes={"telegram": fake_telegram}) as bot:
+        before = scrape(bot.client)
+        request, path = voice_note_webhook("telegram", fake_telegram, text_as_audio())
+        bot.deliver(request, path)
+        [note] = bot.wait_until_finished()
+        after = scrape(bot.client)
+
+    assert note.error_code == "not_audio"
+    assert delta(before, after, "bot_bridge_errors_total", code="not_audio", source="chat") == 1
+    assert delta(before, after, "bot_bridge_errors_total", source="api") == 0
+
+
+def test_queue_tasks_pending_counts_the_tasks_no_worker_has_taken(service, client):
+    for number in range(3):
+        assert service.chat.accept(_message(number))  # recorded and queued; no worker runs in this process
+    service.chat.accept(_message(0))  # a redelivery: recorded already, not queued again
+
+    samples = scrape(client)
+
+    assert sample_sum(samples, "bot_bridge_queue_tasks_pending") == 3
+    assert {s.labels["state"]: s.value for s in samples if s.name == "bot_bridge_queue_depth"}["waiting"] == 3
 
 
 def test_queue_depth_counts_notes_waiting_scheduled_and_in_work(service, client):
