@@ -20,6 +20,7 @@ import adapters
 from adapters.base import TextLimit
 from adapters.wecom_robot import WeComRobot
 from bot_bridge.acting.escalation import rule_for
+from bot_bridge.acting.scheduler import build_scheduler
 from bot_bridge.chat.outbound import OutboundError, OutboundHttp
 from bot_bridge.cli import cli
 from bot_bridge.config import PROJECT_DIR, ConfigError, EscalationSettings, load_settings
@@ -365,6 +366,35 @@ def test_the_console_shows_each_case_with_its_state_per_target(tmp_path, fake_sl
     assert case not in browser.get("/escalations?state=pending").get_data(as_text=True)
     result_page = browser.get(f"/results/{case}").get_data(as_text=True)
     assert "angry ≥ 0.50" in result_page and "Slack #support" in result_page
+    service.close()
+
+
+def test_a_robot_key_the_platform_echoes_is_in_no_log_line_stored_error_or_console_page(tmp_path, fake_wecom,
+                                                                                       caplog):
+    """The robot's key is its whole credential. WeCom refuses a send, quoting the key in its errmsg: the
+    sweep the scheduler runs (with the deployment's own senders) logs, stores and shows the error, masked."""
+    settings = alert_settings(tmp_path, wecom=fake_wecom)
+    settings.console.password = PASSWORD
+    service = Service(settings)
+    case = add_chat_note(service.store, received_at=NOON, emotions={"angry": 0.9})
+    key = fake_wecom.robot_key
+    fake_wecom.fail_next("webhook/send", status=200,
+                         body={"errcode": 93000, "errmsg": f"invalid webhook url key={key}, hint: [1733345000_abc]"})
+    scheduler = build_scheduler(settings, service.store, service.chat.adapters)
+
+    with caplog.at_level(logging.INFO):
+        assert scheduler.run("escalation sweep", NOON + timedelta(minutes=5))
+
+    [(_, _, [delivery])] = Alerts(settings, service.store).escalator.alerts.cases(result_id=case)
+    assert delivery.state != DeliveryState.SENT
+    assert "errcode 93000 (invalid webhook url key=[REDACTED])" in delivery.last_error
+    assert "errcode 93000" in caplog.text
+    browser = create_app(service=service).test_client()
+    sign_in(browser)
+    page = browser.get("/escalations").get_data(as_text=True)
+    assert "errcode 93000" in page
+    for where in (delivery.last_error, caplog.text, page):
+        assert key not in where
     service.close()
 
 
