@@ -21,10 +21,12 @@ from adapters.base import TextLimit
 from adapters.wecom_robot import WeComRobot
 from bot_bridge.acting.escalation import rule_for
 from bot_bridge.acting.scheduler import build_scheduler
+from bot_bridge.acting.worker import build_adapters
 from bot_bridge.chat.outbound import OutboundError, OutboundHttp
 from bot_bridge.cli import cli
 from bot_bridge.config import PROJECT_DIR, ConfigError, EscalationSettings, load_settings
 from bot_bridge.remembering.alert_store import DeliveryState
+from bot_bridge.remembering.store import Store
 from bot_bridge.service import Service
 from bot_bridge.web import create_app
 from tests.alert_helpers import (
@@ -38,8 +40,10 @@ from tests.alert_helpers import (
     target_config,
     texts,
 )
-from tests.chat_helpers import platform_environment
+from tests.audio_fixtures import encode, speech_clip
+from tests.chat_helpers import ChatBot, chat_settings, platform_environment
 from tests.platforms import fixtures
+from tests.platforms import telegram as tg
 from tests.platforms.wecom import FakeWeCom
 from tests.processes import wait_for
 from tests.test_console import PASSWORD, sign_in
@@ -184,19 +188,64 @@ def test_a_chat_no_route_names_is_not_escalated(tmp_path, fake_telegram):
     alerts.close()
 
 
-def test_severe_cases_go_out_at_once_and_the_rest_at_the_sweep(tmp_path, fake_telegram):
-    alerts = Alerts(alert_settings(tmp_path, telegram=fake_telegram, escalation={"immediate": {"angry": 0.8}}))
-    severe = add_chat_note(alerts.store, received_at=NOON, emotions={"angry": 0.95})
-    ordinary = add_chat_note(alerts.store, received_at=NOON, emotions={"angry": 0.6})
+def test_the_urgent_job_the_scheduler_runs_sends_the_severe_cases_at_once_and_the_sweep_the_rest(tmp_path,
+                                                                                                  fake_telegram):
+    settings = alert_settings(tmp_path, telegram=fake_telegram, escalation={"immediate": {"angry": 0.8}})
+    store = Store(settings.resolved_database_url, settings.outputs_dir)
+    scheduler = build_scheduler(settings, store, build_adapters(settings))  # what `serve` schedules
+    severe = add_chat_note(store, received_at=NOON, emotions={"angry": 0.95})
+    ordinary = add_chat_note(store, received_at=NOON, emotions={"angry": 0.6})
 
-    alerts.escalator.sweep(NOON + timedelta(seconds=30), severe_only=True)
+    assert scheduler.jobs["urgent escalations"][0] == timedelta(seconds=settings.escalation.immediate_check_s)
+    assert scheduler.run("urgent escalations", NOON + timedelta(seconds=30))
     [urgent] = texts(fake_telegram)
     assert urgent.startswith("🚨 紧急：1 条语音需要关注") and severe in urgent and ordinary not in urgent
     assert "‼️ 紧急" in urgent
 
-    alerts.escalator.sweep(NOON + timedelta(minutes=5))
+    assert scheduler.run("urgent escalations", NOON + timedelta(seconds=60))
+    assert len(texts(fake_telegram)) == 1, "the urgent job leaves ordinary cases to the sweep"
+    assert scheduler.run("escalation sweep", NOON + timedelta(minutes=5))
     assert ordinary in texts(fake_telegram)[1] and severe not in texts(fake_telegram)[1]
-    alerts.close()
+    store.close()
+
+
+def test_an_angry_voice_note_through_the_webhook_becomes_a_case_and_an_urgent_alert(
+    tmp_path, angry_model_dir, angry_model, fake_telegram, fake_slack
+):
+    """The whole path, nothing written into the store by hand: a Telegram webhook, the queue's worker, the
+    model (a random one biased to sound angry, ~67 %), the reply, the note's case, and the scheduler's own
+    urgent job (every 0.2 s here) alerting the Slack target with a link to the result."""
+    settings = chat_settings(
+        tmp_path, angry_model_dir, platform_environment(fake_telegram, fake_slack), public_url=PUBLIC_URL,
+        targets=target_config(slack=fake_slack), routes=[{"sources": ["telegram:*"], "targets": ["slack"]}],
+        escalation={"immediate": {"angry": 0.6}, "immediate_check_s": 0.2},
+    )
+    bot = ChatBot(settings, angry_model)
+    scheduler = build_scheduler(settings, bot.store, bot.service.chat.adapters)  # as `serve` starts it
+    scheduler.start()
+    try:
+        voice = encode(speech_clip(3), 16000, "ogg_opus")
+        bot.deliver(tg.webhook_request(tg.voice_update(fake_telegram.add_file(voice), chat_type="group")), "telegram")
+        [reply] = fake_telegram.wait_for_messages(1, timeout=30)
+        [alert] = fake_slack.wait_for_messages(1, timeout=30)
+        [note] = bot.wait_until_finished()
+        cases = Alerts(settings, bot.store).escalator.alerts
+        case = wait_for(lambda: _sent_case(cases, note.result_id), timeout=10, what="the case recorded as sent")
+    finally:
+        scheduler.stop()
+        bot.close()
+
+    assert "TEST MODEL" in reply["text"] and "😠 Angry · 6" in reply["text"]
+    assert alert["text"].startswith("🚨 URGENT: 1 voice note needs attention")
+    assert "😠 Angry · 6" in alert["text"] and "‼️ urgent" in alert["text"]
+    assert f"{PUBLIC_URL}/results/{note.result_id}" in alert["text"]
+    assert case.emotion == "angry" and case.voice_note_id == note.id
+
+
+def _sent_case(cases, result_id: str):
+    """The case of ``result_id`` once its one delivery is recorded as sent."""
+    found = cases.cases(result_id=result_id)
+    return found[0][0] if found and [row.state for row in found[0][2]] == [DeliveryState.SENT] else None
 
 
 def test_a_severe_case_that_failed_is_retried_by_the_sweep_not_every_urgent_check(tmp_path, fake_telegram):
@@ -213,6 +262,17 @@ def test_a_severe_case_that_failed_is_retried_by_the_sweep_not_every_urgent_chec
     assert alerts.escalator.sweep(NOON + timedelta(minutes=5)) == {"telegram": 1}
     [alert] = texts(fake_telegram)
     assert severe in alert and "‼️ 紧急" in alert
+    alerts.close()
+
+
+def test_without_public_url_alerts_name_each_result_instead_of_linking_it(tmp_path, fake_telegram):
+    alerts = Alerts(alert_settings(tmp_path, telegram=fake_telegram, public_url=None))
+    case = add_chat_note(alerts.store, received_at=NOON, emotions={"angry": 0.9})
+
+    alerts.escalator.sweep(NOON + timedelta(minutes=5))
+
+    [alert] = texts(fake_telegram)
+    assert alert.endswith(f"\nresult {case}") and "/results/" not in alert and "None" not in alert
     alerts.close()
 
 
