@@ -7,11 +7,15 @@ import os
 import subprocess
 import sys
 
+from datetime import datetime, timezone
+
 import pytest
 from click.testing import CliRunner
 
+from bot_bridge.chat.messages import ChatMessage, Media
 from bot_bridge.cli import cli
 from bot_bridge.hearing.model_files import random_bias
+from bot_bridge.remembering.store import Store
 from tests import audio_fixtures as af
 from tests.test_api import BAD_INPUTS, GOOD_FORMATS, assert_valid_result
 
@@ -110,3 +114,29 @@ def test_make_random_refuses_a_bias_it_cannot_apply_and_writes_nothing(tmp_path,
 
     assert run.exit_code == 2 and "--bias" in run.output and named in run.output
     assert not (tmp_path / "m").exists()
+
+
+def test_chat_status_counts_notes_per_platform_and_state_then_lists_the_failures(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'bot-bridge.db'}", tmp_path / "outputs")
+    replied, failed, _queued = (store.record_voice_note(_message(platform, n))[0]
+                                for n, platform in enumerate(("telegram", "slack", "telegram")))
+    store.claim_voice_note(replied, "w", lease_s=60)
+    store.save_reply(replied, "w", "😐 Neutral · 60%", result_id=None, error_code=None, error_detail=None)
+    store.mark_sending(replied, "w")
+    store.mark_replied(replied, "m1")
+    store.claim_voice_note(failed, "w", lease_s=60)
+    store.fail_voice_note(failed, "w", "send_failed", "slack chat.postMessage: HTTP 500 after 4 tries")
+    store.close()
+
+    run = CliRunner().invoke(cli, ["chat", "status"], env={"BOT_BRIDGE_DATA_DIR": str(tmp_path)})
+
+    assert run.exit_code == 0, run.output
+    lines = run.stdout.splitlines()
+    assert lines[:3] == ["slack      failed       1", "telegram   queued       1", "telegram   replied      1"]
+    assert lines[3].startswith(f"failed slack note {failed} (chat C2, ")
+    assert lines[3].endswith("send_failed: slack chat.postMessage: HTTP 500 after 4 tries") and len(lines) == 4
+
+
+def _message(platform: str, number: int) -> ChatMessage:
+    return ChatMessage(platform=platform, delivery_id=f"d{number}", kind="voice", chat_id=f"C{number + 1}",
+                       media=Media(ref=f"file-{number}"), received_at=datetime.now(timezone.utc))
