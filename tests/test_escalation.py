@@ -25,7 +25,7 @@ from bot_bridge.acting.worker import build_adapters
 from bot_bridge.chat.outbound import OutboundError, OutboundHttp
 from bot_bridge.cli import cli
 from bot_bridge.config import PROJECT_DIR, ConfigError, EscalationSettings, load_settings
-from bot_bridge.remembering.alert_store import DeliveryState
+from bot_bridge.remembering.alert_store import AlertStore, DeliveryState
 from bot_bridge.remembering.store import Store
 from bot_bridge.service import Service
 from bot_bridge.web import create_app
@@ -229,7 +229,7 @@ def test_an_angry_voice_note_through_the_webhook_becomes_a_case_and_an_urgent_al
         [reply] = fake_telegram.wait_for_messages(1, timeout=30)
         [alert] = fake_slack.wait_for_messages(1, timeout=30)
         [note] = bot.wait_until_finished()
-        cases = Alerts(settings, bot.store).escalator.alerts
+        cases = AlertStore(bot.store)
         case = wait_for(lambda: _sent_case(cases, note.result_id), timeout=10, what="the case recorded as sent")
     finally:
         scheduler.stop()
@@ -445,7 +445,7 @@ def test_a_robot_key_the_platform_echoes_is_in_no_log_line_stored_error_or_conso
     with caplog.at_level(logging.INFO):
         assert scheduler.run("escalation sweep", NOON + timedelta(minutes=5))
 
-    [(_, _, [delivery])] = Alerts(settings, service.store).escalator.alerts.cases(result_id=case)
+    [(_, _, [delivery])] = AlertStore(service.store).cases(result_id=case)
     assert delivery.state != DeliveryState.SENT
     assert "errcode 93000 (invalid webhook url key=[REDACTED])" in delivery.last_error
     assert "errcode 93000" in caplog.text
