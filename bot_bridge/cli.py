@@ -139,19 +139,28 @@ def model_download(name: str, directory: str, hub: str) -> None:
 @click.option("--preset", type=click.Choice(["tiny", "base", "large", "small"]), required=True,
               help="emotion2vec: tiny, base or large; sensevoice: tiny or small (the published size)")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--bias", "biases", multiple=True, metavar="EMOTION=OFFSET",
+              help="lean towards EMOTION: add OFFSET to its logit (e.g. angry=3); repeatable; recorded in the model")
 @click.argument("directory", type=click.Path(file_okay=False))
-def model_make_random(kind: str, preset: str, seed: int, directory: str) -> None:
+def model_make_random(kind: str, preset: str, seed: int, biases: tuple[str, ...], directory: str) -> None:
     """Write a RANDOM-WEIGHT model in the published format (its labels and words are meaningless)."""
     from .hearing import model_files, sensevoice_files
 
-    presets, make = {
-        "emotion2vec": (model_files.PRESETS, model_files.make_random_model),
-        "sensevoice": (sensevoice_files.PRESETS, sensevoice_files.make_random_sensevoice),
-    }[kind]
+    if kind == "sensevoice" and biases:
+        raise click.BadParameter("only an emotion2vec model has an emotion head to bias", param_hint="--bias")
+    presets = {"emotion2vec": model_files.PRESETS, "sensevoice": sensevoice_files.PRESETS}[kind]
     if preset not in presets:
         raise click.BadParameter(f"{kind} has the presets {', '.join(presets)}", param_hint="--preset")
-    path = make(preset, directory, seed)
-    click.echo(f"RANDOM-WEIGHT {kind} {preset} model written to {path} (for tests and benchmarks only)")
+    bias = _offsets(biases)
+    try:
+        if kind == "sensevoice":
+            path = sensevoice_files.make_random_sensevoice(preset, directory, seed)
+        else:
+            path = model_files.make_random_model(preset, directory, seed, bias)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--bias") from None
+    leaning = f", head biased {', '.join(biases)}" if bias else ""
+    click.echo(f"RANDOM-WEIGHT {kind} {preset} model written to {path} (for tests and benchmarks only{leaning})")
 
 
 @cli.group()
@@ -319,6 +328,19 @@ def _read(name: str) -> bytes:
 
 def _json_line(data: dict) -> str:
     return json.dumps(data, ensure_ascii=False)
+
+
+def _offsets(biases: tuple[str, ...]) -> dict[str, float]:
+    """``("angry=3", "sad=-1")`` -> ``{"angry": 3.0, "sad": -1.0}`` (``model make-random --bias``)."""
+    offsets = {}
+    for bias in biases:
+        emotion, _, offset = bias.partition("=")
+        try:
+            offsets[emotion.strip().lower()] = float(offset)
+        except ValueError:
+            raise click.BadParameter(f"{bias!r} is not EMOTION=OFFSET (e.g. angry=3)", param_hint="--bias") from None
+    return offsets
+
 
 
 def _print(progress, text: str) -> None:

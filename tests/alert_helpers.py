@@ -87,12 +87,13 @@ def target_config(telegram=None, slack=None, wecom=None, **extra) -> dict:
 
 
 def alert_settings(tmp_path, *, telegram=None, slack=None, wecom=None, targets=None, **overrides) -> Settings:
-    """Settings with a target per fake, every chat routed to every target, and links to ``PUBLIC_URL``."""
+    """Settings with a target per fake, every chat routed to every target, and links to ``PUBLIC_URL`` (unless
+    ``public_url`` says otherwise)."""
     targets = targets or target_config(telegram, slack, wecom)
     environ = platform_environment(telegram, slack, wecom)
     overrides.setdefault("routes", [{"sources": ["*"], "targets": list(targets)}])
-    return load_settings(environ=environ, data_dir=str(tmp_path / "data"), public_url=PUBLIC_URL, targets=targets,
-                         **overrides)
+    overrides.setdefault("public_url", PUBLIC_URL)
+    return load_settings(environ=environ, data_dir=str(tmp_path / "data"), targets=targets, **overrides)
 
 
 class Alerts:

@@ -64,11 +64,20 @@ def test_every_good_format_gives_a_result(client, speech_3s, fmt):
     assert result["reason"] is None
 
 
-def test_stereo_48k_upload_is_mixed_and_resampled(client, speech_3s):
-    stereo = np.stack([af.speech_clip(3.0), np.zeros(48000, np.float32)], axis=1)
-    response = post(client, af.encode(stereo, 16000, "wav_s24"), "stereo.wav")
-    assert response.status_code == 201
-    assert response.json["audio"]["channels"] == 2
+def test_a_stereo_48k_upload_is_mixed_to_mono_and_resampled_to_16k(client):
+    """A voice on the left channel only, silence on the right, at 48 kHz: the voice survives the mix and the
+    3 s stay 3 s (at 16 kHz a 48 kHz stream read as is would last 9 s)."""
+    voice = af.speech_clip(3.0, sample_rate=48000)
+    stereo = np.stack([voice, np.zeros_like(voice)], axis=1)
+
+    response = post(client, af.encode(stereo, 48000, "wav_s24"), "stereo.wav")
+
+    assert response.status_code == 201, response.json
+    result = response.json
+    assert (result["audio"]["sample_rate"], result["audio"]["channels"]) == (48000, 2)
+    assert result["duration_s"] == pytest.approx(3.0, abs=0.01)
+    assert result["speech_ratio"] > 0.5 and result["reason"] is None
+    assert "(48000 Hz, 2 ch) -> 16 kHz mono" in result["log"][0]
 
 
 @pytest.mark.parametrize("name", BAD_INPUTS)

@@ -8,8 +8,15 @@ import subprocess
 import sys
 import unicodedata
 
-import pytest
+from datetime import datetime, timezone
 
+import pytest
+from click.testing import CliRunner
+
+from bot_bridge.chat.messages import ChatMessage, Media
+from bot_bridge.cli import cli
+from bot_bridge.hearing.model_files import random_bias
+from bot_bridge.remembering.store import Store
 from tests import audio_fixtures as af
 from tests.test_api import BAD_INPUTS, GOOD_FORMATS, assert_valid_result
 
@@ -156,8 +163,46 @@ def test_invalid_settings_name_the_setting(tmp_path, tiny_model_dir):
     assert "BOT_BRIDGE_DEVICE" in run.stderr and "model.device" in run.stderr
 
 
-def test_make_random_writes_a_marked_model(tmp_path):
-    run = bot_bridge("model", "make-random", "--preset", "tiny", str(tmp_path / "m"), model_dir="unused", data_dir=tmp_path)
+def test_make_random_writes_a_marked_model_biased_as_asked(tmp_path):
+    run = bot_bridge("model", "make-random", "--preset", "tiny", "--bias", "angry=3", "--bias", "Sad=-1.5",
+                     str(tmp_path / "m"), model_dir="unused", data_dir=tmp_path)
     assert run.returncode == 0, run.stderr
-    assert "RANDOM-WEIGHT" in run.stdout
-    assert (tmp_path / "m" / "RANDOM_WEIGHTS").exists()
+    assert "RANDOM-WEIGHT" in run.stdout and "biased angry=3, Sad=-1.5" in run.stdout
+    marker = (tmp_path / "m" / "RANDOM_WEIGHTS").read_text(encoding="utf-8")
+    assert "MEANINGLESS" in marker and "angry +3, sad -1.5" in marker
+    assert random_bias(tmp_path / "m") == {"angry": 3.0, "sad": -1.5}
+
+
+@pytest.mark.parametrize(("bias", "named"), [("angri=3", "not an emotion; choose from angry, disgusted"),
+                                             ("angry=loud", "'angry=loud' is not EMOTION=OFFSET")])
+def test_make_random_refuses_a_bias_it_cannot_apply_and_writes_nothing(tmp_path, bias, named):
+    run = CliRunner().invoke(cli, ["model", "make-random", "--preset", "tiny", "--bias", bias, str(tmp_path / "m")])
+
+    assert run.exit_code == 2 and "--bias" in run.output and named in run.output
+    assert not (tmp_path / "m").exists()
+
+
+def test_chat_status_counts_notes_per_platform_and_state_then_lists_the_failures(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'bot-bridge.db'}", tmp_path / "outputs")
+    replied, failed, _queued = (store.record_voice_note(_message(platform, n))[0]
+                                for n, platform in enumerate(("telegram", "slack", "telegram")))
+    store.claim_voice_note(replied, "w", lease_s=60)
+    store.save_reply(replied, "w", "😐 Neutral · 60%", result_id=None, error_code=None, error_detail=None)
+    store.mark_sending(replied, "w")
+    store.mark_replied(replied, "m1")
+    store.claim_voice_note(failed, "w", lease_s=60)
+    store.fail_voice_note(failed, "w", "send_failed", "slack chat.postMessage: HTTP 500 after 4 tries")
+    store.close()
+
+    run = CliRunner().invoke(cli, ["chat", "status"], env={"BOT_BRIDGE_DATA_DIR": str(tmp_path)})
+
+    assert run.exit_code == 0, run.output
+    lines = run.stdout.splitlines()
+    assert lines[:3] == ["slack      failed       1", "telegram   queued       1", "telegram   replied      1"]
+    assert lines[3].startswith(f"failed slack note {failed} (chat C2, ")
+    assert lines[3].endswith("send_failed: slack chat.postMessage: HTTP 500 after 4 tries") and len(lines) == 4
+
+
+def _message(platform: str, number: int) -> ChatMessage:
+    return ChatMessage(platform=platform, delivery_id=f"d{number}", kind="voice", chat_id=f"C{number + 1}",
+                       media=Media(ref=f"file-{number}"), received_at=datetime.now(timezone.utc))

@@ -26,6 +26,7 @@ from bot_bridge.chat.messages import ChatMessage
 from bot_bridge.service import Service
 from bot_bridge.web import create_app
 from tests.audio_fixtures import encode, silence, speech_clip, text_as_audio
+from tests.processes import wait_for
 
 PASSWORD = "e2e console password"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -247,7 +248,10 @@ def test_phone_width_keyboard_and_a_voice_notes_result_page(server, chromium, au
     assert "客服一群 Support" in page.text_content(".side-panel")
     assert "Not escalated" in page.text_content("#escalation-status")
     assert page.get_attribute("#result-audio", "src").endswith("/audio")
-    assert page.evaluate("document.getElementById('result-audio').readyState") >= 0
+    # The player has read the kept recording: Chromium decoded its header and knows it lasts 5 s.
+    has_metadata = "document.getElementById('result-audio').readyState >= HTMLMediaElement.HAVE_METADATA"
+    wait_for(lambda: page.evaluate(has_metadata), timeout=15, what="the result page's player to read the recording")
+    assert abs(page.evaluate("document.getElementById('result-audio').duration") - 5.0) < 0.1
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     screenshot(page, "console-result-phone.png")
 

@@ -6,6 +6,7 @@ called with its ``now``.
 
 from __future__ import annotations
 
+import logging
 import pkgutil
 import re
 import threading
@@ -19,10 +20,13 @@ import adapters
 from adapters.base import TextLimit
 from adapters.wecom_robot import WeComRobot
 from bot_bridge.acting.escalation import rule_for
+from bot_bridge.acting.scheduler import build_scheduler
+from bot_bridge.acting.worker import build_adapters
 from bot_bridge.chat.outbound import OutboundError, OutboundHttp
 from bot_bridge.cli import cli
 from bot_bridge.config import PROJECT_DIR, ConfigError, EscalationSettings, load_settings
-from bot_bridge.remembering.alert_store import DeliveryState
+from bot_bridge.remembering.alert_store import AlertStore, DeliveryState
+from bot_bridge.remembering.store import Store
 from bot_bridge.service import Service
 from bot_bridge.web import create_app
 from tests.alert_helpers import (
@@ -36,9 +40,12 @@ from tests.alert_helpers import (
     target_config,
     texts,
 )
-from tests.chat_helpers import platform_environment
+from tests.audio_fixtures import encode, speech_clip
+from tests.chat_helpers import ChatBot, chat_settings, platform_environment
 from tests.platforms import fixtures
+from tests.platforms import telegram as tg
 from tests.platforms.wecom import FakeWeCom
+from tests.processes import wait_for
 from tests.test_console import PASSWORD, sign_in
 
 fake_slack, fake_telegram, fake_wecom = fixtures.fake_slack, fixtures.fake_telegram, fixtures.fake_wecom
@@ -181,19 +188,64 @@ def test_a_chat_no_route_names_is_not_escalated(tmp_path, fake_telegram):
     alerts.close()
 
 
-def test_severe_cases_go_out_at_once_and_the_rest_at_the_sweep(tmp_path, fake_telegram):
-    alerts = Alerts(alert_settings(tmp_path, telegram=fake_telegram, escalation={"immediate": {"angry": 0.8}}))
-    severe = add_chat_note(alerts.store, received_at=NOON, emotions={"angry": 0.95})
-    ordinary = add_chat_note(alerts.store, received_at=NOON, emotions={"angry": 0.6})
+def test_the_urgent_job_the_scheduler_runs_sends_the_severe_cases_at_once_and_the_sweep_the_rest(tmp_path,
+                                                                                                  fake_telegram):
+    settings = alert_settings(tmp_path, telegram=fake_telegram, escalation={"immediate": {"angry": 0.8}})
+    store = Store(settings.resolved_database_url, settings.outputs_dir)
+    scheduler = build_scheduler(settings, store, build_adapters(settings))  # what `serve` schedules
+    severe = add_chat_note(store, received_at=NOON, emotions={"angry": 0.95})
+    ordinary = add_chat_note(store, received_at=NOON, emotions={"angry": 0.6})
 
-    alerts.escalator.sweep(NOON + timedelta(seconds=30), severe_only=True)
+    assert scheduler.jobs["urgent escalations"][0] == timedelta(seconds=settings.escalation.immediate_check_s)
+    assert scheduler.run("urgent escalations", NOON + timedelta(seconds=30))
     [urgent] = texts(fake_telegram)
     assert urgent.startswith("🚨 紧急：1 条语音需要关注") and severe in urgent and ordinary not in urgent
     assert "‼️ 紧急" in urgent
 
-    alerts.escalator.sweep(NOON + timedelta(minutes=5))
+    assert scheduler.run("urgent escalations", NOON + timedelta(seconds=60))
+    assert len(texts(fake_telegram)) == 1, "the urgent job leaves ordinary cases to the sweep"
+    assert scheduler.run("escalation sweep", NOON + timedelta(minutes=5))
     assert ordinary in texts(fake_telegram)[1] and severe not in texts(fake_telegram)[1]
-    alerts.close()
+    store.close()
+
+
+def test_an_angry_voice_note_through_the_webhook_becomes_a_case_and_an_urgent_alert(
+    tmp_path, angry_model_dir, angry_model, fake_telegram, fake_slack
+):
+    """The whole path, nothing written into the store by hand: a Telegram webhook, the queue's worker, the
+    model (a random one biased to sound angry, ~67 %), the reply, the note's case, and the scheduler's own
+    urgent job (every 0.2 s here) alerting the Slack target with a link to the result."""
+    settings = chat_settings(
+        tmp_path, angry_model_dir, platform_environment(fake_telegram, fake_slack), public_url=PUBLIC_URL,
+        targets=target_config(slack=fake_slack), routes=[{"sources": ["telegram:*"], "targets": ["slack"]}],
+        escalation={"immediate": {"angry": 0.6}, "immediate_check_s": 0.2},
+    )
+    bot = ChatBot(settings, angry_model)
+    scheduler = build_scheduler(settings, bot.store, bot.service.chat.adapters)  # as `serve` starts it
+    scheduler.start()
+    try:
+        voice = encode(speech_clip(3), 16000, "ogg_opus")
+        bot.deliver(tg.webhook_request(tg.voice_update(fake_telegram.add_file(voice), chat_type="group")), "telegram")
+        [reply] = fake_telegram.wait_for_messages(1, timeout=30)
+        [alert] = fake_slack.wait_for_messages(1, timeout=30)
+        [note] = bot.wait_until_finished()
+        cases = AlertStore(bot.store)
+        case = wait_for(lambda: _sent_case(cases, note.result_id), timeout=10, what="the case recorded as sent")
+    finally:
+        scheduler.stop()
+        bot.close()
+
+    assert "TEST MODEL" in reply["text"] and "😠 Angry · 6" in reply["text"]
+    assert alert["text"].startswith("🚨 URGENT: 1 voice note needs attention")
+    assert "😠 Angry · 6" in alert["text"] and "‼️ urgent" in alert["text"]
+    assert f"{PUBLIC_URL}/results/{note.result_id}" in alert["text"]
+    assert case.emotion == "angry" and case.voice_note_id == note.id
+
+
+def _sent_case(cases, result_id: str):
+    """The case of ``result_id`` once its one delivery is recorded as sent."""
+    found = cases.cases(result_id=result_id)
+    return found[0][0] if found and [row.state for row in found[0][2]] == [DeliveryState.SENT] else None
 
 
 def test_a_severe_case_that_failed_is_retried_by_the_sweep_not_every_urgent_check(tmp_path, fake_telegram):
@@ -210,6 +262,17 @@ def test_a_severe_case_that_failed_is_retried_by_the_sweep_not_every_urgent_chec
     assert alerts.escalator.sweep(NOON + timedelta(minutes=5)) == {"telegram": 1}
     [alert] = texts(fake_telegram)
     assert severe in alert and "‼️ 紧急" in alert
+    alerts.close()
+
+
+def test_without_public_url_alerts_name_each_result_instead_of_linking_it(tmp_path, fake_telegram):
+    alerts = Alerts(alert_settings(tmp_path, telegram=fake_telegram, public_url=None))
+    case = add_chat_note(alerts.store, received_at=NOON, emotions={"angry": 0.9})
+
+    alerts.escalator.sweep(NOON + timedelta(minutes=5))
+
+    [alert] = texts(fake_telegram)
+    assert alert.endswith(f"\nresult {case}") and "/results/" not in alert and "None" not in alert
     alerts.close()
 
 
@@ -366,6 +429,35 @@ def test_the_console_shows_each_case_with_its_state_per_target(tmp_path, fake_sl
     service.close()
 
 
+def test_a_robot_key_the_platform_echoes_is_in_no_log_line_stored_error_or_console_page(tmp_path, fake_wecom,
+                                                                                       caplog):
+    """The robot's key is its whole credential. WeCom refuses a send, quoting the key in its errmsg: the
+    sweep the scheduler runs (with the deployment's own senders) logs, stores and shows the error, masked."""
+    settings = alert_settings(tmp_path, wecom=fake_wecom)
+    settings.console.password = PASSWORD
+    service = Service(settings)
+    case = add_chat_note(service.store, received_at=NOON, emotions={"angry": 0.9})
+    key = fake_wecom.robot_key
+    fake_wecom.fail_next("webhook/send", status=200,
+                         body={"errcode": 93000, "errmsg": f"invalid webhook url key={key}, hint: [1733345000_abc]"})
+    scheduler = build_scheduler(settings, service.store, service.chat.adapters)
+
+    with caplog.at_level(logging.INFO):
+        assert scheduler.run("escalation sweep", NOON + timedelta(minutes=5))
+
+    [(_, _, [delivery])] = AlertStore(service.store).cases(result_id=case)
+    assert delivery.state != DeliveryState.SENT
+    assert "errcode 93000 (invalid webhook url key=[REDACTED])" in delivery.last_error
+    assert "errcode 93000" in caplog.text
+    browser = create_app(service=service).test_client()
+    sign_in(browser)
+    page = browser.get("/escalations").get_data(as_text=True)
+    assert "errcode 93000" in page
+    for where in (delivery.last_error, caplog.text, page):
+        assert key not in where
+    service.close()
+
+
 def test_the_robot_keeps_to_20_messages_a_minute():
     now, slept = [0.0], []
 
@@ -383,7 +475,7 @@ def test_the_robot_keeps_to_20_messages_a_minute():
         assert len(fake.sent_messages) == 21
 
 
-def test_a_robot_at_its_limit_holds_up_only_itself_and_stops_waiting_when_told():
+def test_a_robot_at_its_limit_holds_up_only_itself_and_stops_waiting_when_told(caplog):
     http = RecordingHttp()
     robot = WeComRobot({}, http, clock=lambda: 0.0)  # time stands still: the 21st message waits a minute
     for number in range(20):
@@ -397,8 +489,9 @@ def test_a_robot_at_its_limit_holds_up_only_itself_and_stops_waiting_when_told()
             failed.append(error)
 
     waiting = threading.Thread(target=twenty_first)
-    waiting.start()
-    time.sleep(0.2)
+    with caplog.at_level(logging.INFO, logger=WeComRobot.__module__):
+        waiting.start()
+        wait_for(lambda: "a minute at most; waiting 60 s" in caplog.text, timeout=10, what="the 21st message waiting")
     robot.send_alert("robot-b", "another robot")
     assert waiting.is_alive() and http.keys().count("robot-b") == 1, "another robot's message does not wait"
 

@@ -10,6 +10,7 @@ test_scale_out.py (replies summed over two worker instances).
 from __future__ import annotations
 
 import io
+import sys
 import threading
 import time
 from datetime import datetime, timezone
@@ -18,13 +19,14 @@ import pytest
 
 from bot_bridge.chat.messages import ChatMessage, Media
 from bot_bridge.config import load_settings
+from bot_bridge.hearing.model import EmotionModel
 from bot_bridge.metrics import sample_process
 from bot_bridge.service import Service
 from bot_bridge.web import create_app
-from tests.audio_fixtures import encode, speech_clip
-from tests.chat_helpers import one_note_each, running_bot
+from tests.audio_fixtures import encode, speech_clip, text_as_audio
+from tests.chat_helpers import one_note_each, running_bot, voice_note_webhook
 from tests.platforms import fixtures
-from tests.processes import parse_metrics, sample_sum
+from tests.processes import parse_metrics, sample_sum, wait_for
 
 fake_slack, fake_telegram, fake_wecom = fixtures.fake_slack, fixtures.fake_telegram, fixtures.fake_wecom
 
@@ -64,24 +66,40 @@ def test_every_analysis_times_its_stages_and_every_error_is_counted_by_code(clie
 
 
 def test_waiting_for_the_model_behind_another_note_is_not_model_time(service, client):
-    """Two queue threads share the model and the cores: the second one's wait is its own stage, model_wait."""
+    """Two queue threads share the model and the cores: the second one's wait is its own stage, model_wait.
+
+    Another note holds the model's turn until the upload is seen waiting for it, then HELD_S longer: the
+    upload waited at least that long, however slowly it got there."""
     wav = encode(speech_clip(2), 16000, "wav_s16")
-    in_its_turn = threading.Event()
-
-    def another_note():
-        with service.model.cpu_turn():
-            in_its_turn.set()
-            time.sleep(0.5)
-
-    threading.Thread(target=another_note).start()
-    assert in_its_turn.wait(5)
     before = scrape(client)
+    answers = []
+    upload = threading.Thread(
+        target=lambda: answers.append(client.post("/api/predict", data={"file": (io.BytesIO(wav), "a.wav")}).json))
 
-    result = client.post("/api/predict", data={"file": (io.BytesIO(wav), "a.wav")}).json
+    with service.model.cpu_turn():  # another note has the cores
+        upload.start()
+        wait_for(lambda: _waiting_for_its_turn(upload), timeout=30, what="the upload waiting for the model")
+        time.sleep(HELD_S)  # the wait being measured, not a synchronisation
+    upload.join(60)
 
-    assert result["timings_ms"]["model_wait"] >= 400
+    [result] = answers
+    assert result["timings_ms"]["model_wait"] >= HELD_S * 1000
     assert result["timings_ms"]["model"] < result["timings_ms"]["total"] - result["timings_ms"]["model_wait"]
-    assert delta(before, scrape(client), "bot_bridge_stage_seconds_sum", stage="model_wait") >= 0.4
+    assert delta(before, scrape(client), "bot_bridge_stage_seconds_sum", stage="model_wait") >= HELD_S
+
+
+HELD_S = 0.3
+
+
+def _waiting_for_its_turn(thread: threading.Thread) -> bool:
+    """Whether ``thread`` is waiting for the model's lock (in ``EmotionModel._exclusive``, before it yields)."""
+    waiting = EmotionModel._exclusive.__wrapped__.__code__
+    frame = sys._current_frames().get(thread.ident)
+    while frame is not None:
+        if frame.f_code is waiting:
+            return True
+        frame = frame.f_back
+    return False
 
 
 def test_a_chat_note_times_download_reply_and_time_to_reply(tmp_path, tiny_model_dir, tiny_model, fake_telegram,
@@ -100,6 +118,30 @@ def test_a_chat_note_times_download_reply_and_time_to_reply(tmp_path, tiny_model
     assert delta(before, after, "bot_bridge_stage_seconds_count", stage="reply") == 1
     assert delta(before, after, "bot_bridge_time_to_reply_seconds_count", platform="telegram") == 1
     assert 0 < delta(before, after, "bot_bridge_time_to_reply_seconds_sum", platform="telegram") < 30
+
+
+def test_chat_errors_are_counted_as_chat_errors_by_their_code(tmp_path, tiny_model_dir, tiny_model, fake_telegram):
+    with running_bot(tmp_path, tiny_model_dir, tiny_model, fakes={"telegram": fake_telegram}) as bot:
+        before = scrape(bot.client)
+        request, path = voice_note_webhook("telegram", fake_telegram, text_as_audio())
+        bot.deliver(request, path)
+        [note] = bot.wait_until_finished()
+        after = scrape(bot.client)
+
+    assert note.error_code == "not_audio"
+    assert delta(before, after, "bot_bridge_errors_total", code="not_audio", source="chat") == 1
+    assert delta(before, after, "bot_bridge_errors_total", source="api") == 0
+
+
+def test_queue_tasks_pending_counts_the_tasks_no_worker_has_taken(service, client):
+    for number in range(3):
+        assert service.chat.accept(_message(number))  # recorded and queued; no worker runs in this process
+    service.chat.accept(_message(0))  # a redelivery: recorded already, not queued again
+
+    samples = scrape(client)
+
+    assert sample_sum(samples, "bot_bridge_queue_tasks_pending") == 3
+    assert {s.labels["state"]: s.value for s in samples if s.name == "bot_bridge_queue_depth"}["waiting"] == 3
 
 
 def test_queue_depth_counts_notes_waiting_scheduled_and_in_work(service, client):

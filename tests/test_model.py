@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import shutil
 import time
@@ -19,16 +20,21 @@ from bot_bridge.errors import ModelUnavailable
 from bot_bridge.hearing.analysis import AnalysisOptions, analyse
 from bot_bridge.hearing.model import EmotionModel
 from bot_bridge.hearing.model_files import PRESETS, make_random_model, resolve_model_dir
+from bot_bridge.hearing.vad import detect_speech, split_at_pauses
 from tests.audio_fixtures import encode, speech_clip
 
 
 def funasr_generate(model_dir, samples: np.ndarray) -> dict:
     """What a user of funasr gets for this audio: AutoModel.generate on the same 16 kHz samples."""
+    return _funasr_automodel(str(model_dir)).generate(samples, granularity="utterance", extract_embedding=True)[0]
+
+
+@functools.cache
+def _funasr_automodel(model_dir: str):
     from funasr import AutoModel
 
     with contextlib.redirect_stdout(io.StringIO()):
-        automodel = AutoModel(model=str(model_dir), disable_update=True, device="cpu", ncpu=2, disable_pbar=True)
-    return automodel.generate(samples, granularity="utterance", extract_embedding=True)[0]
+        return AutoModel(model=model_dir, disable_update=True, device="cpu", ncpu=2, disable_pbar=True)
 
 
 @pytest.mark.parametrize("seconds", [3.0, 12.5])
@@ -43,6 +49,23 @@ def test_utterance_scores_and_embedding_equal_funasr_generate(tiny_model_dir, ti
     assert np.abs(ours - np.array(expected["scores"])).max() <= 1e-5
     assert np.abs(result.embedding - expected["feats"]).max() <= 1e-5
     assert result.embedding.shape == (32,)
+
+
+def test_long_audio_scores_are_the_duration_weighted_mean_of_funasrs_scores_per_chunk(tiny_model_dir, tiny_model):
+    """Audio longer than model.max_chunk_s is cut at pauses; each chunk is what funasr would score on its own."""
+    samples, max_chunk_s = speech_clip(14.0), 5.0
+    chunks = split_at_pauses(detect_speech(samples), len(samples) / 16000, max_chunk_s)
+    lengths = [end - start for start, end in chunks]
+    assert len(chunks) >= 3 and max(lengths) - min(lengths) > 0.5, chunks  # unequal: the weights matter
+    per_chunk = [funasr_generate(tiny_model_dir, samples[round(start * 16000) : round(end * 16000)])["scores"]
+                 for start, end in chunks]
+
+    result = analyse(encode(samples, 16000, "wav_f32"), tiny_model, AnalysisOptions(max_chunk_s=max_chunk_s))
+
+    expected = np.average(np.array(per_chunk), axis=0, weights=lengths)
+    assert np.abs(np.array([result.scores[key] for key in EMOTION_KEYS]) - expected).max() <= 1e-5
+    assert np.abs(np.array(per_chunk).mean(axis=0) - expected).max() > 1e-4, "the plain mean would differ"
+    assert f"split at pauses into {len(chunks)} chunks of at most 5 s" in result.log
 
 
 def test_old_token_files_with_unuse_placeholders_give_zero_to_missing_emotions(tmp_path, tiny_model_dir):
@@ -151,6 +174,25 @@ def test_random_weight_models_are_marked_and_say_so(tiny_model_dir, tiny_model, 
     assert "RANDOM WEIGHTS" in caplog.text and "MEANINGLESS" in caplog.text
 
 
+def test_a_biased_random_model_moves_one_logit_by_its_offset_and_every_result_says_so(
+    tiny_model, angry_model, angry_model_dir, caplog
+):
+    samples = speech_clip(3.0)
+    pooled = tiny_model.frame_features(samples).mean(axis=0)  # the same seed: the same encoder
+    shift = np.log(angry_model.classify(pooled)[0]) - np.log(tiny_model.classify(pooled)[0])
+    angry = EMOTION_KEYS.index("angry")
+
+    # Log-probabilities all move by the same normaliser; angry's by exactly its offset more.
+    assert np.allclose(shift[angry] - np.delete(shift, angry), 4.0, atol=1e-4)
+    result = analyse(encode(samples, 16000, "wav_f32"), angry_model)
+    assert result.emotion == "angry" and result.to_dict()["model"]["random_bias"] == {"angry": 4.0}
+    assert result.random_weights and "random_bias" not in tiny_model.info.to_dict()
+    assert "biased on purpose (angry +4" in (angry_model_dir / "RANDOM_WEIGHTS").read_text(encoding="utf-8")
+    with caplog.at_level("WARNING"):
+        EmotionModel.load(ModelSettings(name=str(angry_model_dir)))
+    assert "MEANINGLESS" in caplog.text and "biased on purpose ({'angry': 4.0})" in caplog.text
+
+
 def test_tiny_preset_is_well_under_2_mb_and_in_the_published_format(tiny_model_dir):
     assert (tiny_model_dir / "model.pt").stat().st_size < 2_000_000
     for name in ("config.yaml", "model.pt", "tokens.txt", "configuration.json"):
@@ -183,7 +225,11 @@ def test_fast_mode_quantises_the_encoder_but_keeps_the_head_exact(tiny_model_dir
     exact_scores = tiny_model.classify(tiny_model.frame_features(samples).mean(axis=0))[0]
     fast_scores = fast.classify(fast.frame_features(samples).mean(axis=0))[0]
 
-    assert isinstance(fast._network.proj, torch.nn.Linear)
+    float_linear = {name for name, module in tiny_model._network.named_modules() if type(module) is torch.nn.Linear}
+    int8_linear = {name for name, module in fast._network.named_modules()
+                   if isinstance(module, torch.ao.nn.quantized.dynamic.Linear)}
+    assert len(float_linear) > 10 and int8_linear == float_linear - {"proj"}, "every encoder Linear, not the head"
+    assert type(fast._network.proj) is torch.nn.Linear and fast._network.proj.weight.dtype == torch.float32
     assert fast.info.mode == "fast"
     assert np.abs(fast_scores - exact_scores).max() < 0.05
     assert fast_scores.sum() == pytest.approx(1.0)

@@ -13,6 +13,7 @@ import os
 import secrets
 import signal
 import subprocess
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,6 +22,8 @@ import pytest
 import requests
 import yaml
 
+from bot_bridge.acting.queue import WorkQueue
+from bot_bridge.config import QueueSettings
 from bot_bridge.remembering.store import NoteStatus, Store
 from tests import services
 from tests.audio_fixtures import encode, speech_clip
@@ -118,6 +121,54 @@ def test_each_of_thirty_notes_through_two_web_processes_gets_exactly_one_reply(d
     answered = [sample_sum(scrape(deployment.ports[w]), "bot_bridge_time_to_reply_seconds_count")
                 for w in ("worker-1", "worker-2")]
     assert sum(answered) == len(deliveries) and min(answered) > 0, f"replies per worker: {answered}"
+
+
+def test_the_same_deliveries_at_both_web_processes_at_once_get_one_reply_each(deployment, voice):
+    """A platform delivering twice (its retry racing the first try) to two web processes: both copies of each
+    note reach the two processes at the same moment, and each note is recorded, analysed and answered once."""
+    before = deployment.replies()
+    deliveries = [one for _ in range(2) for one in one_note_each(deployment.fakes, voice)]
+    at_once = threading.Barrier(2 * len(deliveries))
+
+    def deliver(web: str, request, path: str) -> int:
+        at_once.wait(30)
+        return request.send(deployment.url(web, f"/webhooks/{path}")).status_code
+
+    with ThreadPoolExecutor(2 * len(deliveries)) as senders:
+        answers = [senders.submit(deliver, web, request, path) for request, path in deliveries
+                   for web in ("web-1", "web-2")]
+        assert [answer.result() for answer in answers] == [200] * len(answers)
+
+    wait_for(lambda: deployment.replies() >= before + len(deliveries), timeout=60, what="a reply to each note")
+    _wait_until_quiet(deployment)
+    assert deployment.replies() == before + len(deliveries)
+    notes = deployment.store.voice_notes(limit=len(deliveries))
+    assert {(note.status, note.attempts) for note in notes} == {(NoteStatus.REPLIED, 1)}
+
+
+def test_deployments_sharing_one_redis_keep_to_their_own_queues(tmp_path):
+    """Two deployments on one Redis, told apart by queue.name: B's worker takes B's note and never A's,
+    although A's was queued first and A runs no worker."""
+    names = [f"test_{secrets.token_hex(4)}" for _ in range(2)]
+    taken, done = [], threading.Event()
+
+    def note_handler(note_id: int) -> None:
+        taken.append(note_id)
+        done.set()
+
+    a, b = (WorkQueue(QueueSettings(url=services.redis_url(), name=name), tmp_path / name,
+                      note_handler=note_handler, upload_handler=lambda *_args, **_kwargs: {}) for name in names)
+    try:
+        a.enqueue(1)
+        b.start_consumer(1)
+        b.enqueue(2)
+        assert done.wait(30)
+        b.stop_consumer()
+        assert taken == [2] and (a.huey.pending_count(), b.huey.pending_count()) == (1, 0)
+    finally:
+        b.stop_consumer()
+        for name in names:
+            services.delete_redis_queue(name)
 
 
 def test_web_processes_never_load_the_model_and_hand_uploads_to_workers(deployment):

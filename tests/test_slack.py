@@ -110,6 +110,16 @@ def test_help_in_a_direct_message(bot, fake_slack):
     assert "database" in sent["text"] and "数据库" in sent["text"]
 
 
+def test_help_asked_of_the_bot_by_name_in_a_channel_is_answered_in_its_thread(bot, fake_slack):
+    event = slack.text_message(f"<@{slack.DEFAULT_BOT_USER_ID}> help", channel_type="channel")
+
+    bot.deliver(slack.event_request(event), "slack/events")
+
+    [sent] = fake_slack.wait_for_messages(1, timeout=10)
+    assert (sent["params"]["channel"], sent["params"]["thread_ts"]) == (event["channel"], event["ts"])
+    assert "voice note" in sent["text"] and "数据库" in sent["text"]
+
+
 def test_a_server_error_then_success_delivers_one_reply(bot, fake_slack, clip_m4a):
     fake_slack.fail_next("download", 503)
     fake_slack.fail_next("chat.postMessage", 500)

@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from bot_bridge.acting.replies import label
 from bot_bridge.remembering.store import NoteStatus
-from tests.audio_fixtures import encode, speech_clip, text_as_audio
+from tests.audio_fixtures import chord, encode, speech_clip, text_as_audio
 from tests.chat_helpers import delivered_after_retries, platform_environment, running_bot
 from tests.platforms import fixtures
 from tests.platforms import telegram as tg
@@ -114,12 +114,50 @@ def test_bad_audio_gets_a_reply_naming_the_problem_in_the_chats_language(bot, fa
     assert bot.wait_until_finished()[0].error_code == "not_audio"
 
 
+def test_a_voice_note_in_a_forum_topic_is_answered_in_that_topic(bot, fake_telegram, voice_ogg):
+    update = tg.voice_update(fake_telegram.add_file(voice_ogg), chat_type="supergroup", message_thread_id=77,
+                             is_topic_message=True)
+
+    bot.deliver(tg.webhook_request(update), "telegram")
+
+    [sent] = fake_telegram.wait_for_messages(1, timeout=30)
+    assert (sent["params"]["chat_id"], sent["params"]["message_thread_id"]) == (update["message"]["chat"]["id"], 77)
+    assert sent["params"]["reply_parameters"]["message_id"] == update["message"]["message_id"]
+
+
+def test_a_note_without_speech_gets_a_reply_saying_none_was_heard(bot, fake_telegram):
+    """Music (a chord progression) is sound but no voice: the model is not asked, and the reply says why."""
+    bot.deliver(tg.webhook_request(tg.voice_update(fake_telegram.add_file(encode(chord(4), 16000, "ogg_opus")))),
+                "telegram")
+
+    [sent] = fake_telegram.wait_for_messages(1, timeout=30)
+    assert sent["text"] == "⚠️ TEST MODEL (random weights): this label is meaningless\n❓ No speech heard (speech 0%)"
+    [note] = bot.wait_until_finished()
+    assert bot.store.result(note.result_id).reason == "no_speech" and note.error_code is None
+
+
+def test_with_keep_audio_off_the_bot_keeps_and_says_it_keeps_only_results(tmp_path, tiny_model_dir, tiny_model,
+                                                                          fake_telegram, voice_ogg):
+    with running_bot(tmp_path, tiny_model_dir, tiny_model, fakes={"telegram": fake_telegram},
+                     audio__keep_audio=False) as bot:
+        bot.deliver(tg.webhook_request(tg.text_update("/start")), "telegram")
+        send_voice(bot, fake_telegram, voice_ogg)
+        help_reply, _ = fake_telegram.wait_for_messages(2, timeout=30)
+        notes = bot.wait_until_finished(2)
+        [result_id] = [note.result_id for note in notes if note.result_id]
+        row = bot.store.result_row(result_id)
+
+    assert "What I keep: the result, in this service's database." in help_reply["text"]
+    assert row.audio_file is None
+    assert [path.name for path in (tmp_path / "outputs").rglob("*") if path.is_file()] == ["result.json"]
+
+
 def test_start_gets_what_the_bot_does_and_keeps(bot, fake_telegram):
     bot.deliver(tg.webhook_request(tg.text_update("/start")), "telegram")
     bot.deliver(tg.webhook_request(tg.text_update("just chatting")), "telegram")
 
     [sent] = fake_telegram.wait_for_messages(1, timeout=10)
-    assert "voice note" in sent["text"] and "database" in sent["text"]
+    assert "voice note" in sent["text"] and "What I keep: the recording and the result" in sent["text"]
     assert len(bot.wait_until_finished()) == 1  # ordinary text is not answered
 
 
@@ -140,10 +178,6 @@ def test_flood_control_is_honoured_for_as_long_as_telegram_asks(bot, fake_telegr
     limited, delivered = delivered_after_retries(bot, fake_telegram, "sendMessage")
     assert (limited["status"], delivered["status"]) == (429, 200)
     assert delivered["received_at"] - limited["received_at"] >= 2.0
-
-
-def test_an_unconfigured_platform_is_off(client):
-    assert client.post("/webhooks/telegram", data=b"{}").status_code == 404
 
 
 def test_set_webhook_registers_the_url_with_the_secret_token(fake_telegram, tmp_path, monkeypatch):

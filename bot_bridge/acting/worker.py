@@ -329,7 +329,7 @@ class _Attempt:
         delay = max(delay, after_s or 0.0)
         count_error(code, "chat")
         if self.store.retry_voice_note_later(self.note.id, self.owner, delay, code, detail):
-            log.warning("%s: %s (%s); trying again in %.0f s", self.what, code, detail, delay)
+            log.warning("%s: %s (%s); trying again in %g s", self.what, code, detail, delay)
             self.worker.queue.enqueue(self.note.id, delay)
 
     def _give_up(self, code: str, detail: str) -> None:

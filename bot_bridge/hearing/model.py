@@ -24,7 +24,8 @@ import contextlib
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -38,7 +39,7 @@ from .funasr_loading import (
     resolve_device,
     torch_threads,
 )
-from .model_files import has_random_weights, public_model_name, resolve_model_dir
+from .model_files import has_random_weights, public_model_name, random_bias, resolve_model_dir
 
 if TYPE_CHECKING:
     from ..config import ModelSettings
@@ -56,15 +57,19 @@ class ModelInfo:
     device: str
     mode: str
     embedding_dim: int
+    random_bias: dict[str, float] = field(default_factory=dict)  # a random head's offsets (model_files)
 
     def to_dict(self) -> dict:
-        return {
+        info = {
             "name": self.name,
             "random_weights": self.random_weights,
             "device": self.device,
             "mode": self.mode,
             "embedding_dim": self.embedding_dim,
         }
+        if self.random_bias:
+            info["random_bias"] = dict(self.random_bias)
+        return info
 
 
 class EmotionModel:
@@ -117,6 +122,7 @@ class EmotionModel:
             device=device,
             mode=settings.mode,
             embedding_dim=int(network.proj.in_features),
+            random_bias=random_bias(directory),
         )
         batch_size = settings.batch_size or (CUDA_BATCH_SIZE if device == "cuda" else 1)
         model = cls(network, tokens, info, batch_size, settings.batch_wait_ms)
@@ -127,8 +133,9 @@ class EmotionModel:
         if info.random_weights:
             log.warning(
                 "MODEL %s HAS RANDOM WEIGHTS: every emotion it reports is MEANINGLESS "
-                "(a test or demo model written by `bot-bridge model make-random`)",
+                "(a test or demo model written by `bot-bridge model make-random`)%s",
                 directory,
+                f"; its head is biased on purpose ({info.random_bias})" if info.random_bias else "",
             )
         return model
 

@@ -15,6 +15,13 @@ download the real ones (``sensevoice_files.py`` does the same for
 SenseVoice). Compute cost does not depend on weight values, so the full-size
 presets give true timings; the labels they produce mean nothing, which is why
 such directories carry a marker file and every result from them says so.
+
+A random model can also be made to lean towards an emotion on purpose
+(``bias``: a logit offset added to the classification head's bias for that
+emotion), so that a test can drive an angry-sounding note through the whole
+product (webhook, worker, model, escalation, alert). The offsets are written
+in the marker, and every result of such a model names them
+(``model.random_bias``): a biased random model is still a random model.
 """
 
 from __future__ import annotations
@@ -26,14 +33,18 @@ import os
 import socket
 import threading
 from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 
+from ..emotions import EMOTION_KEYS, emotion_key_for_token
 from ..errors import ModelUnavailable
 from .funasr_loading import funasr_prints_logged
 
 log = logging.getLogger(__name__)
 
 RANDOM_MARKER = "RANDOM_WEIGHTS"
+#: The marker's line that records a head biased on purpose, followed by the offsets as JSON.
+BIAS_LINE = "head bias: "
 
 
 @dataclass(frozen=True)
@@ -140,6 +151,17 @@ def has_random_weights(path: Path) -> bool:
     return (path / RANDOM_MARKER).exists()
 
 
+def random_bias(path: Path) -> dict[str, float]:
+    """The logit offsets a random model's head was given on purpose (``make_random_model(bias=...)``); {} if none."""
+    marker = path / RANDOM_MARKER
+    if not marker.is_file():
+        return {}
+    for line in marker.read_text(encoding="utf-8").splitlines():
+        if line.startswith(BIAS_LINE):
+            return {key: float(value) for key, value in json.loads(line.removeprefix(BIAS_LINE)).items()}
+    return {}
+
+
 def download_model(name: str, target: str | os.PathLike | None, hub: str = "ms") -> Path:
     """Fetch a published model into ``target`` (or the hub's cache when ``None``)."""
     hub_id = _hub_id(name, hub, kind_of(name))
@@ -194,8 +216,14 @@ PRESETS: dict[str, dict] = {
 }
 
 
-def make_random_model(preset: str, target: str | os.PathLike, seed: int = 0) -> Path:
-    """Write a funasr-loadable emotion2vec+ directory with random weights."""
+def make_random_model(
+    preset: str, target: str | os.PathLike, seed: int = 0, bias: Mapping[str, float] | None = None
+) -> Path:
+    """Write a funasr-loadable emotion2vec+ directory with random weights.
+
+    ``bias`` (``{"angry": 3.0}``) adds each offset to the head's bias for that
+    emotion, so the model leans towards it whatever it hears; see the module's docstring.
+    """
     import torch
     import yaml
 
@@ -204,24 +232,24 @@ def make_random_model(preset: str, target: str | os.PathLike, seed: int = 0) -> 
 
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    tokens = TOKENS.split()
+    bias = {key: float(offset) for key, offset in (bias or {}).items()}
+    columns = _bias_columns(bias, tokens)
     target = Path(target)
     target.mkdir(parents=True, exist_ok=True)
     config = _config_for(PRESETS[preset])
-    tokens = TOKENS.split()
 
     # The marker goes first: an interrupted write must never leave random weights unmarked.
-    (target / RANDOM_MARKER).write_text(
-        f"RANDOM WEIGHTS (preset {preset!r}, seed {seed}), written by `bot-bridge model make-random`.\n"
-        "The architecture and file format are those of emotion2vec+, so speed and memory are real,\n"
-        "but every emotion label this model gives is MEANINGLESS.\n",
-        encoding="utf-8",
-    )
+    (target / RANDOM_MARKER).write_text(_marker_text(preset, seed, bias), encoding="utf-8")
     torch.manual_seed(seed)
     model = Emotion2vec(model_conf=config["model_conf"], vocab_size=len(tokens))
     # Trained checkpoints have learned extra tokens; zeros would make every input look alike.
     for name, parameter in model.named_parameters():
         if name.endswith("extra_tokens"):
             torch.nn.init.normal_(parameter, std=0.5)
+    with torch.no_grad():
+        for key, column in columns.items():
+            model.proj.bias[column] += bias[key]
     torch.save(model.state_dict(), target / "model.pt")
 
     (target / "config.yaml").write_text(
@@ -247,8 +275,34 @@ def make_random_model(preset: str, target: str | os.PathLike, seed: int = 0) -> 
         encoding="utf-8",
     )
     parameters = sum(p.numel() for p in model.parameters())
-    log.warning("wrote RANDOM-WEIGHT model %s (%s, %.1fM parameters)", target, preset, parameters / 1e6)
+    log.warning("wrote RANDOM-WEIGHT model %s (%s, %.1fM parameters%s)", target, preset, parameters / 1e6,
+                f", head biased {bias}" if bias else "")
     return target
+
+
+def _bias_columns(bias: dict[str, float], tokens: list[str]) -> dict[str, int]:
+    """The head's output column of each emotion in ``bias``; an unknown name is refused, naming the nine."""
+    columns = {emotion_key_for_token(token): column for column, token in enumerate(tokens)}
+    unknown = sorted(set(bias) - set(columns))
+    if unknown:
+        raise ValueError(f"cannot bias {', '.join(unknown)}: not an emotion; choose from {', '.join(EMOTION_KEYS)}")
+    return {key: columns[key] for key in bias}
+
+
+def _marker_text(preset: str, seed: int, bias: dict[str, float]) -> str:
+    text = (
+        f"RANDOM WEIGHTS (preset {preset!r}, seed {seed}), written by `bot-bridge model make-random`.\n"
+        "The architecture and file format are those of emotion2vec+, so speed and memory are real,\n"
+        "but every emotion label this model gives is MEANINGLESS.\n"
+    )
+    if bias:
+        offsets = ", ".join(f"{key} {offset:+g}" for key, offset in bias.items())
+        text += (
+            f"Its head was biased on purpose ({offsets} added to the logits), so that it leans that way\n"
+            "whatever it hears: for tests of what happens after the model, never a real judgement.\n"
+            f"{BIAS_LINE}{json.dumps(bias)}\n"
+        )
+    return text
 
 
 def _config_for(preset: dict) -> dict:
