@@ -301,7 +301,9 @@ class _Attempt:
             return
         except OutboundError as failure:
             if failure.retryable and not self.last:
-                self._retry("send_failed", str(failure), failure.retry_after_s)
+                # The note keeps its reply's own error (none, or what the reply tells the person): a send that
+                # works next time must not be recorded as failed. The log and the metric count this one.
+                self._retry("send_failed", str(failure), failure.retry_after_s, keep_reply_error=True)
             else:
                 self._give_up("send_failed", str(failure))
             return
@@ -309,7 +311,7 @@ class _Attempt:
             log.exception("%s: unexpected failure while sending", self.what)
             self._give_up("send_failed", f"{type(failure).__name__}: {failure}")
             return
-        self.store.mark_replied(self.note.id, reference)
+        self.store.mark_replied(self.note.id, reference, reply.error_code, reply.error_detail)
         observe_time_to_reply(self.note.platform, (datetime.now(timezone.utc) - self.note.received_at).total_seconds())
         outcome = f"error reply ({reply.error_code})" if reply.error_code else "replied"
         log.info("%s: %s as %s", self.what, outcome, reference)
@@ -324,11 +326,12 @@ class _Attempt:
             log.exception("%s: timeline chart failed; replying without it", self.what)
             return None
 
-    def _retry(self, code: str, detail: str, after_s: float | None) -> None:
+    def _retry(self, code: str, detail: str, after_s: float | None, *, keep_reply_error: bool = False) -> None:
         delay = self.settings.queue.retry_delay_s * RETRY_GROWTH ** (self.note.attempts - 1)
         delay = max(delay, after_s or 0.0)
         count_error(code, "chat")
-        if self.store.retry_voice_note_later(self.note.id, self.owner, delay, code, detail):
+        recorded = (None, None) if keep_reply_error else (code, detail)
+        if self.store.retry_voice_note_later(self.note.id, self.owner, delay, *recorded):
             log.warning("%s: %s (%s); trying again in %.0f s", self.what, code, detail, delay)
             self.worker.queue.enqueue(self.note.id, delay)
 
