@@ -17,6 +17,7 @@ import numpy as np
 from flask import Blueprint, current_app, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException, InternalServerError, RequestEntityTooLarge
 
+from ..chat.messages import clean_file_name
 from ..errors import AudioError, BotBridgeError
 from ..hearing.audio import media_type
 from ..metrics import count_error
@@ -66,7 +67,7 @@ def predict():
     data = upload.read()
     result = service().analyse(
         data,
-        file_name=upload.filename or None,
+        file_name=clean_file_name(upload.filename),
         timeline=GRANULARITIES[granularity],
         embedding=embedding,
         origin="console" if request.form.get("origin") == "console" else "api",
