@@ -26,6 +26,7 @@ from .layout import process_layout
 from .metrics import forget_process, start_process_sampler, use_instance_directory
 from .remembering.store import Store
 from .service import Service
+from .storage_checks import check_storage
 from .web import create_app, create_worker_app
 
 # gthread processes report to the parent from their own loop; this only catches a process that hangs.
@@ -41,8 +42,9 @@ def run(settings: Settings) -> None:
 
 
 def prepare_instance(settings: Settings) -> None:
-    """In the parent, before any process is forked: the schema migrated once, fresh metrics."""
-    Store(settings.resolved_database_url, settings.outputs_dir).close()
+    """In the parent, before any process is forked: storage that can be written, the schema migrated once,
+    fresh metrics. Raises ``ConfigError`` naming the setting when the data or the database cannot be written."""
+    check_storage(settings, lambda: Store(settings.resolved_database_url, settings.outputs_dir).close())
     use_instance_directory(settings)
 
 
