@@ -112,6 +112,16 @@ ERROR_KINDS: dict[str, ErrorKind] = {
         "找不到这条记录。",
         "No such record.",
     ),
+    "request_timeout": ErrorKind(
+        408,
+        "请求在规定时间内没有完整送达，请重试。",
+        "The request did not arrive in full in time; please try again.",
+    ),
+    "storage_full": ErrorKind(
+        507,
+        "服务器的存储空间已满，暂时无法保存，请稍后再试。",
+        "The server's storage is full, so nothing can be saved right now; please try again later.",
+    ),
     "internal_error": ErrorKind(
         500,
         "处理时出了点问题，我们已记录下来。",
