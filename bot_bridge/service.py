@@ -30,6 +30,7 @@ from .layout import queue_worker_threads
 from .metrics import record_analysis, sample_process
 from .remembering.results import Result
 from .remembering.store import Store
+from .storage import describe_full, full_places, is_storage_full, storage_full_error
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +132,15 @@ class Service:
         return {"state": "loading", "name": self.settings.model.name}
 
     def readiness(self) -> dict:
-        """What ``/readyz`` reports: the model where it runs; in a web process, whether the database
-        and the queue answer (it can record and hand on work)."""
+        """What ``/readyz`` reports: not ready while the disk it writes to is full; then the model where it
+        runs; in a web process, whether the database and the queue answer (it can record and hand on work)."""
+        full = full_places(self.settings)
+        if full:
+            # The route is unauthenticated: it names the setting, the log names the path.
+            log.warning("not ready: storage full: %s", describe_full(self.settings))
+            settings = " and ".join(setting for setting, _ in full)
+            return {"state": "failed", "role": self.settings.server.role,
+                    "detail": f"storage full: the disk of {settings} has no space left (see the log)"}
         if not self.is_web:
             return self.model_state
         for part, check in (("database", self.store.check), ("queue", self.queue.check)):
@@ -183,7 +191,12 @@ class Service:
         result.log.append(f"saved as result {result.id}")
         keep = upload.data if self.settings.audio.keep_audio else None
         suffix, _ = media_type(result.audio["container"])
-        self.store.save_result(result, audio=keep, audio_suffix=suffix, embedding_file=upload.embedding)
+        try:
+            self.store.save_result(result, audio=keep, audio_suffix=suffix, embedding_file=upload.embedding)
+        except Exception as error:
+            if is_storage_full(error):
+                raise storage_full_error(self.settings, error) from error
+            raise
         return result
 
     def close(self) -> None:

@@ -19,7 +19,7 @@ may or may not have delivered: the note becomes ``unconfirmed`` and is never
 sent again (one reply at most beats two), and the operator is told in the log.
 
 Failures: a transient one (platform down, rate limit, timeout, model not
-loaded) is tried again after ``queue.retry_delay_s``, tripled each time, up to
+loaded, a full disk) is tried again after ``queue.retry_delay_s``, tripled each time, up to
 ``queue.max_attempts`` tries (15 s, 45 s, 135 s, 405 s by default, so a
 platform outage of ten minutes is survived). After the last, the person gets
 a reply naming the problem when one can still be sent, and the note ends
@@ -269,7 +269,8 @@ class _Attempt:
         if isinstance(failure, OutboundError):
             retryable, error = failure.retryable, BotBridgeError("download_failed", str(failure))
         elif isinstance(failure, BotBridgeError):
-            retryable, error = isinstance(failure, ModelUnavailable), failure
+            # Both pass by themselves: a model still loading, a disk that gets space again.
+            retryable, error = isinstance(failure, ModelUnavailable) or failure.code == "storage_full", failure
         else:
             # One more try rides out a blip (a dropped database connection); a bug would fail every time.
             log.exception("%s: unexpected failure", self.what)

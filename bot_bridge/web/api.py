@@ -22,6 +22,7 @@ from ..errors import AudioError, BotBridgeError
 from ..hearing.audio import media_type
 from ..metrics import count_error
 from ..service import Service
+from ..storage import is_storage_full, storage_full_error
 from .openapi import openapi_document
 
 log = logging.getLogger(__name__)
@@ -137,6 +138,8 @@ def _http_error(error: HTTPException):
 
 @api.app_errorhandler(Exception)
 def _unexpected(error: Exception):
+    if is_storage_full(error):  # a result folder, the database or the queue: 507, and space is what to fix
+        return _bot_bridge_error(storage_full_error(service().settings, error))
     log.exception("%s %s failed", request.method, request.path)
     count_error("internal_error", "api")
     if not request.path.startswith("/api/"):
