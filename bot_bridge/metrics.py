@@ -87,6 +87,11 @@ def use_instance_directory(settings: Settings) -> Path:
     return directory
 
 
+def forget_instance(settings: Settings) -> None:
+    """The instance stops (gunicorn's ``on_exit``): its samples go, and take no memory any more."""
+    shutil.rmtree(instance_directory(settings), ignore_errors=True)
+
+
 def forget_process(pid: int) -> None:
     """A process of this instance exited: drop its live gauges (gunicorn's ``child_exit``)."""
     if os.environ.get(MULTIPROC_VARIABLE):

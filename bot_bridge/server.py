@@ -23,7 +23,7 @@ from gunicorn.app.base import BaseApplication
 
 from .config import Settings
 from .layout import process_layout
-from .metrics import forget_process, start_process_sampler, use_instance_directory
+from .metrics import forget_instance, forget_process, start_process_sampler, use_instance_directory
 from .remembering.store import Store
 from .service import Service
 from .storage import check_storage
@@ -68,6 +68,7 @@ def gunicorn_settings(settings: Settings) -> dict:
         "accesslog": "-",  # the worker logs each request in its own format (bot_bridge/http_worker.py)
         "worker_exit": _worker_exit,
         "child_exit": _child_exit,
+        "on_exit": lambda _arbiter: forget_instance(settings),
     }
 
 

@@ -22,6 +22,7 @@ import yaml
 from tests.platforms import telegram as tg
 from tests.processes import free_port, serve
 from tests.slow_clients import SlowClients
+from tests.test_console import csrf_from
 
 PASSWORD = "console-password-for-tests"
 API_TOKEN = "api-token-for-tests"
@@ -98,12 +99,19 @@ def test_a_chunked_webhook_body_is_cut_off_at_the_limit(server):
     assert answer.status_code == 413 and answer.json()["code"] == "too_large"
 
 
-@pytest.mark.parametrize("refused", ["signed-out /analyse", "no API token", "webhook over the limit"])
+@pytest.mark.parametrize("refused", ["signed-out /analyse", "CSRF", "no API token", "webhook over the limit"])
 def test_a_request_refused_before_its_body_was_read_leaves_the_connection_usable(server, refused):
     url, _ = server
     body = b"x" * 2_000_000
     session = requests.Session()
-    if refused == "signed-out /analyse":
+    if refused == "CSRF":
+        login = session.get(f"{url}/login", timeout=10).text
+        signed_in = session.post(f"{url}/login", timeout=10, allow_redirects=False,
+                                 data={"password": PASSWORD, "csrf_token": csrf_from(login)})
+        assert signed_in.status_code == 302
+        status = session.post(f"{url}/analyse", files={"file": ("a.wav", body)}, timeout=10,
+                              headers={"X-CSRF-Token": "stale"}).status_code
+    elif refused == "signed-out /analyse":
         status = session.post(f"{url}/analyse", files={"file": ("a.wav", body)}, timeout=10).status_code
     elif refused == "no API token":
         status = session.post(f"{url}/api/predict", files={"file": ("a.wav", body)}, timeout=10).status_code
@@ -112,5 +120,5 @@ def test_a_request_refused_before_its_body_was_read_leaves_the_connection_usable
 
     after = [session.get(f"{url}/healthz", timeout=5).status_code for _ in range(3)]
 
-    assert status == {"signed-out /analyse": 401, "no API token": 401, "webhook over the limit": 413}[refused]
+    assert status == {"signed-out /analyse": 401, "CSRF": 403, "no API token": 401, "webhook over the limit": 413}[refused]
     assert after == [200, 200, 200]
