@@ -60,6 +60,9 @@ class BufferingWorker(Worker):
             loop.run_until_complete(self._serve(loop))
         finally:
             loop.close()  # does not wait for a request still running in a thread: worker_exit comes next
+            # Closing the loop put SIGTERM back to its default (end the process). The stop is under way, and
+            # the parent's own SIGTERM may still come: it must not cut short the hand-back in worker_exit.
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
     async def _serve(self, loop: asyncio.AbstractEventLoop) -> None:
         stopping = asyncio.Event()

@@ -7,6 +7,7 @@ read-only or filled with ``dd``, under a real ``bot-bridge serve``.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sqlite3
@@ -99,7 +100,7 @@ def test_a_full_disk_stops_nothing_loses_nothing_and_everything_resumes_when_spa
             assert (not_audio.status_code, not_audio.json()["code"]) == (415, "not_audio")
             assert readiness.status_code == 503 and "data_dir" in readiness.json()["detail"]
             assert during in (200, 503), "recorded, or refused so that Telegram delivers it again"
-            time.sleep(4)  # the first note's analysis meets the full disk  # noqa: the fault lasts a while
+            time.sleep(4)  # the disk stays full a while: the queue and the note in work meet it  # noqa: the fault
             assert process.poll() is None
 
             filler.unlink()
@@ -142,3 +143,27 @@ def test_a_webhook_that_cannot_be_recorded_on_a_full_disk_is_answered_503_for_a_
 
 def _raise(error: Exception):
     raise error
+
+
+def test_a_note_whose_result_cannot_be_stored_is_tried_again_until_space_returns(
+        tmp_path, tiny_model_dir, tiny_model, fake_telegram, monkeypatch):
+    """The result folder meets ENOSPC on two tries (an unexpected error would get one more try only): the
+    note waits and is answered with its emotion on the third."""
+    with running_bot(tmp_path, tiny_model_dir, tiny_model, fakes={"telegram": fake_telegram}) as bot:
+        real_save, failures = bot.store.save_result, []
+
+        def full_twice(*args, **kwargs):
+            if len(failures) < 2:
+                failures.append(1)
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real_save(*args, **kwargs)
+
+        monkeypatch.setattr(bot.store, "save_result", full_twice)
+        bot.deliver(tg.webhook_request(tg.voice_update(fake_telegram.add_file(encode(speech_clip(2), 16000,
+                                                                                     "ogg_opus")))), "telegram")
+
+        [sent] = fake_telegram.wait_for_messages(1, timeout=30)
+        [note] = bot.wait_until_finished()
+
+    assert (note.status, note.attempts, note.error_code) == ("replied", 3, None)
+    assert "%" in sent["text"] and note.result_id is not None

@@ -84,7 +84,7 @@ def openapi_document() -> dict:
                         },
                     }}}},
                     "responses": {"201": {"description": "the result", **result_response},
-                                  "4XX": errors, "503": errors},
+                                  "4XX": errors, "503": errors, "504": errors, "507": errors},
                 }
             },
             "/api/results/{result_id}": {
