@@ -118,6 +118,7 @@ def test_a_full_disk_stops_nothing_loses_nothing_and_everything_resumes_when_spa
     output = log.read_text()
     assert "SIGBUS" not in output and "Booting worker" in output and output.count("Booting worker") == 1
     assert f"storage full: {data_dir}" in output
+    assert output.count("Error reading from queue") <= 2, "once a minute, not at every poll of the queue"
 
 
 def predict(url: str, data: bytes) -> requests.Response:
