@@ -110,7 +110,10 @@ def serve(settings, host: str | None, port: int | None, role: str | None, proces
 
     overrides = {"host": host, "port": port, "role": role, "processes": processes}
     settings.server = settings.server.model_copy(update={k: v for k, v in overrides.items() if v is not None})
-    run(settings)
+    try:
+        run(settings)
+    except ConfigError as error:  # storage that cannot be written is found at start (bot_bridge/storage.py)
+        raise click.ClickException(str(error)) from None
 
 
 @cli.group()

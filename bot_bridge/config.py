@@ -43,6 +43,13 @@ class ServerSettings(_Section):
         None, ge=1, le=64, description="processes of this `serve`; default: web one per core (at least 2), all/worker 1"
     )
     threads: int = Field(8, ge=1, le=256, description="HTTP threads per process")
+    # Limits on what clients send (bot_bridge/web/request_limits.py, docs/operations.md)
+    webhook_max_bytes: int = Field(
+        1_000_000, ge=10_000, description="chat webhook bodies over this are refused (413) before they are read"
+    )
+    body_timeout_s: float = Field(
+        120.0, gt=0, le=3600, description="a request body not complete this long after its headers is refused (408)"
+    )
 
 
 class ModelSettings(_Section):

@@ -117,6 +117,16 @@ ERROR_KINDS: dict[str, ErrorKind] = {
         "同时进行的分析太多了，请等其中一个完成后再试。",
         "Too many analyses are running at once; please wait for one to finish and try again.",
     ),
+    "request_timeout": ErrorKind(
+        408,
+        "请求在规定时间内没有完整送达，请重试。",
+        "The request did not arrive in full in time; please try again.",
+    ),
+    "storage_full": ErrorKind(
+        507,
+        "服务器的存储空间已满，暂时无法保存，请稍后再试。",
+        "The server's storage is full, so nothing can be saved right now; please try again later.",
+    ),
     "internal_error": ErrorKind(
         500,
         "处理时出了点问题，我们已记录下来。",

@@ -20,8 +20,13 @@
 Several processes: one ``serve`` runs several (gunicorn's), and any of them
 may answer a scrape. prometheus_client's multiprocess mode has each process
 write its samples to files in one directory per ``serve`` instance
-(``<data_dir>/metrics/<host>-<role>-<port>``, emptied when the instance
-starts) and sums them when scraped. Each instance is scraped on its own port
+(``<host>-<role>-<port>``, emptied when the instance starts) and sums them
+when scraped. The directory is in memory (``$XDG_RUNTIME_DIR`` or
+``/dev/shm``, under ``bot-bridge-metrics-<uid>``), only without either under
+``<data_dir>/metrics``: the files are memory-mapped and grow a page at a
+time, and a page that cannot be given on a full disk kills the process with
+SIGBUS, which on the data disk turned a full disk into processes dying over
+and over (issue 10). Each instance is scraped on its own port
 (web processes on the HTTP port, workers on their health port) and
 Prometheus adds the instances up: nothing is shared between hosts.
 
@@ -57,9 +62,17 @@ PROCESS_SAMPLE_S = 5.0
 
 
 def instance_directory(settings: Settings) -> Path:
-    """Where the processes of this ``serve`` (host, role, port) keep their samples."""
+    """Where the processes of this ``serve`` (host, role, port) keep their samples: in memory when the
+    machine offers it (see the module's docstring), else under ``data_dir``."""
     server = settings.server
-    return settings.data_dir / "metrics" / f"{socket.gethostname()}-{server.role}-{server.port}"
+    return _metrics_root(settings) / f"{socket.gethostname()}-{server.role}-{server.port}"
+
+
+def _metrics_root(settings: Settings) -> Path:
+    for memory in (os.environ.get("XDG_RUNTIME_DIR"), "/dev/shm"):
+        if memory and os.path.isdir(memory) and os.access(memory, os.W_OK):
+            return Path(memory) / f"bot-bridge-metrics-{os.getuid()}"
+    return settings.data_dir / "metrics"
 
 
 def use_instance_directory(settings: Settings) -> Path:
@@ -73,6 +86,11 @@ def use_instance_directory(settings: Settings) -> Path:
     directory.mkdir(parents=True)
     os.environ[MULTIPROC_VARIABLE] = str(directory)
     return directory
+
+
+def forget_instance(settings: Settings) -> None:
+    """The instance stops (gunicorn's ``on_exit``): its samples go, and take no memory any more."""
+    shutil.rmtree(instance_directory(settings), ignore_errors=True)
 
 
 def forget_process(pid: int) -> None:

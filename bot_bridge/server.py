@@ -23,15 +23,17 @@ from gunicorn.app.base import BaseApplication
 
 from .config import Settings
 from .layout import process_layout
-from .metrics import forget_process, start_process_sampler, use_instance_directory
+from .metrics import forget_instance, forget_process, start_process_sampler, use_instance_directory
 from .remembering.store import Store
 from .service import Service
+from .storage import check_storage
 from .web import create_app, create_worker_app
 
-# gthread processes report to the parent from their own loop; this only catches a process that hangs.
+# Processes report to the parent from their event loop each second; this only catches a process that hangs.
 WORKER_TIMEOUT_S = 120
 # gunicorn's graceful_timeout: the queue's grace for notes in work, plus time to hand back and close.
 SHUTDOWN_MARGIN_S = 20
+# An idle kept-alive connection is closed after this, and a new request's headers must arrive within it.
 KEEPALIVE_S = 5
 
 
@@ -41,8 +43,9 @@ def run(settings: Settings) -> None:
 
 
 def prepare_instance(settings: Settings) -> None:
-    """In the parent, before any process is forked: the schema migrated once, fresh metrics."""
-    Store(settings.resolved_database_url, settings.outputs_dir).close()
+    """In the parent, before any process is forked: storage that can be written, the schema migrated once,
+    fresh metrics. Raises ``ConfigError`` naming the setting when the data or the database cannot be written."""
+    check_storage(settings, lambda: Store(settings.resolved_database_url, settings.outputs_dir).close())
     use_instance_directory(settings)
 
 
@@ -53,7 +56,7 @@ def gunicorn_settings(settings: Settings) -> dict:
     return {
         "bind": f"{server.host}:{server.port}",
         "workers": layout.processes,
-        "worker_class": "gthread",
+        "worker_class": "bot_bridge.http_worker.BufferingWorker",
         "threads": layout.http_threads,
         "timeout": WORKER_TIMEOUT_S,
         "graceful_timeout": math.ceil(settings.queue.shutdown_grace_s) + SHUTDOWN_MARGIN_S,
@@ -62,10 +65,10 @@ def gunicorn_settings(settings: Settings) -> dict:
         # on the host would take it over. bot-bridge is managed by signals (systemd, an orchestrator).
         "control_socket_disable": True,
         "proc_name": f"bot-bridge-{server.role}",
-        "accesslog": "-",
-        "access_log_format": '%(h)s "%(r)s" %(s)s %(b)s %(M)sms',
+        "accesslog": "-",  # the worker logs each request in its own format (bot_bridge/http_worker.py)
         "worker_exit": _worker_exit,
         "child_exit": _child_exit,
+        "on_exit": lambda _arbiter: forget_instance(settings),
     }
 
 

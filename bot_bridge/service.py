@@ -34,6 +34,7 @@ from .metrics import record_analysis, sample_process
 from .remembering.job_store import AnalysisJobs
 from .remembering.results import Result
 from .remembering.store import Store
+from .storage import describe_full, full_places, is_storage_full, storage_full_error
 
 log = logging.getLogger(__name__)
 
@@ -186,9 +187,17 @@ class Service:
         return public_model_name(self.settings.model.name)
 
     def readiness(self) -> dict:
-        """What ``/readyz`` reports: the model where it runs; in a web process, whether the database
-        and the queue answer (it can record and hand on work). The transcriber's state is told beside
-        the model's and never makes a process unready: without it, notes still get their emotion."""
+        """What ``/readyz`` reports: not ready while the disk it writes to is full; then the model where it
+        runs; in a web process, whether the database and the queue answer (it can record and hand on work).
+        The transcriber's state is told beside the model's and never makes a process unready: without it,
+        notes still get their emotion."""
+        full = full_places(self.settings)
+        if full:
+            # The route is unauthenticated: it names the setting, the log names the path.
+            log.warning("not ready: storage full: %s", describe_full(self.settings))
+            settings = " and ".join(setting for setting, _ in full)
+            return {"state": "failed", "role": self.settings.server.role,
+                    "detail": f"storage full: the disk of {settings} has no space left (see the log)"}
         if not self.is_web:
             return {**self.model_state, "transcriber": self.transcriber_state}
         for part, check in (("database", self.store.check), ("queue", self.queue.check)):
@@ -257,7 +266,13 @@ class Service:
         if keep is not None and (playable := self._playable_copy(keep, result)) is not None:
             files[PLAYABLE_FILE] = playable
         suffix, _ = media_type(result.audio["container"])
-        self.store.save_result(result, audio=keep, audio_suffix=suffix, embedding_file=upload.embedding, files=files)
+        try:
+            self.store.save_result(result, audio=keep, audio_suffix=suffix, embedding_file=upload.embedding,
+                                   files=files)
+        except Exception as error:
+            if is_storage_full(error):
+                raise storage_full_error(self.settings, error) from error
+            raise
         return result
 
     def _progress_of(self, job_id: str | None) -> Progress:

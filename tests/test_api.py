@@ -258,3 +258,16 @@ def test_kept_audio_is_served_as_what_it_decoded_as_never_as_a_page(client, spee
         assert served.headers["X-Content-Type-Options"] == "nosniff"
         assert "sandbox" in served.headers["Content-Security-Policy"]
         assert "x.wav" in served.headers["Content-Disposition"]
+
+
+def test_a_file_name_with_line_breaks_is_cleaned_where_it_enters_and_its_audio_still_served(client, service, speech_3s):
+    """A name chosen by whoever sent the file never reaches a header with its control characters."""
+    # filename* (RFC 7578 / 5987) is percent-encoded, so it can carry what a plain filename cannot
+    head = b"--XX\r\nContent-Disposition: form-data; name=\"file\"; filename*=UTF-8''a%0D%0ASet-Cookie%3A%20x%0D%0A.ogg\r\n"
+    body = head + b"\r\n" + af.encode(speech_3s, 16000, "ogg_opus") + b"\r\n--XX--\r\n"
+    created = client.post("/api/predict", data=body, content_type="multipart/form-data; boundary=XX").json
+
+    assert service.store.result_row(created["id"]).file_name == "aSet-Cookie: x.ogg"
+    with client.get(f"/api/results/{created['id']}/audio") as served:
+        assert served.status_code == 200
+        assert "Set-Cookie" not in served.headers and "\n" not in served.headers["Content-Disposition"]

@@ -81,10 +81,27 @@ def test_the_numbers_of_a_known_week(alerts):
     assert (support.notes, support.previous_notes, support.average_notes) == (5, 2, pytest.approx(3 / 7))
     assert support.shares == {"angry": 0.5, "happy": 0.25, "neutral": 0.25}
     assert support.escalations == 2
-    assert [note.note.sender_name for note in support.angriest] == ["Alice", "Bob", "Dan"]
+    assert [line.note.note.sender_name for line in support.over_rule] == ["Alice", "Bob"]  # Dan's 20 % is under it
     assert (support.angry_share(), support.angry_share(1)) == (0.5, 0.5)
     assert support.average_angry_share == pytest.approx(1 / 3)
     assert (sales.notes, sales.shares, sales.angry_share(1), sales.average_angry_share) == (1, {"fearful": 1}, None, None)
+
+
+def test_a_mostly_neutral_note_is_not_listed_as_angry(alerts):
+    """Neutral 70 %, angry 30 %: under the chat's escalation rule (angry >= 0.5), so not in the list."""
+    add_chat_note(alerts.store, received_at=at(4, 9), emotions={"angry": 0.3}, sender_name="Frank")
+    fearful = add_chat_note(alerts.store, received_at=at(4, 10), emotions={"fearful": 0.8}, sender_name="Gina",
+                            platform="slack", chat_id="C0SALES", chat_name="Sales")
+    alerts.settings.escalation.rules["slack:*"] = {"fearful": 0.6}
+
+    chats = {chat.source: chat for chat in alerts.digests.compose(alerts.targets["slack"], DAY).chats}
+    support, sales = chats["telegram:-100777"], chats["slack:C0SALES"]
+    [text], _ = alerts.digests.preview(alerts.targets["slack"], DAY)
+
+    assert "Angry · 30%" not in text
+    assert support.over_rule == []
+    assert [(line.note.result.id, line.match.emotion) for line in sales.over_rule] == [(fearful, "fearful")]
+    assert "Over the escalation rule, strongest first:\n1. 😨 Fearful · 80% · Gina · " in text
 
 
 def test_the_digest_text_says_the_numbers(alerts):
@@ -100,10 +117,9 @@ def test_the_digest_text_says_the_numbers(alerts):
         "😠 Angry · 50%  😊 Happy · 25%  😐 Neutral · 25%\n"
         "Angry share: 50% (previous day 50%, ±0 pts; 7-day average 33%, +17 pts)\n"
         "Escalations: 2\n"
-        "Angriest notes:\n"
+        "Over the escalation rule, strongest first:\n"
         f"1. 😠 Angry · 90% · Alice · 03-04 09:00 · {link}{ids['alice']}\n"
-        f"2. 😠 Angry · 60% · Bob · 03-04 10:00 · {link}{ids['bob']}\n"
-        f"3. 😠 Angry · 20% · Dan · 03-04 12:00 · {link}{ids['dan']}\n\n"
+        f"2. 😠 Angry · 60% · Bob · 03-04 10:00 · {link}{ids['bob']}\n\n"
         "▍slack · Sales\n"
         "Voice notes: 1 (previous day 0, +1; 7-day average 0.0, +1.0)\n"
         "😨 Fearful · 100%\n"

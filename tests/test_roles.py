@@ -313,7 +313,7 @@ def test_gunicorn_shuts_down_gracefully_and_opens_no_control_socket():
 
     assert options["control_socket_disable"] is True
     assert options["graceful_timeout"] > settings.queue.shutdown_grace_s
-    assert options["worker_class"] == "gthread"
+    assert options["worker_class"] == "bot_bridge.http_worker.BufferingWorker"
 
 
 def test_gunicorn_runs_the_web_role_from_its_config_file_and_its_metrics_follow_the_live_processes(

@@ -220,3 +220,16 @@ def test_a_reply_whose_send_times_out_is_left_unconfirmed_not_sent_twice(bot, fa
     assert note.status == NoteStatus.UNCONFIRMED and note.error_code == "reply_unconfirmed"
     fake_telegram.wait_for_messages(1, timeout=10)
     assert len(fake_telegram.calls("sendMessage")) == 1
+
+
+def test_a_platform_file_name_with_line_breaks_is_cleaned_and_its_audio_served(bot, fake_telegram):
+    data = encode(speech_clip(2), 16000, "m4a_aac")
+    file_id = fake_telegram.add_file(data, "audio/mp4", kind="document")
+
+    bot.deliver(tg.webhook_request(tg.audio_document_update(file_id, file_name="a\r\nSet-Cookie: x\r\n.m4a")), "telegram")
+
+    [note] = bot.wait_until_finished()
+    assert note.media["file_name"] == "aSet-Cookie: x.m4a"
+    assert bot.store.result_row(note.result_id).file_name == "aSet-Cookie: x.m4a"
+    with bot.client.get(f"/api/results/{note.result_id}/audio") as served:
+        assert served.status_code == 200 and "Set-Cookie" not in served.headers

@@ -367,3 +367,18 @@ def test_the_queue_can_live_in_redis(tmp_path, tiny_model_dir, tiny_model, fakes
         fakes[0].wait_for_messages(1, timeout=30)
         assert bot.wait_until_finished()[0].status == NoteStatus.REPLIED
         assert not (tmp_path / "queue.db").exists()
+
+
+def test_a_reply_sent_on_its_second_try_is_recorded_without_the_error_of_the_first(bot, fakes, voice):
+    telegram_fake = fakes[0]
+    http = bot.service.chat.adapters["telegram"].http
+    http.backoff_s = 0.01
+    telegram_fake.fail_next("sendMessage", 500, times=http.attempts)  # the whole first try fails
+    request, path = one_note_each(fakes, voice)[0]
+
+    bot.deliver(request, path)
+    telegram_fake.wait_for_messages(1, timeout=30)
+    [note] = bot.wait_until_finished()
+
+    assert (note.status, note.attempts) == (NoteStatus.REPLIED, 2)
+    assert (note.error_code, note.error_detail) == (None, None)

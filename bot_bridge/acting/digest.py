@@ -5,8 +5,11 @@ goes out at 18:00 on D in the target's timezone and covers the 24 hours
 before it (18:00 on D-1 to 18:00 on D): consecutive digests neither overlap
 nor leave a gap, whatever time a team picks. It counts the chats routed to
 the target (``routes``), each with its number of voice notes, the share of
-each emotion, its escalations and its three angriest notes, compared with
-the previous period and the average of the seven before it, and a chart.
+each emotion, its escalations and the (at most three) notes that met the
+chat's escalation rule, strongest first, compared with the previous period
+and the average of the seven before it, and a chart. The list uses the rule
+of ``acting/escalation.py`` (``rule_for``, ``match``): a note that is mostly
+neutral with some anger in it is no angry note.
 
 ``Digests.send_due(now)`` runs every minute in the scheduler: a digest is due
 from its time until ``digest.grace_period_h`` after it, so one missed while
@@ -31,12 +34,13 @@ from ..remembering.store import Store
 from .alerting import Routes, Target, cut_to_fit, say
 from .digest_chart import digest_chart
 from .digest_text import render_digest
+from .escalation import Match, match, rule_for
 
 log = logging.getLogger(__name__)
 
 #: How many periods before the digest's own its averages cover.
 AVERAGE_DAYS = 7
-ANGRIEST = 3
+OVER_RULE_LISTED = 3
 #: A digest sent this long after its time says it is late (the scheduler checks every minute).
 LATE_AFTER = timedelta(minutes=5)
 
@@ -72,6 +76,14 @@ class DayCounts:
     angry: int = 0  # of those, the ones whose top emotion is angry
 
 
+@dataclass(frozen=True)
+class RuleNote:
+    """A note of the period that met its chat's escalation rule, and how."""
+
+    note: ChatNote
+    match: Match
+
+
 @dataclass
 class ChatDigest:
     """One source chat in one digest. ``history[0]`` is the digest's period, ``history[k]`` k periods before."""
@@ -81,7 +93,7 @@ class ChatDigest:
     history: list[DayCounts] = field(default_factory=lambda: [DayCounts() for _ in range(AVERAGE_DAYS + 1)])
     emotions: Counter = field(default_factory=Counter)  # top emotion -> notes, in the digest's period
     escalations: int = 0
-    angriest: list[ChatNote] = field(default_factory=list)
+    over_rule: list[RuleNote] = field(default_factory=list)  # notes that met the chat's escalation rule
 
     @property
     def notes(self) -> int:
@@ -128,6 +140,7 @@ class Digests:
     def __init__(self, store: Store, settings: Settings, targets: dict[str, Target]) -> None:
         self.alerts = AlertStore(store)
         self.digest = settings.digest
+        self.escalation = settings.escalation
         self.public_url = settings.public_url
         self.routes = Routes(settings.routes)
         self.targets = {key: targets[key] for key in settings.digest.targets if key in targets}
@@ -216,10 +229,11 @@ class Digests:
                 chat.escalations += chat_note.escalated
                 if analysed:
                     chat.emotions[result.emotion] += 1
-                if analysed and result.scores.get("angry", 0.0) > 0:
-                    chat.angriest.append(chat_note)
+                met = analysed and match(rule_for(self.escalation, note.platform, note.chat_id), result.scores)
+                if met:
+                    chat.over_rule.append(RuleNote(chat_note, met))
         for chat in chats.values():
-            chat.angriest = sorted(chat.angriest, key=lambda n: -n.result.scores.get("angry", 0.0))[:ANGRIEST]
+            chat.over_rule = sorted(chat.over_rule, key=lambda line: -line.match.score)[:OVER_RULE_LISTED]
         active = sorted((chat for chat in chats.values() if chat.notes), key=lambda chat: (-chat.notes, chat.source))
         return Digest(target, periods[0], active)
 

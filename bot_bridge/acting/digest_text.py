@@ -2,8 +2,8 @@
 
 One block gives the whole picture, then one block per chat: its voice notes
 against the previous day and the 7-day average, the share of each emotion,
-the angry share with the same comparisons, its escalations and its three
-angriest notes with links. Blocks are packed into as few messages as the
+the angry share with the same comparisons, its escalations and up to three
+notes that met the chat's escalation rule, strongest first, with links. Blocks are packed into as few messages as the
 platform's limit allows (``alerting.pack``).
 """
 
@@ -59,13 +59,13 @@ def _chat(chat, target, public_url: str | None) -> str:
         lines.append("  ".join(label(emotion, share, language) for emotion, share in chat.shares.items()))
         lines.append(_angry_line(chat, language))
     lines.append(say(language, f"升级 {chat.escalations} 次", f"Escalations: {chat.escalations}"))
-    if chat.angriest:
-        lines.append(say(language, "最生气的语音：", "Angriest notes:"))
-        for number, angry in enumerate(chat.angriest, start=1):
-            note, result = angry.note, angry.result
+    if chat.over_rule:
+        lines.append(say(language, "达到升级规则的语音，最强烈的在前：", "Over the escalation rule, strongest first:"))
+        for number, line in enumerate(chat.over_rule, start=1):
+            note, result = line.note.note, line.note.result
             who = target.user_text(note.sender_name or note.sender_id or "?")
             when = local_time(note.received_at, target.zone, "%m-%d %H:%M")  # the period spans two dates
-            lines.append(f"{number}. {label('angry', result.scores.get('angry', 0.0), language)} · {who} · {when} · "
+            lines.append(f"{number}. {label(line.match.emotion, line.match.score, language)} · {who} · {when} · "
                          f"{result_link(public_url, result.id)}")
     return "\n".join(lines)
 

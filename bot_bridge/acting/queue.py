@@ -21,6 +21,7 @@ Two kinds of work travel on it:
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -39,6 +40,35 @@ UPLOAD_TASK = "bot_bridge.analyse_upload"
 MAX_POLL_INTERVAL_S = 0.1
 # Answers to web processes nobody collected (the caller gave up) are dropped from Redis after this.
 UNCOLLECTED_RESULT_TTL_S = 3600
+# What huey's consumer threads log when the queue cannot be read, and how often it is worth saying.
+QUEUE_READ_ERROR = "Error reading from queue"
+QUIET_REPEATS_S = 60.0
+
+
+class _QueueReadErrors(logging.Filter):
+    """Huey logs a queue it cannot read (a full disk, Redis away) with a traceback at every poll: ten times a
+    second per worker thread. The first in each ``QUIET_REPEATS_S`` is kept, saying how many were left out.
+    One filter for the whole process, so threads share the count (a lost increment between two is harmless)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._shown_at: float | None = None
+        self._left_out = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg != QUEUE_READ_ERROR:
+            return True
+        now = time.monotonic()
+        if self._shown_at is not None and now - self._shown_at < QUIET_REPEATS_S:
+            self._left_out += 1
+            return False
+        if self._left_out:
+            record.msg = f"{QUEUE_READ_ERROR} ({self._left_out} more in the last {QUIET_REPEATS_S:g} s not shown)"
+        self._shown_at, self._left_out = now, 0
+        return True
+
+
+_QUEUE_READ_ERRORS = _QueueReadErrors()
 
 
 class _EmbeddedConsumer(Consumer):
@@ -101,6 +131,7 @@ class WorkQueue:
             check_worker_health=False,
             shutdown_timeout=self.settings.shutdown_grace_s,
         )
+        logging.getLogger("huey.consumer.Worker").addFilter(_QUEUE_READ_ERRORS)  # every consumer thread's logger
         self._consumer.start()
 
     def stop_consumer(self) -> bool:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Callable
 
 from huey.exceptions import ResultTimeout, TaskException
 
+from ..chat.messages import clean_file_name
 from ..errors import AudioError, BotBridgeError
 from ..remembering.results import Result
 
@@ -36,7 +37,11 @@ RESULT_POLL_S = 0.1
 
 @dataclass(frozen=True)
 class Upload:
-    """One recording to analyse, with the options of ``Service.analyse``."""
+    """One recording to analyse, with the options of ``Service.analyse``.
+
+    Every upload (API, console, command line, chat note) becomes one, so its file name, which someone
+    else chose, is cleaned here, once (``clean_file_name``).
+    """
 
     data: bytes
     file_name: str | None = None
@@ -46,6 +51,9 @@ class Upload:
     frames: bool = False
     job_id: str | None = None  # the console's analysis job that hears of each stage (remembering/job_store.py)
     transcribe: bool | None = None  # None: the worker's transcribe.enabled
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "file_name", clean_file_name(self.file_name))  # frozen: set once, here
 
 
 class RemoteAnalysis:

@@ -19,7 +19,7 @@ may or may not have delivered: the note becomes ``unconfirmed`` and is never
 sent again (one reply at most beats two), and the operator is told in the log.
 
 Failures: a transient one (platform down, rate limit, timeout, model not
-loaded) is tried again after ``queue.retry_delay_s``, tripled each time, up to
+loaded, a full disk) is tried again after ``queue.retry_delay_s``, tripled each time, up to
 ``queue.max_attempts`` tries (15 s, 45 s, 135 s, 405 s by default, so a
 platform outage of ten minutes is survived). After the last, the person gets
 a reply naming the problem when one can still be sent, and the note ends
@@ -269,7 +269,8 @@ class _Attempt:
         if isinstance(failure, OutboundError):
             retryable, error = failure.retryable, BotBridgeError("download_failed", str(failure))
         elif isinstance(failure, BotBridgeError):
-            retryable, error = isinstance(failure, ModelUnavailable), failure
+            # Both pass by themselves: a model still loading, a disk that gets space again.
+            retryable, error = isinstance(failure, ModelUnavailable) or failure.code == "storage_full", failure
         else:
             # One more try rides out a blip (a dropped database connection); a bug would fail every time.
             log.exception("%s: unexpected failure", self.what)
@@ -301,7 +302,9 @@ class _Attempt:
             return
         except OutboundError as failure:
             if failure.retryable and not self.last:
-                self._retry("send_failed", str(failure), failure.retry_after_s)
+                # The note keeps its reply's own error (none, or what the reply tells the person): a send that
+                # works next time must not be recorded as failed. The log and the metric count this one.
+                self._retry("send_failed", str(failure), failure.retry_after_s, keep_reply_error=True)
             else:
                 self._give_up("send_failed", str(failure))
             return
@@ -309,7 +312,7 @@ class _Attempt:
             log.exception("%s: unexpected failure while sending", self.what)
             self._give_up("send_failed", f"{type(failure).__name__}: {failure}")
             return
-        self.store.mark_replied(self.note.id, reference)
+        self.store.mark_replied(self.note.id, reference, reply.error_code, reply.error_detail)
         observe_time_to_reply(self.note.platform, (datetime.now(timezone.utc) - self.note.received_at).total_seconds())
         outcome = f"error reply ({reply.error_code})" if reply.error_code else "replied"
         log.info("%s: %s as %s", self.what, outcome, reference)
@@ -324,11 +327,12 @@ class _Attempt:
             log.exception("%s: timeline chart failed; replying without it", self.what)
             return None
 
-    def _retry(self, code: str, detail: str, after_s: float | None) -> None:
+    def _retry(self, code: str, detail: str, after_s: float | None, *, keep_reply_error: bool = False) -> None:
         delay = self.settings.queue.retry_delay_s * RETRY_GROWTH ** (self.note.attempts - 1)
         delay = max(delay, after_s or 0.0)
         count_error(code, "chat")
-        if self.store.retry_voice_note_later(self.note.id, self.owner, delay, code, detail):
+        recorded = (None, None) if keep_reply_error else (code, detail)
+        if self.store.retry_voice_note_later(self.note.id, self.owner, delay, *recorded):
             log.warning("%s: %s (%s); trying again in %g s", self.what, code, detail, delay)
             self.worker.queue.enqueue(self.note.id, delay)
 

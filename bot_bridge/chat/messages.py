@@ -8,8 +8,22 @@ Slack Bolt's adapters: the web layer copies the few things an adapter needs.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+
+# Control characters, and the line and paragraph separators: nothing a file name needs, and a CR/LF
+# in one would end up in a header (Content-Disposition) where it splits the response.
+_NOT_IN_NAMES = {"Cc", "Zl", "Zp"}
+
+
+def clean_file_name(name: str | None) -> str | None:
+    """A file name someone else chose (a platform, an upload) as it may be kept and shown: control
+    characters dropped, spaces trimmed; None when nothing is left. Apply it once, where the name enters."""
+    if name is None:
+        return None
+    cleaned = "".join(ch for ch in name if unicodedata.category(ch) not in _NOT_IN_NAMES).strip()
+    return cleaned or None
 
 
 class CaseInsensitiveDict(dict):
@@ -54,6 +68,9 @@ class Media:
     size_bytes: int | None = None
     duration_s: float | None = None
     file_name: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "file_name", clean_file_name(self.file_name))  # frozen: set once, here
 
     def to_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if v is not None}

@@ -352,8 +352,14 @@ class Store:
         """From here until ``mark_replied`` a crash leaves the note ``unconfirmed``, never sent twice."""
         return self._update_held(note_id, owner, (NoteStatus.WORKING,), status=NoteStatus.SENDING)
 
-    def mark_replied(self, note_id: int, reply_ref: str) -> None:
-        """Record a send that happened, even if the lease was lost meanwhile: the reply is out."""
+    def mark_replied(
+        self, note_id: int, reply_ref: str, error_code: str | None = None, error_detail: str | None = None
+    ) -> None:
+        """Record a send that happened, even if the lease was lost meanwhile: the reply is out.
+
+        The note's error becomes the reply's own (``None`` unless the reply told the person what went
+        wrong): a failed earlier try, or a send first thought unconfirmed, is no failure now.
+        """
         now = _utcnow()
         with self.session.begin() as session:
             session.execute(
@@ -363,6 +369,8 @@ class Store:
                     status=NoteStatus.REPLIED,
                     reply_sent_at=now,
                     reply_ref=reply_ref,
+                    error_code=error_code,
+                    error_detail=error_detail,
                     lease_owner=None,
                     lease_expires_at=None,
                     updated_at=now,
@@ -376,8 +384,12 @@ class Store:
             lease_expires_at=None, error_code="reply_unconfirmed", error_detail=detail,
         )
 
-    def retry_voice_note_later(self, note_id: int, owner: str, delay_s: float, error_code: str, detail: str) -> bool:
-        """Put a held note back in the queue, due in ``delay_s`` seconds."""
+    def retry_voice_note_later(
+        self, note_id: int, owner: str, delay_s: float, error_code: str | None, detail: str | None = None
+    ) -> bool:
+        """Put a held note back in the queue, due in ``delay_s`` seconds; with ``error_code`` None the
+        note keeps the error it has."""
+        recorded = {} if error_code is None else {"error_code": error_code, "error_detail": detail}
         return self._update_held(
             note_id,
             owner,
@@ -385,8 +397,7 @@ class Store:
             due_at=_utcnow() + timedelta(seconds=delay_s),
             lease_owner=None,
             lease_expires_at=None,
-            error_code=error_code,
-            error_detail=detail,
+            **recorded,
         )
 
     def fail_voice_note(self, note_id: int, owner: str, error_code: str, detail: str) -> bool:

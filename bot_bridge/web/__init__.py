@@ -16,6 +16,7 @@ from ..service import Service
 from .api import api
 from .console import init_console
 from .health import health
+from .request_limits import upload_limit
 from .webhooks import webhooks
 
 
@@ -24,8 +25,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     service = service or Service(settings)
 
     app = _flask_app(service)
-    # multipart framing adds a little to the file itself; the audio layer enforces the real limit
-    app.config["MAX_CONTENT_LENGTH"] = settings.audio.max_bytes + 1_000_000
+    app.config["MAX_CONTENT_LENGTH"] = upload_limit(settings)  # the server refuses more before reading it
     app.register_blueprint(api)
     app.register_blueprint(webhooks)
     init_console(app, service)  # the web console's pages, signed sessions and password

@@ -26,6 +26,7 @@ from ..hearing.audio import media_type
 from ..metrics import count_error
 from ..remembering.store import FRAME_EMBEDDINGS_FILE
 from ..service import Service
+from ..storage import is_storage_full, storage_full_error
 from .openapi import openapi_document
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ def analysis_request() -> dict:
     transcribe = request.form.get("transcribe")
     return {
         "data": upload.read(),
-        "file_name": upload.filename or None,
+        "file_name": upload.filename,
         "embedding": _flag(request.form.get("embedding", "false"), "embedding"),
         "origin": "console" if request.form.get("origin") == "console" else "api",
         "transcribe": None if transcribe is None else _flag(transcribe, "transcribe"),
@@ -170,6 +171,8 @@ def http_error(error: HTTPException):
 
 @api.app_errorhandler(Exception)
 def _unexpected(error: Exception):
+    if is_storage_full(error):  # a result folder, the database or the queue: 507, and space is what to fix
+        return _bot_bridge_error(storage_full_error(service().settings, error))
     log.exception("%s %s failed", request.method, request.path)
     count_error("internal_error", "api")
     if not is_api_path(request.path):

@@ -128,7 +128,8 @@ def openapi_document() -> dict:
                                "description": "add the transcript; default: the transcribe.enabled setting"},
             },
         }}}},
-        "responses": {"201": {"description": "the result", **result_response}, "4XX": errors, "503": errors},
+        "responses": {"201": {"description": "the result", **result_response}, "4XX": errors, "503": errors,
+                      "504": errors, "507": errors},
     }
     return {
         "openapi": "3.1.0",

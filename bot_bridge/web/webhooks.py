@@ -18,8 +18,11 @@ from flask import Blueprint, Response, abort, current_app, request
 from adapters.base import Refused
 
 from ..chat.messages import CaseInsensitiveDict, InboundRequest
+from ..storage import is_storage_full, storage_full_error
 
 log = logging.getLogger(__name__)
+
+RETRY_AFTER_S = 60
 
 webhooks = Blueprint("webhooks", __name__)
 
@@ -53,7 +56,10 @@ def receive(path: str):
                   adapter.name, type(error).__name__, error)
         return Response("", status=200)
     for message in parsed.messages:
-        created = chat.accept(message)
+        try:
+            created = chat.accept(message)
+        except Exception as error:  # noqa: BLE001 - not recorded: the platform must deliver it again
+            return _not_recorded(adapter.name, message, error)
         log.info(
             "%s %s %s %s",
             adapter.name,
@@ -63,3 +69,16 @@ def receive(path: str):
         )
     answer = parsed.response
     return Response(answer.body, status=answer.status, content_type=answer.content_type, headers=answer.headers)
+
+
+def _not_recorded(platform: str, message, error: Exception) -> Response:
+    """503: the message could not be made durable, so the platform is asked to deliver it again later
+    (every platform retries a webhook that did not get a 2xx answer)."""
+    service = current_app.extensions["bot_bridge"]
+    if is_storage_full(error):
+        log.error("%s %s %s not recorded, answered 503 for a redelivery: %s", platform, message.kind,
+                  message.delivery_id, storage_full_error(service.settings, error).detail)
+    else:
+        log.exception("%s %s %s not recorded, answered 503 for a redelivery", platform, message.kind,
+                      message.delivery_id)
+    return Response("", status=503, headers={"Retry-After": str(RETRY_AFTER_S)})
