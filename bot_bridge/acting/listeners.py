@@ -107,11 +107,13 @@ class Listeners:
                 continue
             with Heartbeat(functools.partial(self._holds, lease), lease_s / 3, f"{lease.name} lease") as beat:
                 self._pull_while_held(adapter, beat)
-            if beat.lost.is_set():
+            if beat.lost.is_set() and not self._stopping.is_set():
                 log.warning("%s: another process took over pulling updates (this one stalled for longer than "
                             "inbound.lease_s, %g s)", adapter.name, lease_s)
 
     def _holds(self, lease: Lease) -> bool:
+        if self._stopping.is_set():
+            return False  # a stopping process's heartbeat must not take back the lease it released
         try:
             return lease.acquire(self.clock())
         except Exception:  # noqa: BLE001 - a database that does not answer: not held, tried again soon
