@@ -20,7 +20,7 @@ from bot_bridge.web import create_app
 from tests.platforms import slack, wecom
 from tests.platforms import telegram as tg
 
-FINISHED = (NoteStatus.REPLIED, NoteStatus.FAILED, NoteStatus.UNCONFIRMED)
+FINISHED = (NoteStatus.REPLIED, NoteStatus.FAILED, NoteStatus.UNCONFIRMED, NoteStatus.SILENT)
 # Each platform's own voice note format: Telegram Ogg/Opus, Slack clips M4A/AAC, WeCom AMR-NB 8 kHz.
 VOICE_FORMATS = {"telegram": "ogg_opus", "slack": "m4a_aac_moov_end", "wecom": "amr"}
 # Short queue timings: retries after 0.2 s, 0.6 s ...; a dead worker's note is taken back after 2 s.
