@@ -12,9 +12,9 @@
   event is recorded, within Slack's 3 s; one that could not be recorded is
   not acknowledged, so Slack sends it again.
 * Several connections, one per background process: Slack allows up to 10 per
-  app and gives each payload to one of them ("no fan-out"; Slack's
-  maintainers recommend keeping more than one open so that a reconnect or a
-  restart loses nothing). A retry of the same event carries the same
+  app and gives each payload to one of them (no fan-out); Slack's
+  maintainers suggest running more than one, so that a reconnect or a
+  restart loses nothing (bolt-python #1071). A retry of the same event carries the same
   ``event_id``, which the notes' delivery ids make a no-op: so no lease is
   needed, and no gap opens while a dead holder's lease runs out.
 * Verification (events mode): ``X-Slack-Signature`` with slack_sdk's ``SignatureVerifier``
@@ -174,7 +174,7 @@ class SlackAdapter(ChatAdapter):
         client.socket_mode_request_listeners.append(functools.partial(_acknowledge_recorded, receive))
         try:
             client.connect()
-            log.info("slack: connected in Socket Mode")
+            log.info("slack: Socket Mode started; slack_sdk's client holds the connection and reconnects")
             stopping.wait()
         finally:
             client.close()

@@ -151,9 +151,9 @@ class TelegramAdapter(ChatAdapter):
 
     def send_reaction(self, message: ChatMessage, emotion: str) -> str:
         emoji = REACTIONS[emotion]
+        target = {"chat_id": _chat_id(message.chat_id), "message_id": int(message.message_id)}
         reaction = [{"type": "emoji", "emoji": emoji}]
-        self._call("setMessageReaction", delivers=True,
-                   json={"chat_id": _chat_id(message.chat_id), "message_id": int(message.message_id), "reaction": reaction})
+        self._call("setMessageReaction", delivers=True, json={**target, "reaction": reaction})
         return emoji
 
     def set_webhook(self, url: str) -> str:

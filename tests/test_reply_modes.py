@@ -52,7 +52,8 @@ def nothing_reached(fake) -> bool:
 
 
 def test_the_most_precise_mode_wins_and_a_platform_without_reactions_is_silent(caplog):
-    reply = ReplySettings(mode="message", modes={"*": "reaction", "telegram:*": "silent", "telegram:-100123": "message"})
+    reply = ReplySettings(mode="message",
+                          modes={"*": "reaction", "telegram:*": "silent", "telegram:-100123": "message"})
     settings = load_settings(environ={}, reply__mode="reaction")
     from adapters.telegram import TelegramAdapter
     from adapters.wecom import WeComAdapter
@@ -85,7 +86,7 @@ def test_each_emotion_reacts_with_its_own_emoji_where_the_platform_allows_it_els
     for emotion, emoji in REACTIONS.items():
         assert emoji in tg.REACTION_EMOJI, emotion
         own = BY_KEY[emotion].emoji
-        assert (emoji == own) == (own in tg.REACTION_EMOJI), f"{emotion}: {own} is {'' if own in tg.REACTION_EMOJI else 'not '}allowed"
+        assert (emoji == own) == (own in tg.REACTION_EMOJI), f"{emotion}: the label's own {own} only where allowed"
     assert all(name in slack.EMOJI_NAMES for name in REACTION_NAMES.values())
 
 
@@ -215,7 +216,8 @@ def test_metrics_count_notes_by_mode_and_the_console_shows_each_chats_mode(
 
 def _notes_by_mode(service) -> dict[str, float]:
     samples = parse_metrics(exposition(service)[0].decode())
-    return {mode: sample_sum(samples, "bot_bridge_notes_total", mode=mode) for mode in ("message", "reaction", "silent")}
+    modes = ("message", "reaction", "silent")
+    return {mode: sample_sum(samples, "bot_bridge_notes_total", mode=mode) for mode in modes}
 
 
 def _signed_in_page(client, path: str, password: str) -> str:

@@ -58,7 +58,15 @@ from .charts import timeline_chart
 from .heartbeat import Heartbeat
 from .queue import WorkQueue
 from .replies import render_error, render_help, render_result
-from .reply_modes import COULD_NOT_TELL, MESSAGE, REACTION, SILENT, chat_mode, reaction_for, warn_about_missing_reactions
+from .reply_modes import (
+    COULD_NOT_TELL,
+    MESSAGE,
+    REACTION,
+    SILENT,
+    chat_mode,
+    reaction_for,
+    warn_about_missing_reactions,
+)
 
 log = logging.getLogger(__name__)
 

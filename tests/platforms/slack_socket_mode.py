@@ -166,9 +166,9 @@ class SocketModeEndpoint:
                                        "debug_info": {"host": "applink-fake"}})
                 websocket.close()
                 return
-            self._say(connection, {"type": "hello", "num_connections": count, "connection_info": {"app_id": self.app_id},
-                                   "debug_info": {"host": "applink-fake", "build_number": 1,
-                                                  "approximate_connection_time": 18060}})
+            debug_info = {"host": "applink-fake", "build_number": 1, "approximate_connection_time": 18060}
+            self._say(connection, {"type": "hello", "num_connections": count,
+                                   "connection_info": {"app_id": self.app_id}, "debug_info": debug_info})
             for frame in websocket:
                 self._received(frame)
         except ConnectionClosed:
