@@ -12,8 +12,8 @@
 * ``bot_bridge_errors_total{code,source}``: every error by its stable code,
   from the HTTP API (``api``) and from chat notes (``chat``: error replies,
   retries and give-ups).
-* ``bot_bridge_notes_total{mode}``: chat notes finished, by how their chat is
-  answered (``message``, ``reaction``, ``silent``: see reply modes).
+* ``bot_bridge_notes_total{mode}``: chat notes finished, by how they were
+  answered (``message``, ``reaction``, ``silent``: docs/reply-modes.md).
 * ``bot_bridge_process_*{pid}``: resident memory, CPU time and whether the
   process holds the model, for each live process; ``bot_bridge_process_info``
   says its role.
@@ -110,7 +110,7 @@ def _metrics() -> _Metrics:
             "bot_bridge_time_to_reply_seconds", "Webhook received to reply sent", ["platform"], buckets=REPLY_BUCKETS
         ),
         errors=Counter("bot_bridge_errors", "Errors by their stable code", ["code", "source"]),
-        notes=Counter("bot_bridge_notes", "Chat notes finished, by their chat's reply mode", ["mode"]),
+        notes=Counter("bot_bridge_notes", "Chat notes finished, by how they were answered", ["mode"]),
         resident_memory=process_gauge("bot_bridge_process_resident_memory_bytes", "Resident memory"),
         cpu_seconds=process_gauge("bot_bridge_process_cpu_seconds", "CPU time used (user + system)"),
         model_loaded=process_gauge("bot_bridge_process_model_loaded", "1 when this process holds the model"),

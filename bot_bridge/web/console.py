@@ -344,9 +344,9 @@ def voice_notes_page():
     if len(rows) > PAGE_SIZE:
         filters = {key: value for key, value in request.args.items() if key != "before" and value}
         older_url = url_for("console.voice_notes_page", **filters, before=rows[PAGE_SIZE - 1][0].id)
-    chat = service().chat
-    modes = {(note.platform, note.chat_id): chat_mode(service().settings.reply, chat.adapters.get(note.platform),
-                                                      note.platform, note.chat_id) for note, _ in rows}
+    adapters, reply = service().chat.adapters, service().settings.reply
+    modes = {(note.platform, note.chat_id): chat_mode(reply, adapters.get(note.platform), note.platform, note.chat_id)
+             for note, _ in rows}
     return render_template(
         "voice_notes.html",
         rows=rows[:PAGE_SIZE],
