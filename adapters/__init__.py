@@ -51,7 +51,7 @@ def enabled_adapters(platform_settings: dict[str, dict], http=None) -> dict[str,
     enabled = {}
     for name, cls in adapter_classes().items():
         settings = platform_settings.get(name, {})
-        if all(settings.get(key) for key in cls.required):
+        if not cls.missing_settings(settings):
             enabled[name] = cls(settings, http=http)
     return enabled
 

@@ -7,8 +7,17 @@ about models, queues or databases. The core calls, in order:
 1. ``verify(request)`` before anything is stored or downloaded (raise ``Refused``);
 2. ``parse(request)`` -> ``ParsedWebhook``: the immediate HTTP answer and the
    messages to process (none for events the bot ignores);
-3. later, in a worker: ``fetch_audio(message, max_bytes)``, then ``send_reply(...)``;
+3. later, in a worker: ``fetch_audio(message, max_bytes)``, then ``send_reply(...)``
+   (or ``send_reaction(...)`` in a chat whose reply mode is ``reaction``);
 4. from the scheduler: ``send_alert(chat_id, text, image)``.
+
+A platform that can be reached without a public URL says so in ``receives``:
+``pull`` (bot-bridge asks for updates: ``start_pulling``, then ``pull`` in a
+loop, Telegram's getUpdates) or ``connection`` (bot-bridge opens a long
+connection: ``listen``, Slack's Socket Mode). What arrives that way skips
+step 1 (it came over a connection bot-bridge opened and authenticated) and
+goes through ``parse`` like a webhook; ``bot_bridge.acting.listeners`` runs
+the loops, so the core names no platform.
 
 Adapters make every HTTP call through the ``OutboundHttp`` they are given
 (``self.http``), which owns timeouts, retries and rate limits; what is left
@@ -23,13 +32,16 @@ import re
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+import threading
 from typing import Callable, ClassVar, Literal
 
-from bot_bridge.chat.messages import ChatMessage, InboundRequest, ParsedWebhook
+from bot_bridge.chat.messages import ChatMessage, InboundRequest, ParsedWebhook, Pulled
 from bot_bridge.chat.outbound import OutboundHttp
 
 #: How far a signed request's timestamp may be from now (Slack's rule, applied to WeCom too).
 FRESHNESS_WINDOW_S = 300
+#: How a configured adapter gets its messages (``ChatAdapter.receives``).
+WEBHOOK, PULL, CONNECTION = "webhook", "pull", "connection"
 #: Texts that ask for the help message (after a leading ``/`` and any @mention are removed).
 HELP_WORDS = frozenset({"start", "help", "帮助", "?", "？"})
 
@@ -131,6 +143,8 @@ class ChatAdapter(AlertSender):
     required: ClassVar[tuple[str, ...]] = ()
     #: The largest file the platform lets a bot download (None: no platform limit).
     max_download_bytes: ClassVar[int | None] = None
+    #: Whether the platform can put an emoji on a message (``send_reaction``); without it, reaction mode is silent.
+    can_react: ClassVar[bool] = False
 
     def __init__(self, settings: dict, http: OutboundHttp | None = None) -> None:
         super().__init__(settings, http)
@@ -157,6 +171,38 @@ class ChatAdapter(AlertSender):
 
         Returns the platform's id of the sent message.
         """
+
+    @classmethod
+    def missing_settings(cls, settings: dict) -> list[str]:
+        """The keys that must be set for the platform to be on and are not (``required``, by default)."""
+        return [key for key in cls.required if not settings.get(key)]
+
+    @property
+    def receives(self) -> str:
+        """How this adapter, as configured, gets its messages: ``WEBHOOK`` (the platform posts to
+        ``/webhooks/<webhook_path>``), ``PULL`` (``pull``) or ``CONNECTION`` (``listen``)."""
+        return WEBHOOK
+
+    def start_pulling(self) -> str:
+        """This process has become the one that pulls: make the platform hand updates to ``pull`` (Telegram
+        refuses getUpdates while a webhook is set). Returns what was done, for the log."""
+        return "nothing to prepare"
+
+    def pull(self, cursor: str | None) -> Pulled:
+        """The next updates after ``cursor`` (None: wherever the platform keeps them from), waiting a while
+        for some when there are none. Updates before ``cursor`` may be forgotten by the platform."""
+        raise NotImplementedError(f"{self.name} does not pull updates")
+
+    def listen(self, receive: Callable[[InboundRequest], None], stopping: threading.Event) -> None:
+        """Hold a long connection to the platform until ``stopping`` is set, reconnecting as needed; pass each
+        update to ``receive``, which returns once it is recorded (raises if it could not be), and only then
+        acknowledge it. Raise if the connection cannot be opened at all (bad credentials): the caller retries."""
+        raise NotImplementedError(f"{self.name} holds no long connection")
+
+    def send_reaction(self, message: ChatMessage, emotion: str) -> str:
+        """Put ``emotion``'s emoji (an ``bot_bridge.emotions`` key), or the nearest the platform allows, on
+        ``message`` itself; returns what was put there. Only where ``can_react``."""
+        raise NotImplementedError(f"{self.name} has no reactions")
 
     def set_webhook(self, url: str) -> str:
         """Tell the platform where to deliver webhooks, where its API allows it; returns its answer.

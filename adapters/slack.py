@@ -1,6 +1,23 @@
-"""Slack Events API: signed events in, replies in the voice clip's thread out.
+"""Slack Events API or Socket Mode: events in, replies in the voice clip's thread out.
 
-* Verification: ``X-Slack-Signature`` with slack_sdk's ``SignatureVerifier``
+* Two ways in (``platforms.slack.mode``, ``SLACK_MODE``): ``events`` (Slack
+  posts signed events to bot-bridge's public HTTPS URL) or ``socket``
+  (Socket Mode: bot-bridge opens a WebSocket to Slack with an app-level token
+  ``xapp-...``, ``SLACK_APP_TOKEN``; no public URL, no signing secret).
+  Without a setting the mode is ``socket`` when an app token and no signing
+  secret are set. Socket Mode runs on slack_sdk's own built-in client (no
+  extra dependency), which reconnects on Slack's ``disconnect`` messages (to
+  a fresh URL, opened before the old connection closes) and, through its
+  pings, on connections that died. Each envelope is acknowledged after its
+  event is recorded, within Slack's 3 s; one that could not be recorded is
+  not acknowledged, so Slack sends it again.
+* Several connections, one per background process: Slack allows up to 10 per
+  app and gives each payload to one of them (no fan-out); Slack's
+  maintainers suggest running more than one, so that a reconnect or a
+  restart loses nothing (bolt-python #1071). A retry of the same event carries the same
+  ``event_id``, which the notes' delivery ids make a no-op: so no lease is
+  needed, and no gap opens while a dead holder's lease runs out.
+* Verification (events mode): ``X-Slack-Signature`` with slack_sdk's ``SignatureVerifier``
   (HMAC-SHA256 of ``v0:timestamp:body`` with the signing secret, timestamps
   within 5 minutes); ``url_verification`` is answered with its challenge.
 * Voice: ``message`` events whose ``files`` include audio. Clips recorded in
@@ -15,25 +32,51 @@
 * Replies go in the clip's thread (``chat.postMessage`` with ``thread_ts``);
   with a chart, the reply is the upload's comment (``files_upload_v2``'s
   three calls), so a reply is always one message.
+* Reactions (``reply.mode: reaction``): ``reactions.add`` with the emoji's
+  Slack name (``REACTION_NAMES``; the app needs ``reactions:write``).
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
+import threading
+from typing import Callable
 from urllib.parse import urlsplit
 
 import requests
 from slack_sdk.signature import SignatureVerifier
+from slack_sdk.socket_mode import SocketModeClient
+from slack_sdk.socket_mode.request import SocketModeRequest
+from slack_sdk.socket_mode.response import SocketModeResponse
 
 from bot_bridge.chat.messages import ChatMessage, InboundRequest, Media, ParsedWebhook, WebhookResponse
 from bot_bridge.chat.outbound import OutboundError, Rejected, TryAgain, check_status, raise_for_transient
 
-from .base import ChatAdapter, Refused, TextLimit, check_fresh, is_help_request
+from .base import CONNECTION, WEBHOOK, ChatAdapter, Refused, TextLimit, check_fresh, is_help_request
+
+log = logging.getLogger(__name__)
 
 # Message subtypes a person's post can have; edits, deletions, joins and bot posts are not answered.
 ANSWERED_SUBTYPES = frozenset({None, "file_share", "thread_broadcast"})
 TRANSIENT_ERRORS = frozenset({"internal_error", "fatal_error", "service_unavailable", "request_timeout"})
 SLACK_FILE_DOMAINS = ("slack.com", "slack-gov.com")
+MODES = ("events", "socket")
+#: Seconds between the Socket Mode client's pings; a connection that died unseen is replaced after about five.
+PING_INTERVAL_S = 5.0
+#: Slack's name of each emotion's emoji (iamcal/emoji-data, the list Slack uses), for reactions.add.
+REACTION_NAMES = {
+    "angry": "angry",
+    "disgusted": "nauseated_face",
+    "fearful": "fearful",
+    "happy": "blush",
+    "neutral": "neutral_face",
+    "other": "thinking_face",
+    "sad": "cry",
+    "surprised": "astonished",
+    "unknown": "question",
+}
 
 
 class SlackAdapter(ChatAdapter):
@@ -43,14 +86,25 @@ class SlackAdapter(ChatAdapter):
         "bot_token": "SLACK_BOT_TOKEN",
         "signing_secret": "SLACK_SIGNING_SECRET",
         "api_base": "SLACK_API_BASE",
+        "app_token": "SLACK_APP_TOKEN",
+        "mode": "SLACK_MODE",
     }
-    required = ("bot_token", "signing_secret")
     default_api_base = "https://slack.com/api"
     alert_text_limit = TextLimit(4000, "characters")  # Slack truncates longer message text
+    can_react = True
 
     def __init__(self, settings: dict, http=None) -> None:
         super().__init__(settings, http)
-        self._verifier = SignatureVerifier(settings["signing_secret"])
+        self._verifier = SignatureVerifier(settings["signing_secret"]) if self.receives == WEBHOOK else None
+
+    @classmethod
+    def missing_settings(cls, settings: dict) -> list[str]:
+        needed = ("bot_token", "signing_secret") if _mode(settings) == "events" else ("bot_token", "app_token")
+        return [key for key in needed if not settings.get(key)]
+
+    @property
+    def receives(self) -> str:
+        return WEBHOOK if _mode(self.settings) == "events" else CONNECTION
 
     def verify(self, request: InboundRequest) -> None:
         check_fresh(request.headers.get("X-Slack-Request-Timestamp"), self.clock())
@@ -104,8 +158,35 @@ class SlackAdapter(ChatAdapter):
     def send_alert(self, chat_id: str, text: str, image: bytes | None = None) -> str:
         return self._post(chat_id, text, image, {})
 
+    def send_reaction(self, message: ChatMessage, emotion: str) -> str:
+        name = REACTION_NAMES[emotion]
+        try:
+            self._call("reactions.add", delivers=True,
+                       json={"channel": message.chat_id, "timestamp": message.message_id, "name": name})
+        except OutboundError as error:
+            if error.reason != "already_reacted":  # already there: what this call was for
+                raise
+        return f":{name}:"
+
+    def listen(self, receive: Callable[[InboundRequest], None], stopping: threading.Event) -> None:
+        """Socket Mode until ``stopping``: slack_sdk's client connects, reconnects, and hands us each envelope."""
+        client = _SocketModeClient(self._open_connection, ping_interval=PING_INTERVAL_S)
+        client.socket_mode_request_listeners.append(functools.partial(_acknowledge_recorded, receive))
+        try:
+            client.connect()
+            log.info("slack: Socket Mode started; slack_sdk's client holds the connection and reconnects")
+            stopping.wait()
+        finally:
+            client.close()
+
     def escape(self, text: str) -> str:
         return _escape(text)
+
+    def _open_connection(self) -> str:
+        """A fresh Socket Mode URL (``apps.connections.open``, with the app-level token)."""
+        answer = self.http.call("POST", f"{self.api_base}/apps.connections.open", call="slack apps.connections.open",
+                                check=_check, headers={"Authorization": f"Bearer {self.settings['app_token']}"})
+        return answer["url"]
 
     def _post(self, channel: str, text: str, image: bytes | None, thread: dict) -> str:
         text = self.escape(text)  # replies and alerts alike, once; alerts were split measuring this
@@ -152,6 +233,42 @@ class SlackAdapter(ChatAdapter):
             return True
         host = parts.hostname
         return parts.scheme == "https" and any(host == d or host.endswith("." + d) for d in SLACK_FILE_DOMAINS)
+
+
+class _SocketModeClient(SocketModeClient):
+    """slack_sdk's built-in Socket Mode client, opening its URLs through bot-bridge's one HTTP client
+    (its timeouts, retries and rate limits, and the app token masked in every error)."""
+
+    def __init__(self, open_connection: Callable[[], str], **options) -> None:
+        self._open_connection = open_connection
+        super().__init__(app_token="", logger=logging.getLogger("slack_sdk.socket_mode"), **options)
+
+    def issue_new_wss_url(self) -> str:
+        return self._open_connection()
+
+
+def _acknowledge_recorded(receive: Callable[[InboundRequest], None], client: SocketModeClient,
+                          request: SocketModeRequest) -> None:
+    """Record an Events API envelope's event, then acknowledge it; one not recorded is not acknowledged, so
+    Slack sends it again. Other envelopes (interactivity, commands) are acknowledged and left alone."""
+    if request.type == "events_api":
+        try:
+            receive(InboundRequest.carrying(json.dumps(request.payload).encode(), "socket mode"))
+        except Exception as error:  # noqa: BLE001 - whatever broke, Slack's retry is the way to try again
+            log.error("slack: event of envelope %s not recorded (%s: %s); not acknowledged, so Slack sends it "
+                      "again", request.envelope_id, type(error).__name__, error)
+            return
+    client.send_socket_mode_response(SocketModeResponse(request.envelope_id))
+
+
+def _mode(settings: dict) -> str:
+    """``events`` or ``socket``, as set; without a setting, ``socket`` when an app token and no signing secret
+    are set."""
+    default = "socket" if settings.get("app_token") and not settings.get("signing_secret") else "events"
+    mode = settings.get("mode") or default
+    if mode not in MODES:
+        raise ValueError(f"SLACK_MODE (platforms.slack.mode) must be events or socket, not {mode!r}")
+    return mode
 
 
 def _check(response) -> dict:

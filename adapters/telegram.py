@@ -1,6 +1,15 @@
-"""Telegram Bot API: webhook updates in, replies quoting the voice message out.
+"""Telegram Bot API: webhook or polled updates in, replies quoting the voice message out.
 
-* Verification: Telegram sends the ``secret_token`` given to ``setWebhook``
+* Two ways in (``platforms.telegram.mode``, ``TELEGRAM_MODE``): ``webhook``
+  (Telegram posts each update to bot-bridge's public HTTPS URL) or
+  ``polling`` (bot-bridge asks with ``getUpdates``, a 30 s long poll: no
+  public URL needed). Without a webhook secret the mode is ``polling``, so a
+  bot token alone is a working bot on a laptop. Polling first deletes a
+  webhook left from webhook mode, keeping its pending updates
+  (``drop_pending_updates`` false); Telegram refuses getUpdates (409) while
+  a webhook is set or while another program polls, and the error says which.
+  Both ways deliver the same ``Update`` objects, parsed by ``parse``.
+* Verification (webhook mode): Telegram sends the ``secret_token`` given to ``setWebhook``
   in ``X-Telegram-Bot-Api-Secret-Token``; it is compared in constant time.
   Telegram signs nothing and sends no timestamp, so a replayed update is
   stopped by deduplication on ``update_id`` instead.
@@ -12,6 +21,10 @@
 * Replies quote the voice message (``reply_parameters``), in its forum topic
   if it has one; a chart goes as a photo with the reply as its caption, so a
   reply is always one message.
+* Reactions (``reply.mode: reaction``): ``setMessageReaction`` on the voice
+  message. Bots may only use the 73 emoji of ``ReactionTypeEmoji``; of ours
+  😨 😐 🤔 😢 are among them, the others get the nearest allowed one
+  (``REACTIONS``; docs/reply-modes.md has the table).
 * Language: a chat without its own ``reply.languages`` entry follows the
   sender's Telegram app language (``from.language_code``) when it is Chinese
   or English.
@@ -22,18 +35,47 @@ from __future__ import annotations
 import hmac
 import json
 from pathlib import PurePosixPath
+from urllib.parse import urlsplit
 
-from bot_bridge.chat.messages import ChatMessage, InboundRequest, Media, ParsedWebhook
+from bot_bridge.chat.messages import ChatMessage, InboundRequest, Media, ParsedWebhook, Pulled
 from bot_bridge.chat.outbound import OutboundError, RateLimited, Rejected, raise_for_transient
 from bot_bridge.errors import AudioError
 
-from .base import ChatAdapter, Refused, TextLimit, is_help_request
+from .base import PULL, WEBHOOK, ChatAdapter, Refused, TextLimit, is_help_request
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024
 AUDIO_FILE_SUFFIXES = frozenset({".amr", ".m4a", ".mp3", ".oga", ".ogg", ".opus", ".wav", ".flac", ".aac", ".webm"})
 # The media a message can carry that we analyse, with the file name to store when it has none.
 MEDIA_FIELDS = {"voice": "voice.ogg", "audio": "audio", "video_note": "video_note.mp4", "document": "document"}
+#: The updates bot-bridge asks for, by webhook and by polling alike (Telegram keeps the last list it was given).
+ALLOWED_UPDATES = ["message"]
+MODES = ("webhook", "polling")
+#: getUpdates waits this long for an update before answering an empty list.
+POLL_TIMEOUT_S = 30
+#: How much longer than the long poll the answer may take before the call counts as timed out.
+POLL_READ_MARGIN_S = 15
+#: The emoji a reaction shows for each emotion: its own where Telegram allows it, else the nearest allowed one.
+REACTIONS = {
+    "angry": "😡",  # 😠 is not allowed
+    "disgusted": "🤮",  # 🤢 is not allowed
+    "fearful": "😨",
+    "happy": "😁",  # 😊 is not allowed
+    "neutral": "😐",
+    "other": "🤔",
+    "sad": "😢",
+    "surprised": "😱",  # 😲 is not allowed
+    "unknown": "🤨",  # ❓ is not allowed
+}
+WEBHOOK_STILL_SET = (
+    "Telegram answers 409: a webhook is set for this bot, so it hands out no updates by polling. bot-bridge "
+    "deleted it when it started polling, so something set it again (a deployment in webhook mode, or "
+    "`bot-bridge telegram set-webhook`): delete it, or run every deployment with TELEGRAM_MODE=webhook"
+)
+ANOTHER_POLLER = (
+    "Telegram answers 409: another program polls this bot's updates with the same token (a bot-bridge "
+    "deployment on another database, or another bot framework); only one may, each one cuts the other off"
+)
 
 
 class TelegramAdapter(ChatAdapter):
@@ -43,11 +85,21 @@ class TelegramAdapter(ChatAdapter):
         "bot_token": "TELEGRAM_BOT_TOKEN",
         "webhook_secret": "TELEGRAM_WEBHOOK_SECRET",
         "api_base": "TELEGRAM_API_BASE",
+        "mode": "TELEGRAM_MODE",
     }
-    required = ("bot_token", "webhook_secret")
     default_api_base = "https://api.telegram.org"
     alert_text_limit = TextLimit(4096, "utf-16 units")  # sendMessage text
     max_download_bytes = MAX_DOWNLOAD_BYTES
+    can_react = True
+
+    @classmethod
+    def missing_settings(cls, settings: dict) -> list[str]:
+        needed = ("bot_token", "webhook_secret") if _mode(settings) == "webhook" else ("bot_token",)
+        return [key for key in needed if not settings.get(key)]
+
+    @property
+    def receives(self) -> str:
+        return WEBHOOK if _mode(self.settings) == "webhook" else PULL
 
     def verify(self, request: InboundRequest) -> None:
         supplied = request.headers.get(SECRET_HEADER, "")
@@ -97,13 +149,48 @@ class TelegramAdapter(ChatAdapter):
     def send_alert(self, chat_id: str, text: str, image: bytes | None = None) -> str:
         return self._send(chat_id, text, image, {})
 
+    def send_reaction(self, message: ChatMessage, emotion: str) -> str:
+        emoji = REACTIONS[emotion]
+        target = {"chat_id": _chat_id(message.chat_id), "message_id": int(message.message_id)}
+        reaction = [{"type": "emoji", "emoji": emoji}]
+        self._call("setMessageReaction", delivers=True, json={**target, "reaction": reaction})
+        return emoji
+
     def set_webhook(self, url: str) -> str:
         """Deliver only messages, with the secret token that ``verify`` checks."""
+        if self.receives != WEBHOOK:
+            raise ValueError("Telegram is in polling mode: a webhook would stop polling (Telegram answers 409). "
+                             "Set TELEGRAM_WEBHOOK_SECRET and TELEGRAM_MODE=webhook first")
         self._call(
             "setWebhook",
-            json={"url": url, "secret_token": self.settings["webhook_secret"], "allowed_updates": ["message"]},
+            json={"url": url, "secret_token": self.settings["webhook_secret"], "allowed_updates": ALLOWED_UPDATES},
         )
         return f"Telegram will deliver messages to {url}"
+
+    def start_pulling(self) -> str:
+        """Delete a webhook left from webhook mode, keeping the updates it had not delivered yet."""
+        webhook = self._call("getWebhookInfo")
+        if not webhook.get("url"):
+            return "no webhook was set"
+        self._call("deleteWebhook", json={"drop_pending_updates": False})
+        return (f"deleted the webhook to {urlsplit(webhook['url']).hostname}; its "
+                f"{webhook.get('pending_update_count', 0)} pending update(s) come by polling")
+
+    def pull(self, cursor: str | None) -> Pulled:
+        """``getUpdates`` from ``cursor`` (the offset: it also confirms every update before it to Telegram)."""
+        query = {"timeout": POLL_TIMEOUT_S, "allowed_updates": ALLOWED_UPDATES}
+        if cursor is not None:
+            query["offset"] = int(cursor)
+        try:
+            updates = self._call("getUpdates", json=query, read_timeout_s=POLL_TIMEOUT_S + POLL_READ_MARGIN_S)
+        except OutboundError as error:
+            if "webhook is active" in error.reason:
+                raise OutboundError(error.call, WEBHOOK_STILL_SET, retryable=True) from None
+            if "other getUpdates" in error.reason:
+                raise OutboundError(error.call, ANOTHER_POLLER, retryable=True) from None
+            raise
+        received = tuple(InboundRequest.carrying(json.dumps(update).encode(), "getUpdates") for update in updates)
+        return Pulled(received, str(updates[-1]["update_id"] + 1) if updates else cursor)
 
     def _send(self, chat_id: str, text: str, image: bytes | None, extra: dict) -> str:
         target = {"chat_id": _chat_id(chat_id), **extra}
@@ -136,6 +223,14 @@ def _check(response) -> dict:
         raise RateLimited(float(retry_after), "Telegram flood control")
     raise_for_transient(response)
     raise Rejected(body.get("description") or f"HTTP {status}")
+
+
+def _mode(settings: dict) -> str:
+    """``webhook`` or ``polling``, as set; without a setting, ``webhook`` exactly when a webhook secret is set."""
+    mode = settings.get("mode") or ("webhook" if settings.get("webhook_secret") else "polling")
+    if mode not in MODES:
+        raise ValueError(f"TELEGRAM_MODE (platforms.telegram.mode) must be webhook or polling, not {mode!r}")
+    return mode
 
 
 def _media(message: dict) -> Media | None:

@@ -303,7 +303,7 @@ def _platform_group(name: str) -> click.Group:
             raise click.ClickException(f'{name} is not configured; see docs/platforms/{name}.md')
         try:
             click.echo(adapter.set_webhook(url))
-        except OutboundError as error:
+        except (OutboundError, ValueError) as error:  # ValueError: the adapter's mode takes no webhook
             raise click.ClickException(str(error)) from None
 
     return group

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from datetime import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -122,12 +122,38 @@ class QueueSettings(_Section):
         return value or None
 
 
+#: How the bot answers a voice note in a chat (bot_bridge/acting/reply_modes.py, docs/reply-modes.md).
+ReplyMode = Literal["message", "reaction", "silent"]
+
+
 class ReplySettings(_Section):
     language: Literal["zh", "en", "both"] = "both"
     languages: dict[str, Literal["zh", "en", "both"]] = Field(
         default_factory=dict, description="per chat: 'platform:chat_id' -> language"
     )
     chart_min_duration_s: float = 10.0
+    mode: ReplyMode = Field("message", description="message, reaction (an emoji on the voice note) or silent")
+    modes: dict[str, ReplyMode] = Field(
+        default_factory=dict,
+        description="per source chat 'platform:chat_id', 'platform:*' or '*' (the most precise one applies)",
+    )
+
+    @field_validator("modes")
+    @classmethod
+    def _mode_sources(cls, value: dict[str, str]) -> dict[str, str]:
+        return {_check_source(source): mode for source, mode in value.items()}
+
+
+class InboundSettings(_Section):
+    """Platforms reached without a public URL: pulled updates (Telegram polling), long connections (Slack Socket
+    Mode); bot_bridge/acting/listeners.py."""
+
+    lease_s: float = Field(
+        30.0, gt=0, description="one process pulls a platform's updates; another takes over this long after it dies"
+    )
+    retry_delay_s: float = Field(
+        5.0, gt=0, description="after a failed pull or connection; doubled each time, up to 5 minutes"
+    )
 
 
 # --- Escalations and daily digests (bot_bridge/acting/escalation.py, digest.py, scheduler.py) ---
@@ -155,6 +181,18 @@ def _check_source(source: str) -> str:
     if source != "*" and ":" not in source:
         raise ValueError(f"{source!r} is not a source chat; write platform:chat_id, platform:* or *")
     return source
+
+
+Value = TypeVar("Value")
+
+
+def for_chat(per_chat: dict[str, Value], platform: str, chat_id: str) -> Value | None:
+    """The most precise entry of a per-chat setting for a chat: ``platform:chat_id``, else ``platform:*``, else
+    ``*``; None when none applies (``escalation.rules``, ``reply.modes``)."""
+    for source in (f"{platform}:{chat_id}", f"{platform}:*", "*"):
+        if source in per_chat:
+            return per_chat[source]
+    return None
 
 
 class TargetSettings(_Section):
@@ -254,6 +292,7 @@ class Settings(_Section):
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     queue: QueueSettings = Field(default_factory=QueueSettings)
     reply: ReplySettings = Field(default_factory=ReplySettings)
+    inbound: InboundSettings = Field(default_factory=InboundSettings)
     platforms: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="per chat platform, the settings its adapter reads (see adapters/)",

@@ -13,6 +13,8 @@
 * ``bot_bridge_errors_total{code,source}``: every error by its stable code,
   from the HTTP API (``api``) and from chat notes (``chat``: error replies,
   retries and give-ups).
+* ``bot_bridge_notes_total{mode}``: chat notes finished, by how they were
+  answered (``message``, ``reaction``, ``silent``: docs/reply-modes.md).
 * ``bot_bridge_process_*{pid}``: resident memory, CPU time and whether the
   process holds the model, for each live process; ``bot_bridge_process_info``
   says its role.
@@ -106,6 +108,7 @@ class _Metrics:
     stage: object
     time_to_reply: object
     errors: object
+    notes: object
     resident_memory: object
     cpu_seconds: object
     model_loaded: object
@@ -126,6 +129,7 @@ def _metrics() -> _Metrics:
             "bot_bridge_time_to_reply_seconds", "Webhook received to reply sent", ["platform"], buckets=REPLY_BUCKETS
         ),
         errors=Counter("bot_bridge_errors", "Errors by their stable code", ["code", "source"]),
+        notes=Counter("bot_bridge_notes", "Chat notes finished, by how they were answered", ["mode"]),
         resident_memory=process_gauge("bot_bridge_process_resident_memory_bytes", "Resident memory"),
         cpu_seconds=process_gauge("bot_bridge_process_cpu_seconds", "CPU time used (user + system)"),
         model_loaded=process_gauge("bot_bridge_process_model_loaded", "1 when this process holds the model"),
@@ -162,6 +166,10 @@ def observe_time_to_reply(platform: str, seconds: float) -> None:
 
 def count_error(code: str, source: str) -> None:
     _metrics().errors.labels(code, source).inc()
+
+
+def count_note(mode: str) -> None:
+    _metrics().notes.labels(mode).inc()
 
 
 class Observed(Protocol):

@@ -17,6 +17,7 @@ import dataclasses
 import logging
 import threading
 
+from .acting.listeners import Listeners
 from .acting.queue import WorkQueue
 from .acting.remote import RemoteAnalysis, Upload, analyse_upload
 from .acting.scheduler import Scheduler, build_scheduler
@@ -67,6 +68,7 @@ class Service:
         self._queue: WorkQueue | None = None
         self._queue_lock = threading.Lock()
         self._scheduler: Scheduler | None = None
+        self._listeners: Listeners | None = None
 
     @property
     def model(self) -> EmotionModel:
@@ -146,7 +148,8 @@ class Service:
 
         Roles ``all`` and ``worker`` load the model, run the queue's worker
         threads (chat voice notes, and uploads from web processes) with the
-        lease recovery sweep, and the scheduler of escalations and digests
+        lease recovery sweep, the platforms reached without a public URL
+        (``start_listening``), and the scheduler of escalations and digests
         when a target is configured; its lease lets one process of the
         deployment do the work. Role ``web`` starts nothing: its processes
         record, queue and wait, and stay quick to answer. Every role builds
@@ -158,9 +161,15 @@ class Service:
             return
         threading.Thread(target=self._load_model_quietly, name="model-loader", daemon=True).start()
         self.chat.start(queue_worker_threads(self.settings))
+        self.start_listening()
         self._scheduler = build_scheduler(self.settings, self.store, self.chat.adapters)
         if self._scheduler is not None:
             self._scheduler.start()
+
+    def start_listening(self) -> None:
+        """Pull updates of, or hold connections to, the platforms configured to need no webhook."""
+        self._listeners = Listeners(self.chat, self.store, self.settings.inbound)
+        self._listeners.start()
 
     def _load_model_quietly(self) -> None:
         try:
@@ -291,6 +300,8 @@ class Service:
             return None
 
     def close(self) -> None:
+        if self._listeners is not None:
+            self._listeners.stop()
         if self._scheduler is not None:
             self._scheduler.stop()
         if self._chat is not None:

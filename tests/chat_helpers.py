@@ -20,11 +20,13 @@ from bot_bridge.web import create_app
 from tests.platforms import slack, wecom
 from tests.platforms import telegram as tg
 
-FINISHED = (NoteStatus.REPLIED, NoteStatus.FAILED, NoteStatus.UNCONFIRMED)
+FINISHED = (NoteStatus.REPLIED, NoteStatus.FAILED, NoteStatus.UNCONFIRMED, NoteStatus.SILENT)
 # Each platform's own voice note format: Telegram Ogg/Opus, Slack clips M4A/AAC, WeCom AMR-NB 8 kHz.
 VOICE_FORMATS = {"telegram": "ogg_opus", "slack": "m4a_aac_moov_end", "wecom": "amr"}
 # Short queue timings: retries after 0.2 s, 0.6 s ...; a dead worker's note is taken back after 2 s.
 TEST_QUEUE = {"retry_delay_s": 0.2, "lease_s": 2.0, "recovery_interval_s": 0.25, "max_attempts": 3}
+# A dead puller is replaced after 2 s; a failed pull or connection is tried again after 0.2 s, 0.4 s ...
+TEST_INBOUND = {"lease_s": 2.0, "retry_delay_s": 0.2}
 
 
 def platform_environment(telegram=None, slack_fake=None, wecom_fake=None) -> dict[str, str]:
@@ -72,19 +74,31 @@ def voice_note_webhook(platform: str, fake, audio: bytes):
     return wecom.voice_callback(fake.add_media(audio)), "wecom"
 
 
+def without_webhooks(telegram=None, slack_fake=None) -> dict[str, str]:
+    """The variables of a bot on a laptop: Telegram by token alone (polling), Slack in Socket Mode."""
+    environ = {}
+    if telegram is not None:
+        environ.update(TELEGRAM_BOT_TOKEN=telegram.token, TELEGRAM_API_BASE=telegram.base_url)
+    if slack_fake is not None:
+        environ.update(SLACK_BOT_TOKEN=slack_fake.bot_token, SLACK_APP_TOKEN=slack_fake.app_token,
+                       SLACK_API_BASE=slack_fake.base_url + "/api/")
+    return environ
+
+
 def chat_settings(data_dir: Path, model_dir: Path, environ: dict[str, str], **overrides) -> Settings:
     queue = {f"queue__{key}": value for key, value in TEST_QUEUE.items()}
+    inbound = {f"inbound__{key}": value for key, value in TEST_INBOUND.items()}
     return load_settings(
         environ=environ,
         data_dir=str(data_dir),
         model__name=str(model_dir),
         model__threads=2,
-        **{**queue, **overrides},
+        **{**queue, **inbound, **overrides},
     )
 
 
 class ChatBot:
-    """The service answering webhooks, its queue workers running in this process."""
+    """The service answering webhooks (and polling, or holding connections), its queue workers in this process."""
 
     def __init__(self, settings: Settings, model) -> None:
         self.service = Service(settings, model=model)
@@ -92,6 +106,7 @@ class ChatBot:
         self.client = create_app(service=self.service).test_client()
         self.answer_times: list[float] = []
         self.service.chat.start()
+        self.service.start_listening()
 
     def deliver(self, inbound, path: str):
         """Send a platform's webhook request (``tests.platforms.server.InboundRequest``); times the answer."""
@@ -119,9 +134,11 @@ class ChatBot:
 
 
 @contextlib.contextmanager
-def running_bot(tmp_path: Path, model_dir: Path, model, *, fakes: dict, **overrides):
-    """A ``ChatBot`` for the fakes given as ``platform_environment`` takes them, closed afterwards."""
-    bot = ChatBot(chat_settings(tmp_path, model_dir, platform_environment(**fakes), **overrides), model)
+def running_bot(tmp_path: Path, model_dir: Path, model, *, fakes: dict, environ: dict | None = None, **overrides):
+    """A ``ChatBot`` for the fakes given as ``platform_environment`` takes them (or for ``environ``), closed
+    afterwards."""
+    environ = platform_environment(**fakes) if environ is None else environ
+    bot = ChatBot(chat_settings(tmp_path, model_dir, environ, **overrides), model)
     try:
         yield bot
     finally:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from ..chat.outbound import MaybeDelivered, OutboundError
-from ..config import EscalationSettings, Settings
+from ..config import EscalationSettings, Settings, for_chat
 from ..remembering.alert_store import AlertStore, Case, DeliveryState, OpenDelivery
 from ..remembering.results import NO_SPEECH
 from ..remembering.store import Store, VoiceNoteRow
@@ -48,10 +48,8 @@ class Match:
 def rule_for(escalation: EscalationSettings, platform: str, chat_id: str) -> dict[str, float]:
     """The thresholds of a chat: its own rule, else its platform's (``platform:*``), else the rule of every
     chat (``*``), else the default."""
-    for source in (f"{platform}:{chat_id}", f"{platform}:*", "*"):
-        if source in escalation.rules:
-            return escalation.rules[source]
-    return escalation.default_rule
+    rule = for_chat(escalation.rules, platform, chat_id)
+    return escalation.default_rule if rule is None else rule
 
 
 def match(thresholds: dict[str, float], scores: dict[str, float]) -> Match | None:

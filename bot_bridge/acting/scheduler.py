@@ -59,6 +59,11 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def new_holder() -> str:
+    """A lease holder's name: unique per process and per object holding leases (host, pid, random)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
 class Lease:
     """A named lease in the database, held by at most one ``holder`` until ``expires_at``."""
 
@@ -105,7 +110,7 @@ class Scheduler:
         self.jobs = jobs
         self.clock = clock
         self.on_stop = list(on_stop)
-        self.lease = Lease(store, holder or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}")
+        self.lease = Lease(store, holder or new_holder())
         self.apscheduler: BackgroundScheduler | None = None
 
     def run(self, job: str, now: datetime | None = None) -> bool:

@@ -10,7 +10,10 @@ How a note travels (its states are ``store.NoteStatus``):
    UPDATE, so only one worker can win), renewed by a heartbeat while it
    downloads, analyses and renders; the reply text is stored before sending.
 3. It marks the row ``sending``, sends, and records the send (``replied``,
-   ``reply_sent_at``, ``reply_ref``).
+   ``reply_sent_at``, ``reply_ref``). What is sent follows the chat's reply
+   mode (``reply_modes``): a message, or a reaction on the voice note, sent
+   through the same states; in a silent chat nothing is sent and the note
+   ends ``silent`` once analysed.
 
 Crashes: the lease of a worker that died while ``working`` stops being
 renewed, and the recovery sweep queues the note again; the next try starts
@@ -43,17 +46,27 @@ from typing import ContextManager, Protocol
 from adapters import adapter_classes, enabled_adapters
 from adapters.base import ChatAdapter
 
-from ..chat.messages import ChatMessage
+from ..chat.messages import ChatMessage, InboundRequest, WebhookResponse
 from ..chat.outbound import MaybeDelivered, OutboundError, OutboundHttp, TooLarge
 from ..config import ReplySettings, Settings
 from ..errors import AudioError, BotBridgeError, ModelUnavailable
 from ..logs import secret_values
-from ..metrics import count_error, observe_time_to_reply, timed_stage
+from ..metrics import count_error, count_note, observe_time_to_reply, timed_stage
 from ..remembering.results import Result
 from ..remembering.store import Store, VoiceNoteRow
 from .charts import timeline_chart
+from .heartbeat import Heartbeat
 from .queue import WorkQueue
 from .replies import render_error, render_help, render_result
+from .reply_modes import (
+    COULD_NOT_TELL,
+    MESSAGE,
+    REACTION,
+    SILENT,
+    chat_mode,
+    reaction_for,
+    warn_about_missing_reactions,
+)
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +78,12 @@ def build_adapters(settings: Settings) -> dict[str, ChatAdapter]:
     """The configured platforms' adapters, sharing one outbound HTTP client that masks every secret."""
     for name, cls in adapter_classes().items():
         configured = settings.platforms.get(name, {})
-        missing = [cls.environment.get(key, key) for key in cls.required if not configured.get(key)]
+        missing = [cls.environment.get(key, key) for key in cls.missing_settings(configured)]
         if configured and missing:
             log.warning("%s is off: %s not set", name, ", ".join(missing))
-    return enabled_adapters(settings.platforms, OutboundHttp(secrets=secret_values(settings)))
+    adapters = enabled_adapters(settings.platforms, OutboundHttp(secrets=secret_values(settings)))
+    warn_about_missing_reactions(settings.reply, adapters)
+    return adapters
 
 
 def reply_language(reply: ReplySettings, note: VoiceNoteRow) -> str:
@@ -79,6 +94,15 @@ def reply_language(reply: ReplySettings, note: VoiceNoteRow) -> str:
     if reply.language == "both" and note.language in ("zh", "en"):
         return note.language
     return reply.language
+
+
+class NotRecorded(Exception):
+    """A message of an update could not be made durable (``__cause__`` says why): the platform must deliver
+    the update again, so it is neither acknowledged nor confirmed."""
+
+    def __init__(self, message: ChatMessage) -> None:
+        super().__init__(f"{message.platform} {message.kind} {message.delivery_id} not recorded")
+        self.message = message
 
 
 class Analyser(Protocol):
@@ -104,6 +128,26 @@ class ChatWorker:
         self._recovery: threading.Thread | None = None
 
     # -- web side ----------------------------------------------------------
+
+    def receive(self, adapter: ChatAdapter, inbound: InboundRequest) -> WebhookResponse:
+        """Read a verified webhook, or an update pulled or received over a connection, and record each message
+        it carries; the answer for the platform. Raises ``NotRecorded`` if recording failed (the platform sends
+        it again)."""
+        try:
+            parsed = adapter.parse(inbound)
+        except Exception as error:  # noqa: BLE001 - any shape the adapter cannot read
+            # Acknowledged: the platform would send it again for a day, and no resend could be read either.
+            log.error("%s update (%s) verified but unreadable, acknowledged and dropped (%s: %s)",
+                      adapter.name, inbound.path, type(error).__name__, error)
+            return WebhookResponse()
+        for message in parsed.messages:
+            try:
+                created = self.accept(message)
+            except Exception as error:  # noqa: BLE001 - whatever broke, the platform must send it again
+                raise NotRecorded(message) from error
+            log.info("%s %s %s %s", adapter.name, message.kind, message.delivery_id,
+                     "recorded" if created else "already recorded (redelivery), not processed again")
+        return parsed.response
 
     def accept(self, message: ChatMessage) -> bool:
         """Record ``message`` durably and queue it; False if this delivery was already recorded."""
@@ -165,7 +209,8 @@ class ChatWorker:
         note = self.store.claim_voice_note(note_id, owner, self.settings.queue.lease_s)
         if note is None:
             return  # answered already, not due yet, or another worker has it
-        with _Heartbeat(self.store, note.id, owner, self.settings.queue.lease_s):
+        lease_s = self.settings.queue.lease_s
+        with Heartbeat(lambda: self.store.extend_lease(note.id, owner, lease_s), lease_s / 3, f"lease-{note.id}"):
             _Attempt(self, note, owner).run()
 
 
@@ -176,7 +221,10 @@ def _process_owner() -> str:
 
 @dataclass(frozen=True)
 class _Reply:
-    text: str
+    """What to answer: ``text`` (mode message), the emotion to react with (mode reaction), or nothing (silent)."""
+
+    mode: str
+    text: str | None = None
     result_id: str | None = None
     error_code: str | None = None
     error_detail: str | None = None
@@ -193,21 +241,27 @@ class _Attempt:
         self.owner = owner
         self.message = note.message()
         self.language = reply_language(self.settings.reply, note)
+        self.adapter = worker.adapters.get(note.platform)
+        self.mode = chat_mode(self.settings.reply, self.adapter, note.platform, note.chat_id)
         self.last = note.attempts >= self.settings.queue.max_attempts
         self.what = f"{note.platform} note {note.id} (delivery {note.delivery_id}, try {note.attempts})"
 
     def run(self) -> None:
-        adapter = self.worker.adapters.get(self.note.platform)
+        adapter = self.adapter
         if adapter is None:
             self._give_up("platform_off", f"{self.note.platform} is not configured in this process")
             return
         reply = self._reply(adapter)
         if reply is None:
-            return  # a retry is scheduled
+            return  # a retry is scheduled, or the note was given up
+        if reply.mode == SILENT:
+            self._finish_silently(reply)
+            return
         saved = self.store.save_reply(
             self.note.id,
             self.owner,
             reply.text,
+            mode=reply.mode,
             result_id=reply.result_id,
             error_code=reply.error_code,
             error_detail=reply.error_detail,
@@ -221,7 +275,8 @@ class _Attempt:
 
     def _reply(self, adapter: ChatAdapter) -> _Reply | None:
         if self.note.reply_text is not None:
-            return _Reply(self.note.reply_text, self.note.result_id, self.note.error_code, self.note.error_detail)
+            return _Reply(self.note.reply_mode or MESSAGE, self.note.reply_text, self.note.result_id,
+                          self.note.error_code, self.note.error_detail)
         if self.note.attempts > self.settings.queue.max_attempts:
             # Only a crash during each earlier try gets here: do not run that work again.
             return self._error_reply(BotBridgeError("internal_error", "every try ended with the process dying"))
@@ -232,8 +287,11 @@ class _Attempt:
 
     def _compose(self, adapter: ChatAdapter) -> _Reply:
         if self.note.kind == "help":
+            if self.mode == SILENT:
+                return _Reply(SILENT)
             audio = self.settings.audio
-            return _Reply(
+            return _Reply(  # in reaction mode too: a reaction cannot explain anything, and the person asked
+                MESSAGE,
                 render_help(
                     self.language,
                     max_duration_s=audio.max_duration_s,
@@ -246,7 +304,11 @@ class _Attempt:
         except AudioError as error:
             log.info("%s: bad audio: %s", self.what, error)
             return self._error_reply(error)
-        return _Reply(render_result(result, self.language), result.id)
+        if self.mode == SILENT:
+            return _Reply(SILENT, result_id=result.id)
+        if self.mode == REACTION:
+            return _Reply(REACTION, reaction_for(result), result.id)
+        return _Reply(MESSAGE, render_result(result, self.language), result.id)
 
     def _analyse(self, adapter: ChatAdapter):
         media = self.message.media
@@ -279,24 +341,45 @@ class _Attempt:
         if retryable and not self.last:
             self._retry(error.code, error.detail, getattr(failure, "retry_after_s", None))
             return None
+        if self.mode == SILENT:  # nobody is told in a silent chat: it simply failed
+            self._give_up(error.code, error.detail)
+            return None
         return self._error_reply(error)
 
     def _error_reply(self, error: BotBridgeError) -> _Reply:
         count_error(error.code, "chat")
-        return _Reply(render_error(error, self.language), error_code=error.code, error_detail=error.detail)
+        codes = {"error_code": error.code, "error_detail": error.detail}
+        if self.mode == SILENT:
+            return _Reply(SILENT, **codes)
+        if self.mode == REACTION:
+            return _Reply(REACTION, COULD_NOT_TELL, **codes)
+        return _Reply(MESSAGE, render_error(error, self.language), **codes)
 
     # -- saying it ---------------------------------------------------------------
 
+    def _finish_silently(self, reply: _Reply) -> None:
+        if not self.store.finish_silently(self.note.id, self.owner, result_id=reply.result_id,
+                                          error_code=reply.error_code, error_detail=reply.error_detail):
+            log.warning("%s: lease lost before finishing; another worker has it", self.what)
+            return
+        count_note(SILENT)
+        log.info("%s: kept, nothing sent (reply mode silent)%s", self.what,
+                 f"; {reply.error_code}" if reply.error_code else "")
+
     def _send(self, adapter: ChatAdapter, reply: _Reply) -> None:
-        image = self._chart(reply.result_id)
+        image = self._chart(reply.result_id) if reply.mode == MESSAGE else None
         if not self.store.mark_sending(self.note.id, self.owner):
             log.warning("%s: lease lost before sending; another worker has it", self.what)
             return
         try:
             with timed_stage("reply"):
-                reference = adapter.send_reply(self.message, reply.text, image)
+                if reply.mode == REACTION:
+                    reference = adapter.send_reaction(self.message, reply.text)
+                else:
+                    reference = adapter.send_reply(self.message, reply.text, image)
         except MaybeDelivered as failure:
             count_error("reply_unconfirmed", "chat")
+            count_note(reply.mode)
             self.store.mark_unconfirmed(self.note.id, self.owner, str(failure))
             log.error("%s: %s", self.what, failure)
             return
@@ -313,8 +396,11 @@ class _Attempt:
             self._give_up("send_failed", f"{type(failure).__name__}: {failure}")
             return
         self.store.mark_replied(self.note.id, reference, reply.error_code, reply.error_detail)
+        count_note(reply.mode)
         observe_time_to_reply(self.note.platform, (datetime.now(timezone.utc) - self.note.received_at).total_seconds())
-        outcome = f"error reply ({reply.error_code})" if reply.error_code else "replied"
+        outcome = "reacted" if reply.mode == REACTION else "replied"
+        if reply.error_code:
+            outcome = f"{outcome} to an error ({reply.error_code})"
         log.info("%s: %s as %s", self.what, outcome, reference)
 
     def _chart(self, result_id: str | None) -> bytes | None:
@@ -338,33 +424,6 @@ class _Attempt:
 
     def _give_up(self, code: str, detail: str) -> None:
         count_error(code, "chat")
+        count_note(self.mode)
         self.store.fail_voice_note(self.note.id, self.owner, code, detail)
         log.error("%s FAILED after %d tries: %s: %s", self.what, self.note.attempts, code, detail)
-
-
-class _Heartbeat:
-    """Renews a note's lease every third of its length while the work goes on."""
-
-    def __init__(self, store, note_id: int, owner: str, lease_s: float) -> None:
-        self.store = store
-        self.note_id = note_id
-        self.owner = owner
-        self.lease_s = lease_s
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name=f"lease-{note_id}", daemon=True)
-
-    def __enter__(self) -> _Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self._done.set()
-        self._thread.join()
-
-    def _beat(self) -> None:
-        while not self._done.wait(self.lease_s / 3):
-            try:
-                if not self.store.extend_lease(self.note_id, self.owner, self.lease_s):
-                    return  # taken back (this worker stalled past its lease); the attempt will find out
-            except Exception:  # noqa: BLE001 - a busy database now is no reason to stop renewing
-                log.exception("note %d: lease renewal failed", self.note_id)

@@ -4,6 +4,9 @@ Adapters (``adapters/<platform>.py``) translate a platform's webhook into
 these types and back; nothing in the core depends on a platform's shapes.
 ``InboundRequest`` is deliberately framework-free (no Flask objects), as in
 Slack Bolt's adapters: the web layer copies the few things an adapter needs.
+Updates a platform hands over without a webhook (a pulled batch, a Socket
+Mode envelope) are wrapped in the same type (``InboundRequest.carrying``), so
+they are parsed and recorded exactly as webhooks are.
 """
 
 from __future__ import annotations
@@ -49,6 +52,11 @@ class InboundRequest:
     query: dict[str, str]
     headers: CaseInsensitiveDict
     body: bytes
+
+    @classmethod
+    def carrying(cls, body: bytes, source: str) -> InboundRequest:
+        """An update that arrived over a connection bot-bridge opened itself (``source``: how, for logs)."""
+        return cls("RECEIVED", source, {}, CaseInsensitiveDict(), body)
 
 
 @dataclass(frozen=True)
@@ -106,3 +114,16 @@ class ParsedWebhook:
 
     response: WebhookResponse = field(default_factory=WebhookResponse)
     messages: tuple[ChatMessage, ...] = ()
+
+
+@dataclass(frozen=True)
+class Pulled:
+    """One batch of updates an adapter pulled from its platform, and where the next pull starts.
+
+    ``cursor`` is stored (``bot_bridge.remembering.cursors``) only once every
+    update of the batch is recorded: a crash in between pulls the same batch
+    again, and the platform's delivery ids make the second recording a no-op.
+    """
+
+    updates: tuple[InboundRequest, ...]
+    cursor: str | None

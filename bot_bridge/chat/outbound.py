@@ -129,15 +129,25 @@ class OutboundHttp:
         self.sleep = sleep
 
     def call(
-        self, method: str, url: str, *, call: str, check: Check = check_status, delivers: bool = False, **kwargs: Any
+        self,
+        method: str,
+        url: str,
+        *,
+        call: str,
+        check: Check = check_status,
+        delivers: bool = False,
+        read_timeout_s: float | None = None,
+        **kwargs: Any,
     ) -> Any:
         """Send a request and return ``check(response)``, retrying what is worth retrying.
 
         ``delivers``: the call puts a message in front of people (see the module docstring).
+        ``read_timeout_s``: for a call the platform answers late on purpose (a long poll).
         """
+        timeout = self.timeout if read_timeout_s is None else (self.timeout[0], read_timeout_s)
 
         def send() -> Any:
-            response = self.session.request(method, url, timeout=self.timeout, **kwargs)
+            response = self.session.request(method, url, timeout=timeout, **kwargs)
             with response:
                 return check(response)
 

@@ -74,7 +74,8 @@ class UTCDateTime(TypeDecorator):
 
 
 class NoteStatus:
-    """Where a chat voice note is: queued -> working -> sending -> replied, or failed/unconfirmed."""
+    """Where a chat voice note is: queued -> working -> sending -> replied, or failed/unconfirmed; in a chat
+    whose reply mode is silent, queued -> working -> silent."""
 
     QUEUED = "queued"  # waiting for a worker (new, or a retry due at ``due_at``)
     WORKING = "working"  # a worker holds the lease: downloading, analysing, rendering
@@ -82,6 +83,7 @@ class NoteStatus:
     REPLIED = "replied"  # the reply is out (``reply_sent_at``, ``reply_ref``)
     FAILED = "failed"  # gave up: ``error_code``, ``error_detail``
     UNCONFIRMED = "unconfirmed"  # the send may have happened (process died, answer lost): never resent
+    SILENT = "silent"  # analysed and kept, nothing sent to the chat (reply mode silent)
 
 
 CHAT_MESSAGE_FIELDS = tuple(field.name for field in fields(ChatMessage))
@@ -146,7 +148,8 @@ class VoiceNoteRow(Base):
     error_code: Mapped[str | None] = mapped_column(String(32))
     error_detail: Mapped[str | None] = mapped_column(Text)
     result_id: Mapped[str | None] = mapped_column(ForeignKey("results.id"), index=True)
-    reply_text: Mapped[str | None] = mapped_column(Text)
+    reply_text: Mapped[str | None] = mapped_column(Text)  # reply_mode reaction: the emotion reacted with
+    reply_mode: Mapped[str | None] = mapped_column(String(16))  # message, reaction or silent; NULL: message
     reply_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     reply_ref: Mapped[str | None] = mapped_column(String(191))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -341,11 +344,22 @@ class Store:
         return self._update_held(note_id, owner, lease_expires_at=now + timedelta(seconds=lease_s), updated_at=now)
 
     def save_reply(
-        self, note_id: int, owner: str, text: str, *, result_id: str | None, error_code: str | None, error_detail: str | None
+        self, note_id: int, owner: str, text: str, *, result_id: str | None, error_code: str | None,
+        error_detail: str | None, mode: str = "message"
     ) -> bool:
-        """Keep the rendered reply before it is sent, so a retry sends the same words without re-analysing."""
+        """Keep the rendered reply (``mode`` message: its text; reaction: the emotion) before it is sent, so a
+        retry sends the same without re-analysing."""
         return self._update_held(
-            note_id, owner, reply_text=text, result_id=result_id, error_code=error_code, error_detail=error_detail
+            note_id, owner, reply_text=text, reply_mode=mode, result_id=result_id, error_code=error_code,
+            error_detail=error_detail,
+        )
+
+    def finish_silently(self, note_id: int, owner: str, *, result_id: str | None, error_code: str | None,
+                        error_detail: str | None) -> bool:
+        """A note of a silent chat is done once analysed (or found unusable): nothing is sent."""
+        return self._update_held(
+            note_id, owner, status=NoteStatus.SILENT, reply_mode="silent", result_id=result_id, lease_owner=None,
+            lease_expires_at=None, error_code=error_code, error_detail=error_detail,
         )
 
     def mark_sending(self, note_id: int, owner: str) -> bool:

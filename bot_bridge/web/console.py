@@ -59,6 +59,7 @@ from adapters import adapter_classes
 from ..acting.alerting import Target, build_targets, local_time, source_line
 from ..acting.digest import Digests
 from ..config import Settings
+from ..acting.reply_modes import chat_mode
 from ..emotions import BY_KEY, EMOTIONS
 from ..errors import BotBridgeError
 from ..hearing.model_files import has_random_weights
@@ -361,9 +362,13 @@ def voice_notes_page():
     if len(rows) > PAGE_SIZE:
         filters = {key: value for key, value in request.args.items() if key != "before" and value}
         older_url = url_for("console.voice_notes_page", **filters, before=rows[PAGE_SIZE - 1][0].id)
+    adapters, reply = service().chat.adapters, service().settings.reply
+    modes = {(note.platform, note.chat_id): chat_mode(reply, adapters.get(note.platform), note.platform, note.chat_id)
+             for note, _ in rows}
     return render_template(
         "voice_notes.html",
         rows=rows[:PAGE_SIZE],
+        modes=modes,
         chats=chats,
         platforms=sorted({platform for platform, _, _ in chats}),
         selected={"platform": platform, "chat": chat, "emotion": emotion},

@@ -6,7 +6,8 @@ with nothing stored and nothing downloaded), reads the messages, and each
 message is committed to the database and queued before the answer leaves.
 Downloading, decoding, the model and the reply happen in the queue's
 workers, so the platforms' deadlines (Slack 3 s, WeCom 5 s) hold whatever
-the model is doing. A platform without its secrets is off: 404.
+the model is doing. A platform without its secrets is off: 404; so is one
+that receives without a webhook (Telegram polling, Slack Socket Mode).
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import logging
 
 from flask import Blueprint, Response, abort, current_app, request
 
-from adapters.base import Refused
+from adapters.base import WEBHOOK, Refused
 
+from ..acting.worker import NotRecorded
 from ..chat.messages import CaseInsensitiveDict, InboundRequest
 from ..storage import is_storage_full, storage_full_error
 
@@ -30,7 +32,7 @@ webhooks = Blueprint("webhooks", __name__)
 @webhooks.route("/webhooks/<path:path>", methods=["GET", "POST"])
 def receive(path: str):
     chat = current_app.extensions["bot_bridge"].chat
-    adapter = next((a for a in chat.adapters.values() if a.webhook_path == path), None)
+    adapter = next((a for a in chat.adapters.values() if a.webhook_path == path and a.receives == WEBHOOK), None)
     if adapter is None or request.method not in adapter.webhook_methods:
         abort(404)
     inbound = InboundRequest(
@@ -49,25 +51,9 @@ def receive(path: str):
         log.warning("%s webhook refused (403): unverifiable (%s: %s)", adapter.name, type(error).__name__, error)
         return Response("", status=403)
     try:
-        parsed = adapter.parse(inbound)
-    except Exception as error:  # noqa: BLE001 - any shape the adapter cannot read
-        # Acknowledged: the platform would resend a non-2xx answer for a day, and no resend can be read either.
-        log.error("%s webhook verified but unreadable, acknowledged and dropped (%s: %s)",
-                  adapter.name, type(error).__name__, error)
-        return Response("", status=200)
-    for message in parsed.messages:
-        try:
-            created = chat.accept(message)
-        except Exception as error:  # noqa: BLE001 - not recorded: the platform must deliver it again
-            return _not_recorded(adapter.name, message, error)
-        log.info(
-            "%s %s %s %s",
-            adapter.name,
-            message.kind,
-            message.delivery_id,
-            "recorded" if created else "already recorded (redelivery), not processed again",
-        )
-    answer = parsed.response
+        answer = chat.receive(adapter, inbound)
+    except NotRecorded as failure:  # the platform must deliver it again
+        return _not_recorded(adapter.name, failure.message, failure.__cause__)
     return Response(answer.body, status=answer.status, content_type=answer.content_type, headers=answer.headers)
 
 

@@ -124,6 +124,7 @@ class FakePlatformServer:
          "files": {"photo": {"filename": "c.png", "content_type": "image/png", "data": b"..."}},
          "headers": {...}, "body": b"...",
          "received_at": 12.5,         # time.monotonic() on arrival (to measure waits between calls)
+         "answered_at": 42.5,         # time.monotonic() once answered (a long poll's wait)
          "status": 200,               # set once answered
          "response": {...}}           # the JSON answered, None for binary bodies
 
@@ -212,6 +213,11 @@ class FakePlatformServer:
         combines with a queued failure (the call is slow *and* fails).
         """
         self._add_fault(_Fault("delay", target, times, seconds=seconds))
+
+    def clear_faults(self) -> None:
+        """Forget every injected fault not used up yet (calls already held keep their delay)."""
+        with self._lock:
+            self._faults.clear()
 
     def _add_fault(self, fault: _Fault) -> None:
         if fault.remaining < 1:
@@ -316,6 +322,7 @@ class FakePlatformServer:
                 response = Response("fake server crashed; see server_errors", status=500)
             call["status"] = response.status_code
             call["response"] = _json_or_none(response)
+            call["answered_at"] = time.monotonic()
             self._changed.notify_all()
         return response
 
@@ -366,6 +373,7 @@ class FakePlatformServer:
             "body": body,
             "malformed": malformed,
             "received_at": time.monotonic(),
+            "answered_at": None,
             "status": None,
             "response": None,
         }

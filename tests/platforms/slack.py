@@ -6,7 +6,11 @@ base_url=fake.base_url + "/api/")`` works unchanged, including
 URL -> completeUploadExternal) and the SDK's retry handlers:
 
 * ``/api/<method>``: auth.test, chat.postMessage, files.getUploadURLExternal,
-  files.completeUploadExternal, files.info. Token from ``Authorization:
+  files.completeUploadExternal, files.info, reactions.add (names checked
+  against the emoji short names; each accepted one lands in ``reactions``),
+  and apps.connections.open, which takes the app-level token (``xapp-``) and
+  hands out a Socket Mode URL on a real WebSocket server
+  (``slack_socket_mode``: ``fake.socket_mode``). Token from ``Authorization:
   Bearer`` or a ``token`` parameter; errors are HTTP 200 with
   ``{"ok": false, "error": "not_authed" | "invalid_auth" | ...}``.
 * ``/upload/v1/<id>`` (fault target ``"upload"``): pre-signed, no token, body
@@ -32,12 +36,15 @@ import uuid
 from typing import Any
 from urllib.parse import quote
 
+import emoji
 from slack_sdk.signature import SignatureVerifier
 from werkzeug.wrappers import Request, Response
 
 from .server import FakePlatformServer, InboundRequest, Route, fake_fixture, json_response
+from .slack_socket_mode import SocketModeEndpoint
 
 DEFAULT_BOT_TOKEN = "xoxb-1000000001-2000000002-FakeLoopbackBotToken"
+DEFAULT_APP_TOKEN = "xapp-1-A0FAKEAPP1-3000000003-FakeLoopbackAppLevelToken"
 DEFAULT_SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 DEFAULT_TEAM_ID = "T0FAKETEAM"
 DEFAULT_APP_ID = "A0FAKEAPP1"
@@ -49,6 +56,9 @@ MAX_TEXT_CHARS = 40_000
 MAX_BLOCKS = 50
 
 _ID_CHARS = string.ascii_uppercase + string.digits
+#: Emoji short names Slack knows (``:angry:`` ...), from the emoji package's names and aliases.
+EMOJI_NAMES = frozenset(name.strip(":") for data in emoji.EMOJI_DATA.values()
+                        for name in (data["en"], *data.get("alias", ())))
 
 
 def slack_id(prefix: str) -> str:
@@ -115,15 +125,27 @@ class FakeSlack(FakePlatformServer):
 
     def __init__(self, bot_token: str = DEFAULT_BOT_TOKEN, *, team_id: str = DEFAULT_TEAM_ID,
                  bot_user_id: str = DEFAULT_BOT_USER_ID, bot_id: str = DEFAULT_BOT_ID,
-                 app_id: str = DEFAULT_APP_ID) -> None:
+                 app_id: str = DEFAULT_APP_ID, app_token: str = DEFAULT_APP_TOKEN) -> None:
         super().__init__()
         self.bot_token = bot_token
+        self.app_token = app_token
+        self.reactions: list[dict] = []
+        self.socket_mode = SocketModeEndpoint(self._changed, app_id)
         self.team_id = team_id
         self.bot_user_id = bot_user_id
         self.bot_id = bot_id
         self.app_id = app_id
         self.files: dict[str, dict] = {}  # file id -> file object plus "_data"
         self._pending_uploads: dict[str, dict] = {}  # upload key -> upload slot
+
+    def start(self) -> FakeSlack:
+        super().start()
+        self.socket_mode.start()
+        return self
+
+    def stop(self) -> None:
+        self.socket_mode.stop()
+        super().stop()
 
     # -- test set-up ---------------------------------------------------------
 
@@ -145,7 +167,8 @@ class FakeSlack(FakePlatformServer):
         parts = request.path.strip("/").split("/")
         if parts[0] == "api" and len(parts) == 2:
             handler = self._api_methods().get(parts[1], self._unknown_method)
-            return Route(parts[1], self._authorised(handler))
+            token = self.app_token if parts[1] == "apps.connections.open" else self.bot_token
+            return Route(parts[1], self._authorised(handler, token))
         if parts[:2] == ["upload", "v1"] and len(parts) == 3 and request.method == "POST":
             # Raw bytes that urllib labels as a form must stay raw; a multipart form is parsed.
             return Route("upload", self._upload, "auto" if request.mimetype == "multipart/form-data" else "raw")
@@ -162,15 +185,19 @@ class FakeSlack(FakePlatformServer):
             "files.getUploadURLExternal": self._get_upload_url,
             "files.completeUploadExternal": self._complete_upload,
             "files.info": self._files_info,
+            "reactions.add": self._reactions_add,
+            "apps.connections.open": self._apps_connections_open,
         }
 
-    def _authorised(self, handler):
+    def _authorised(self, handler, expected: str):
         def serve(call: dict) -> Response:
             try:
                 token = _bearer(call["headers"]) or call["params"].get("token")
                 if not token:
                     raise SlackError("not_authed")
-                if token != self.bot_token:
+                if token in (self.bot_token, self.app_token) and token != expected:
+                    raise SlackError("not_allowed_token_type")
+                if token != expected:
                     raise SlackError("invalid_auth")
                 return json_response({"ok": True, **handler(call)})
             except SlackError as error:
@@ -284,6 +311,24 @@ class FakeSlack(FakePlatformServer):
         if shared_to:
             self.record_sent(call, params.get("initial_comment"), [slot["data"] for _, slot in completed])
         return {"files": objects}
+
+    def _reactions_add(self, call: dict) -> dict:
+        params = call["params"]
+        if not params.get("channel"):
+            raise SlackError("channel_not_found")
+        if not params.get("timestamp"):
+            raise SlackError("message_not_found")
+        name = params.get("name") or ""
+        if name.split("::skin-tone-")[0] not in EMOJI_NAMES:
+            raise SlackError("invalid_name")
+        reaction = {"channel": params["channel"], "timestamp": params["timestamp"], "name": name}
+        if reaction in self.reactions:
+            raise SlackError("already_reacted")
+        self.reactions.append(reaction)
+        return {}
+
+    def _apps_connections_open(self, call: dict) -> dict:
+        return {"url": self.socket_mode.issue_url()}
 
     def _files_info(self, call: dict) -> dict:
         stored = self.files.get(call["params"].get("file", ""))

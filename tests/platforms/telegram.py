@@ -13,7 +13,11 @@ Point python-telegram-bot at it with::
     Bot(fake.token, base_url=fake.base_url + "/bot", base_file_url=fake.base_url + "/file/bot")
 
 Updates are built from PTB objects and serialised with ``to_dict()``, so they
-have exactly the shape PTB (and Telegram) use.
+have exactly the shape PTB (and Telegram) use. The same updates reach a bot
+that polls: ``push_update`` queues one, ``getUpdates`` hands them out as
+Telegram does (a long poll that answers as soon as one arrives, an offset
+that confirms and forgets what lies before it, 409 while a webhook is set or
+when a second poll cuts in).
 """
 
 from __future__ import annotations
@@ -47,13 +51,17 @@ MAX_CAPTION_CHARS = 1024
 WEBHOOK_PORTS = (443, 80, 88, 8443)
 
 _METHODS = ["getMe", "getFile", "sendMessage", "sendPhoto", "sendDocument", "sendChatAction",
-            "setWebhook", "deleteWebhook", "getWebhookInfo"]
+            "setWebhook", "deleteWebhook", "getWebhookInfo", "getUpdates", "setMessageReaction"]
 _CANONICAL = {name.lower(): name for name in _METHODS}
 _JSON_FIELDS = {"reply_parameters", "reply_markup", "allowed_updates", "entities", "caption_entities",
-                "link_preview_options"}
-_INT_FIELDS = {"chat_id", "message_thread_id", "max_connections"}
+                "link_preview_options", "reaction"}
+_INT_FIELDS = {"chat_id", "message_thread_id", "max_connections", "offset", "limit", "timeout", "message_id"}
 _BOOL_FIELDS = {"disable_notification", "protect_content", "drop_pending_updates",
-                "allow_sending_without_reply"}
+                "allow_sending_without_reply", "is_big"}
+#: What getUpdates delivers when allowed_updates was never given: every kind but these (Bot API).
+_NOT_BY_DEFAULT = {"chat_member", "message_reaction", "message_reaction_count"}
+#: The emoji bots may react with (Bot API ReactionTypeEmoji), from python-telegram-bot's constants.
+REACTION_EMOJI = frozenset(emoji.value for emoji in telegram.constants.ReactionEmoji)
 _FILE_DIRS = {"voice": "voice", "audio": "music", "video_note": "video_notes", "photo": "photos",
               "document": "documents"}
 _EXTENSIONS = {"audio/ogg": ".oga", "audio/mpeg": ".mp3", "audio/mp4": ".m4a", "video/mp4": ".mp4",
@@ -98,8 +106,11 @@ class FakeTelegram(FakePlatformServer):
     MarkdownV2/HTML sanity check), sendPhoto and sendDocument (multipart,
     ``attach://`` or a known file_id), sendChatAction, setWebhook (url must be
     https on 443/80/88/8443, secret_token 1-256 of ``[A-Za-z0-9_-]``),
-    deleteWebhook, getWebhookInfo. Fault targets are these names, or
-    ``"download"`` for the file server.
+    deleteWebhook, getWebhookInfo, getUpdates (see the module docstring;
+    ``poll_conflicts`` counts polls cut off by another), setMessageReaction
+    (one emoji of ``REACTION_EMOJI``; each accepted one lands in
+    ``reactions``). Fault targets are these names, or ``"download"`` for the
+    file server.
     """
 
     REAL_BASE_URLS = ("https://api.telegram.org/",)
@@ -115,6 +126,11 @@ class FakeTelegram(FakePlatformServer):
         }
         self.files: dict[str, StoredFile] = {}
         self.webhook: dict[str, Any] | None = None
+        self.updates: list[dict] = []  # pushed, not yet confirmed by an offset
+        self.allowed_updates: list[str] | None = None
+        self.poll_conflicts = 0
+        self.reactions: list[dict] = []
+        self._current_poll: object | None = None
         self._file_numbers = itertools.count()
         self._message_ids = itertools.count(1000)
 
@@ -133,6 +149,12 @@ class FakeTelegram(FakePlatformServer):
         with self._lock:
             self.files[file_id] = StoredFile(file_id, data, mime_type, path)
         return file_id
+
+    def push_update(self, update: dict) -> None:
+        """A new update for the bot: answered at once to a poll waiting for one, kept until confirmed."""
+        with self._changed:
+            self.updates.append(update)
+            self._changed.notify_all()
 
     # -- routing ---------------------------------------------------------------
 
@@ -319,12 +341,68 @@ class FakeTelegram(FakePlatformServer):
     def _deleteWebhook(self, call: dict) -> Response:
         existed = self.webhook is not None
         self.webhook = None
+        if call["params"].get("drop_pending_updates"):
+            self.updates.clear()
         return _ok(True, "Webhook was deleted" if existed else "Webhook is already deleted")
+
+    def _getUpdates(self, call: dict) -> Response:
+        """A long poll: wait up to ``timeout`` s for updates at or after ``offset``, forgetting those before it."""
+        if self.webhook is not None:
+            raise TelegramError(409, "Conflict: can't use getUpdates method while webhook is active; "
+                                     "use deleteWebhook to delete the webhook first")
+        params = call["params"]
+        limit, offset, timeout = params.get("limit", 100), params.get("offset", 0), params.get("timeout", 0)
+        if not 1 <= limit <= 100:
+            raise TelegramError(400, "Bad Request: limit must be between 1 and 100")
+        if "allowed_updates" in params:
+            self.allowed_updates = params["allowed_updates"]
+        if offset > 0:
+            self.updates = [u for u in self.updates if u["update_id"] >= offset]
+        elif offset < 0:
+            self.updates = self.updates[offset:]
+        poll = object()
+        self._current_poll = poll  # a poll still waiting is cut off (409), as Telegram does
+        self._changed.notify_all()
+        deadline = time.monotonic() + timeout
+        while not (ready := [u for u in self.updates if self._is_allowed(u)][:limit]):
+            left = deadline - time.monotonic()
+            if self._current_poll is not poll:
+                self.poll_conflicts += 1
+                raise TelegramError(409, "Conflict: terminated by other getUpdates request; "
+                                         "make sure that only one bot instance is running")
+            if left <= 0 or self._closing.is_set():
+                break
+            self._changed.wait(min(left, 0.5))  # releases the lock: other calls and pushes go on meanwhile
+        if self._current_poll is poll:
+            self._current_poll = None
+        return _ok(ready)
+
+    def _is_allowed(self, update: dict) -> bool:
+        kind = next(key for key in update if key != "update_id")
+        return kind in self.allowed_updates if self.allowed_updates else kind not in _NOT_BY_DEFAULT
+
+    def _setMessageReaction(self, call: dict) -> Response:
+        params = call["params"]
+        chat_id = _chat_id(params)
+        if not isinstance(params.get("message_id"), int):
+            raise TelegramError(400, "Bad Request: message_id is empty")
+        reaction = params.get("reaction", [])
+        if not isinstance(reaction, list):
+            raise TelegramError(400, "Bad Request: can't parse reaction types JSON object")
+        if len(reaction) > 1:
+            raise TelegramError(400, "Bad Request: REACTIONS_TOO_MANY")  # bots without Premium: one
+        for item in reaction:
+            if not isinstance(item, dict) or item.get("type") != "emoji" or item.get("emoji") not in REACTION_EMOJI:
+                raise TelegramError(400, "Bad Request: REACTION_INVALID")
+        self.reactions.append({"chat_id": chat_id, "message_id": params["message_id"],
+                               "emoji": reaction[0]["emoji"] if reaction else None, "call": call})
+        return _ok(True)
 
     def _getWebhookInfo(self, call: dict) -> Response:
         info: dict[str, Any] = {"url": "", "has_custom_certificate": False, "pending_update_count": 0}
         if self.webhook:
-            info.update(url=self.webhook["url"], max_connections=self.webhook["max_connections"])
+            info.update(url=self.webhook["url"], max_connections=self.webhook["max_connections"],
+                        pending_update_count=len(self.updates))
             if self.webhook["allowed_updates"] is not None:
                 info["allowed_updates"] = self.webhook["allowed_updates"]
         return _ok(info)
