@@ -374,7 +374,7 @@ def voice_notes_page():
         selected={"platform": platform, "chat": chat, "emotion": emotion},
         older_url=older_url,
         platforms_on=[f"{name} (/webhooks/{adapter.webhook_path})" for name, adapter in sorted(service().chat.adapters.items())],
-        platform_setup=[(name, [cls.environment[key] for key in cls.required])
+        platform_setup=[(name, [cls.environment[key] for key in cls.missing_settings({})])
                         for name, cls in sorted(adapter_classes().items())],
     )
 
