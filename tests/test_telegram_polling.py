@@ -8,8 +8,10 @@ A real process killed mid-batch is in tests/test_telegram_polling_restart.py.
 from __future__ import annotations
 
 import logging
+import threading
 
 import pytest
+import requests
 from sqlalchemy import select
 
 from adapters.telegram import ANOTHER_POLLER, POLL_TIMEOUT_S, WEBHOOK_STILL_SET
@@ -92,6 +94,20 @@ def test_a_webhook_set_again_is_named_in_the_log_and_polling_resumes_once_it_is_
     fake_telegram.wait_for_messages(1, timeout=30)
     assert len(polling_bot.wait_until_finished()) == 1
     assert ANOTHER_POLLER not in caplog.text
+
+
+def test_another_program_polling_the_same_token_is_named_in_the_log(polling_bot, fake_telegram, voice_ogg, caplog):
+    caplog.set_level(logging.ERROR, logger="bot_bridge.acting.listeners")
+    wait_for(lambda: fake_telegram.calls("getUpdates"), 10, "the bot's first poll")
+    intruder = threading.Thread(target=requests.post, daemon=True, kwargs={
+        "url": f"{fake_telegram.base_url}/bot{fake_telegram.token}/getUpdates", "json": {"timeout": 1}, "timeout": 10})
+    intruder.start()  # cuts the bot's long poll off, as Telegram does
+
+    wait_for(lambda: ANOTHER_POLLER in caplog.text, 10, "the 409 explained in the log")
+    intruder.join()
+    push_voice(fake_telegram, voice_ogg)
+    fake_telegram.wait_for_messages(1, timeout=30)
+    assert WEBHOOK_STILL_SET not in caplog.text
 
 
 def test_an_update_delivered_again_before_its_offset_was_confirmed_is_answered_once(
