@@ -180,6 +180,10 @@ class RouteSettings(_Section):
         return [_check_source(source) for source in value]
 
 
+#: The share of flagged notes that should be right, unless calibration is asked another (bot_bridge/acting/calibration.py).
+DEFAULT_PRECISION = 0.8
+
+
 class EscalationSettings(_Section):
     sweep_interval_min: float = Field(5.0, gt=0, description="new cases go out together this often")
     default_rule: dict[str, float] = Field(

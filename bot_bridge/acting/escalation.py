@@ -48,10 +48,16 @@ class Match:
 def rule_for(escalation: EscalationSettings, platform: str, chat_id: str) -> dict[str, float]:
     """The thresholds of a chat: its own rule, else its platform's (``platform:*``), else the rule of every
     chat (``*``), else the default."""
+    source = rule_source(escalation, platform, chat_id)
+    return escalation.default_rule if source is None else escalation.rules[source]
+
+
+def rule_source(escalation: EscalationSettings, platform: str, chat_id: str) -> str | None:
+    """Which rule a chat follows: its key in ``escalation.rules``, or None for ``escalation.default_rule``."""
     for source in (f"{platform}:{chat_id}", f"{platform}:*", "*"):
         if source in escalation.rules:
-            return escalation.rules[source]
-    return escalation.default_rule
+            return source
+    return None
 
 
 def match(thresholds: dict[str, float], scores: dict[str, float]) -> Match | None:

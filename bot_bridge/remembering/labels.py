@@ -41,6 +41,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from ..emotions import EMOTION_KEYS
 from .alert_store import insert_new
 from .audit import AuditLog
+from .results import NO_SPEECH
 from .store import Base, ResultRow, Store, UTCDateTime, VoiceNoteRow, _fit
 
 
@@ -199,6 +200,18 @@ class Labels:
             for label, result, note in session.execute(query):
                 found.setdefault(result.id, LabelledResult(Label.of(label), result, note))  # one note per result
         return list(found.values())
+
+
+def chat_note_scores(store: Store) -> list[tuple[str, str, dict[str, float]]]:
+    """``(platform, chat_id, scores)`` of every analysed chat voice note in which speech was heard: the notes
+    calibration counts flagged ones among (only these columns: a deployment may hold many)."""
+    query = (
+        select(VoiceNoteRow.platform, VoiceNoteRow.chat_id, ResultRow.scores)
+        .join(ResultRow, VoiceNoteRow.result_id == ResultRow.id)
+        .where(VoiceNoteRow.kind == "voice", ResultRow.reason.is_distinct_from(NO_SPEECH))
+    )
+    with store.session() as session:
+        return [tuple(row) for row in session.execute(query)]
 
 
 def verdict_words(label: Label) -> str:
