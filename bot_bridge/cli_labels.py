@@ -36,7 +36,7 @@ def export_report(summary: ExportSummary) -> list[str]:
                  + (f"; {without} without (not kept: audio.keep_audio was off, or another host holds them), "
                     "their audio_file empty" if without else ""))
     if summary.embedding_dim is None:
-        lines.append("  embeddings: none (no labelled result was analysed with embedding=true)")
+        lines.append("  embeddings: none (no labelled result has one)")
     else:
         lines.append(f"  embeddings.npy: {summary.rows} x {summary.embedding_dim}, one row per CSV row; "
                      f"{summary.rows - summary.with_embedding} row(s) NaN (has_embedding false)"

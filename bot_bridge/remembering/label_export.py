@@ -13,10 +13,12 @@ export is a folder a training script reads with two calls
 * ``audio/<result id><suffix>``: the recording as received, where it was kept
   (``audio.keep_audio``) and this host holds it; otherwise the row's
   ``audio_file`` is empty.
-* ``embeddings.npy`` (float32, one row per CSV row, in the same order), when
-  any result has an embedding (``embedding=true``, ``--embedding``). Rows of
-  results without one, or with one of another size (another model), are NaN
-  and their ``has_embedding`` is ``false``.
+* ``embeddings.npy`` (float32, one row per CSV row, in the same order): the
+  utterance embedding the model computed for each result (the database keeps
+  it whether or not ``embedding=true`` asked for the file). Rows of results
+  without one (no speech was heard, so the model did not run) or with one of
+  another size (another model) are NaN, and their ``has_embedding`` is
+  ``false``. No file when no result has one.
 """
 
 from __future__ import annotations
