@@ -30,21 +30,21 @@ def calibration_chart(calibration: Calibration) -> bytes | None:
     name = BY_KEY[calibration.emotion].en.lower()
     said_yes = [item.score for item in calibration.judged if item.is_emotion]
     said_no = [item.score for item in calibration.judged if not item.is_emotion]
-    figure = Figure(figsize=(7, 2.6), dpi=100)
+    figure = Figure(figsize=(9, 2.6), dpi=100)
     axes = figure.subplots()
     axes.hist([said_yes, said_no], bins=BINS, range=(0, 1), stacked=True,
               color=[COLOURS[calibration.emotion], REJECTED_COLOUR],
               label=[f"people said {name} ({len(said_yes)})", f"people said not {name} ({len(said_no)})"])
     axes.axvline(calibration.threshold, color="black", linewidth=1.5,
-                 label=f"threshold now {calibration.threshold:.2f}")
+                 label=f"threshold now {calibration.threshold:g}")
     if calibration.suggestion is not None:
         axes.axvline(calibration.suggestion.threshold, color="black", linewidth=1.5, linestyle="--",
-                     label=f"lowest for {calibration.target:.0%} precision {calibration.suggestion.threshold:.2f}")
+                     label=f"lowest for {calibration.target:.0%} precision {calibration.suggestion.threshold:g}")
     axes.set_xlim(0, 1)
     axes.set_xlabel(f"{name} score")
     axes.set_ylabel("labelled notes")
     axes.yaxis.set_major_locator(MaxNLocator(integer=True))
-    axes.legend(fontsize="small", frameon=False, loc="upper left")
+    axes.legend(fontsize="small", frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1))
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
