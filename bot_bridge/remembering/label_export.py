@@ -80,7 +80,7 @@ def export_labels(store: Store, folder: Path) -> ExportSummary:
     folder = Path(folder)
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise ExportError(f"{folder} is not an empty folder; name a new one, so that no earlier export is mixed in")
-    labelled = Labels(store).labelled()
+    labelled = Labels(store).labelled(embeddings=True)
     (folder / AUDIO_DIR).mkdir(parents=True, exist_ok=True)
     embeddings = [_embedding(item.result) for item in labelled]
     sizes = Counter(len(vector) for vector in embeddings if vector is not None)

@@ -36,7 +36,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Iterable
 
 from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint, func, select
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, defer, mapped_column
 
 from ..emotions import EMOTION_KEYS
 from .alert_store import insert_new
@@ -185,14 +185,20 @@ class Labels:
         with self.session() as session:
             return {row.result_id: Label.of(row) for row in session.scalars(query)}
 
-    def labelled(self) -> list[LabelledResult]:
-        """Every labelled result with its newest label, oldest result first: what calibration and export read."""
+    def labelled(self, *, embeddings: bool = False) -> list[LabelledResult]:
+        """Every labelled result with its newest label, oldest result first: what calibration and export read.
+
+        The result rows come without their ``payload`` (a long note's timeline is large, and the columns
+        hold what is needed), and without their embedding unless ``embeddings``.
+        """
         newest = _newest()
+        left_out = [ResultRow.payload] + ([] if embeddings else [ResultRow.embedding])
         query = (
             select(LabelRow, ResultRow, VoiceNoteRow)
             .join(newest, LabelRow.id == newest.c.id)
             .join(ResultRow, LabelRow.result_id == ResultRow.id)
             .outerjoin(VoiceNoteRow, VoiceNoteRow.result_id == ResultRow.id)
+            .options(*(defer(column, raiseload=True) for column in left_out))
             .order_by(ResultRow.created_at, ResultRow.id, VoiceNoteRow.id)
         )
         found: dict[str, LabelledResult] = {}
@@ -212,15 +218,6 @@ def chat_note_scores(store: Store) -> list[tuple[str, str, dict[str, float]]]:
     )
     with store.session() as session:
         return [tuple(row) for row in session.execute(query)]
-
-
-def verdict_words(label: Label) -> str:
-    """``Right: angry``, ``Not angry``, ``Not angry but sad``: a label as the CLI and logs say it."""
-    if label.verdict == Verdict.CONFIRMED:
-        return f"Right: {label.emotion}"
-    if label.verdict == Verdict.REJECTED:
-        return f"Not {label.emotion}"
-    return f"Not {label.emotion} but {label.correct}"
 
 
 def _checked(emotion: str, verdict: str, correct: str | None) -> tuple[str, str | None]:
