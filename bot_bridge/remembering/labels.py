@@ -148,9 +148,12 @@ class Labels:
             with self.session() as session:
                 if session.get(ResultRow, result_id) is None:
                     raise LabelError(f"there is no result {result_id!r} to label")
-                history = select(LabelRow).where(LabelRow.result_id == result_id).order_by(LabelRow.seq.desc())
-                newest = session.scalars(history.limit(1)).first()
-                own = session.scalars(history.where(LabelRow.actor == actor).limit(1)).first()
+                # The whole history in one statement, so that the newest label and the person's own come
+                # from one moment (a result has a handful of labels, not thousands).
+                history = list(session.scalars(select(LabelRow).where(LabelRow.result_id == result_id)
+                                               .order_by(LabelRow.seq.desc())))
+            newest = history[0] if history else None
+            own = next((row for row in history if row.actor == actor), None)
             if _repeated(own, newest, values, moment):
                 return Label.of(own)
             row = {**values, "seq": 1 if newest is None else newest.seq + 1, "at": moment}
