@@ -15,7 +15,8 @@ from pathlib import Path
 
 import click
 
-from .config import ConfigError, load_settings
+from .config import DEFAULT_PRECISION, ConfigError, load_settings
+from .emotions import EMOTION_KEYS
 from .malloc import reexec_with_fast_malloc
 
 
@@ -256,20 +257,65 @@ def digest(settings, right_now: bool, day, dry_run: bool) -> None:
                 click.echo(f"{target.name} {target_day}: {outcome or 'sent before, not again'} ({words})")
 
 
+# --- feedback: calibration and the labelled data set (bot_bridge/acting/calibration.py, remembering/labels.py) ---
+
+
+@cli.command()
+@click.option("--emotion", type=click.Choice(EMOTION_KEYS), help="only this emotion's thresholds")
+@click.option("--precision", "target", type=click.FloatRange(0, 1, min_open=True), default=DEFAULT_PRECISION,
+              show_default=True, help="the share of flagged notes that should be right")
+@click.pass_obj
+def calibrate(settings, emotion: str | None, target: float) -> None:
+    """How right each escalation threshold has been by people's labels, and the lowest that reaches --precision."""
+    from .acting.calibration import calibrate as measure
+    from .cli_labels import calibration_report
+
+    with _store(settings) as store:
+        calibrations = measure(store, settings.escalation, target=target, emotion=emotion)
+    if not calibrations:
+        raise click.ClickException(f"no escalation rule has a threshold for {emotion} "
+                                   "(escalation.default_rule, escalation.rules)")
+    click.echo("\n".join(calibration_report(calibrations, target)))
+
+
+@cli.command("export-labels")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.pass_obj
+def export_labels(settings, directory: str) -> None:
+    """Write the labelled notes to DIRECTORY (new or empty): labels.csv, audio/ and embeddings.npy."""
+    from .cli_labels import export_report
+    from .remembering.label_export import ExportError
+    from .remembering.label_export import export_labels as export
+
+    with _store(settings) as store:
+        try:
+            summary = export(store, Path(directory))
+        except ExportError as error:
+            raise click.ClickException(str(error)) from None
+    click.echo("\n".join(export_report(summary)))
+
+
+@contextlib.contextmanager
+def _store(settings):
+    from .remembering.store import Store
+
+    store = Store(settings.resolved_database_url, settings.outputs_dir)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
 @contextlib.contextmanager
 def _alert_targets(settings):
     """The store and the configured targets, for one command."""
     from .acting.alerting import build_targets
     from .acting.worker import build_adapters
-    from .remembering.store import Store
 
     if not settings.targets:
         raise click.ClickException("no targets are configured; see config/escalation.example.yaml")
-    store = Store(settings.resolved_database_url, settings.outputs_dir)
-    try:
+    with _store(settings) as store:
         yield store, build_targets(settings, build_adapters(settings))
-    finally:
-        store.close()
 
 
 def _period_words(period, zone) -> str:

@@ -189,9 +189,15 @@ Value = TypeVar("Value")
 def for_chat(per_chat: dict[str, Value], platform: str, chat_id: str) -> Value | None:
     """The most precise entry of a per-chat setting for a chat: ``platform:chat_id``, else ``platform:*``, else
     ``*``; None when none applies (``escalation.rules``, ``reply.modes``)."""
+    key = chat_key(per_chat, platform, chat_id)
+    return None if key is None else per_chat[key]
+
+
+def chat_key(per_chat: dict, platform: str, chat_id: str) -> str | None:
+    """The key of ``for_chat``'s entry: which of ``platform:chat_id``, ``platform:*`` and ``*`` applies."""
     for source in (f"{platform}:{chat_id}", f"{platform}:*", "*"):
         if source in per_chat:
-            return per_chat[source]
+            return source
     return None
 
 
@@ -232,6 +238,10 @@ class RouteSettings(_Section):
     @classmethod
     def _sources(cls, value: list[str]) -> list[str]:
         return [_check_source(source) for source in value]
+
+
+#: The share of flagged notes that should be right, unless calibration is asked another (bot_bridge/acting/calibration.py).
+DEFAULT_PRECISION = 0.8
 
 
 class EscalationSettings(_Section):

@@ -27,7 +27,7 @@ from tests.alert_helpers import add_chat_note
 from tests.audio_fixtures import text_as_audio
 from tests.console_helpers import PASSWORD, analyse, app, browser, page_token, sign_in, wav  # noqa: F401 - fixtures
 
-PAGES = ["/", "/voice-notes", "/escalations", "/digest"]
+PAGES = ["/", "/voice-notes", "/escalations", "/digest", "/calibration"]
 
 
 # --- helpers (signing in and analysing: tests/console_helpers.py) ---

@@ -447,3 +447,33 @@ def _wait_for(condition, deadline_s: float = 30.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
+
+
+# --- feedback on a result, and calibration ---
+
+
+def test_feedback_buttons_and_the_picker_record_labels_and_calibration_shows_them(server, chromium):
+    page, problems = open_page(chromium)
+    sign_in(page, server)
+    page.click("text=Voice notes")
+    page.click(".records a")
+    page.wait_for_selector("#result-view:not([hidden])")
+    assert "No feedback yet" in page.text_content("#label-now")
+
+    page.click("#label-not")
+    page.wait_for_selector("#label-history")
+    assert "Not" in page.text_content("#label-now")
+    page.click(".emotion-picker button[data-emotion=sad]")
+    page.wait_for_function("document.querySelectorAll('#label-history li').length === 2")
+    assert "Sad" in page.text_content("#label-now")
+    assert "console" in page.text_content("#label-history li.label-current")
+    images = page.eval_on_selector_all(".emotion-picker img.emoji", "images => images.map(i => i.naturalWidth)")
+    assert len(images) == 9 and all(width > 0 for width in images)  # the nine SVGs load
+    screenshot(page, "console-result-feedback.png")
+
+    page.click("text=Calibration")
+    page.wait_for_selector(".calibration")
+    assert "Too few labels to suggest a threshold" in page.text_content(".calibration")
+    assert page.evaluate("document.querySelector('.calibration-chart').naturalWidth") > 0
+    screenshot(page, "console-calibration.png")
+    assert problems == []

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from ..chat.outbound import MaybeDelivered, OutboundError
-from ..config import EscalationSettings, Settings, for_chat
+from ..config import EscalationSettings, Settings, chat_key
 from ..remembering.alert_store import AlertStore, Case, DeliveryState, OpenDelivery
 from ..remembering.results import NO_SPEECH
 from ..remembering.store import Store, VoiceNoteRow
@@ -48,8 +48,13 @@ class Match:
 def rule_for(escalation: EscalationSettings, platform: str, chat_id: str) -> dict[str, float]:
     """The thresholds of a chat: its own rule, else its platform's (``platform:*``), else the rule of every
     chat (``*``), else the default."""
-    rule = for_chat(escalation.rules, platform, chat_id)
-    return escalation.default_rule if rule is None else rule
+    source = rule_source(escalation, platform, chat_id)
+    return escalation.default_rule if source is None else escalation.rules[source]
+
+
+def rule_source(escalation: EscalationSettings, platform: str, chat_id: str) -> str | None:
+    """Which rule a chat follows: its key in ``escalation.rules``, or None for ``escalation.default_rule``."""
+    return chat_key(escalation.rules, platform, chat_id)
 
 
 def match(thresholds: dict[str, float], scores: dict[str, float]) -> Match | None:

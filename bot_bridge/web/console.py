@@ -57,14 +57,17 @@ from flask import (
 from adapters import adapter_classes
 
 from ..acting.alerting import Target, build_targets, local_time, source_line
+from ..acting.calibration import MIN_EACH, MIN_LABELS, calibrate
+from ..acting.calibration_chart import calibration_chart
 from ..acting.digest import Digests
-from ..config import Settings
 from ..acting.reply_modes import chat_mode
+from ..config import DEFAULT_PRECISION, Settings
 from ..emotions import BY_KEY, EMOTIONS
 from ..errors import BotBridgeError
 from ..hearing.model_files import has_random_weights
 from ..hearing.playable import PLAYABLE_FILE, PLAYABLE_MIMETYPE
 from ..remembering.alert_store import AlertStore, DeliveryState
+from ..remembering.labels import LabelError, Labels
 from ..service import Service
 from . import queries
 from .api import analysis_request, get_audio, get_embedding, get_result, http_error, service
@@ -89,6 +92,10 @@ MAX_ROW_ID = 2**63 - 1  # the largest integer SQLite and PostgreSQL's bigint hol
 # target's time zone (up to UTC+14) and the 24 h window around the day would overflow.
 DIGEST_FIRST_DAY, DIGEST_LAST_DAY = date(1970, 1, 1), date(9998, 12, 31)
 SIMILAR_DEFAULT, SIMILAR_MAX = 8, 50  # "find similar": how many it lists, and the most ?limit= may ask for
+
+# A label the result page's own forms cannot send; a page from before a change, or a hand-made request.
+LABEL_REFUSED = ("这条反馈无法记录：页面可能已过期，请刷新后重试。",
+                 "This feedback cannot be recorded: the page may be out of date; reload it and try again.")
 
 # Content Security Policy: nothing but this server; blob: for the browser's own copy of an upload.
 SECURITY_HEADERS = {
@@ -384,13 +391,52 @@ def result_page(result_id: str):
     row = service().store.result_row(result_id)
     if row is None:
         abort(404)
+    escalation = escalated_case(service(), result_id)
     return render_template(
         "result.html",
         row=row,
         payload=row.payload,
         voice_note=queries.voice_notes_for_results(service().store, [result_id]).get(result_id),
-        escalation=escalated_case(service(), result_id),
+        escalation=escalation,
+        labelled_emotion=escalation.emotion if escalation else row.emotion,
+        labels=Labels(service().store).history(result_id),
     )
+
+
+@console.post("/results/<result_id>/label")
+def label_result(result_id: str):
+    """Feedback on a result: "Right", "Not <emotion>", or the right emotion picked (an agent's action).
+
+    The form says which emotion the label is about (the one the page shows:
+    the escalated emotion, else the model's) and the verdict, or the picked
+    emotion (``correct``). Back to the result page, which shows the label.
+    """
+    if service().store.result_row(result_id) is None:
+        abort(404)
+    form = request.form
+    correct = form.get("correct") or None
+    try:
+        Labels(service().store).record(
+            result_id, emotion=form.get("emotion", ""), verdict=form.get("verdict", ""), correct=correct,
+            actor=console_actor(), via="console",
+        )
+    except LabelError as error:
+        log.info("console: a label on result %s was refused: %s", result_id, error)
+        return _bad_request(LABEL_REFUSED, "console.result_page", result_id=result_id)
+    return redirect(url_for("console.result_page", result_id=result_id, _anchor="feedback"), 303)
+
+
+@console.get("/calibration")
+def calibration_page():
+    emotion = request.args.get("emotion") if request.args.get("emotion") in BY_KEY else None
+    target = _target_precision(request.args.get("precision"))
+    if target is None:
+        return _bad_request(("目标精确率应在 0 到 1 之间（例如 0.8）。", "The target precision is a number above 0, up "
+                             "to 1 (such as 0.8)."), "console.calibration_page")
+    calibrations = calibrate(service().store, service().settings.escalation, target=target, emotion=emotion)
+    return render_template("calibration.html", target=target, emotion_filter=emotion,
+                           calibrations=[(item, calibration_chart(item)) for item in calibrations],
+                           min_labels=MIN_LABELS, min_each=MIN_EACH)
 
 
 @console.get("/escalations")
@@ -429,14 +475,31 @@ def _not_found(error):
     return response
 
 
+def console_actor() -> str:
+    """Who acts in this session, as labels and the audit log name them. Everyone signs in with one
+    password, so the console is all that can be said; accounts will name the person."""
+    return "console"
+
+
+def _target_precision(asked: str | None) -> float | None:
+    """The calibration page's ``?precision=``: the default when absent, None when it is no share."""
+    if not asked:
+        return DEFAULT_PRECISION
+    try:
+        value = float(asked)
+    except ValueError:
+        return None
+    return value if 0 < value <= 1 else None
+
+
 def _is_row_id(value: str) -> bool:
     """A database row id: digits, 1 to ``MAX_ROW_ID`` (SQLite cannot even compare a larger number)."""
     return value.isascii() and value.isdigit() and 0 < int(value) <= MAX_ROW_ID
 
 
-def _bad_request(message: tuple[str, str], back_endpoint: str):
+def _bad_request(message: tuple[str, str], back_endpoint: str, **back_values):
     """A request the console cannot answer as asked: the styled page, its words, and the way back (400)."""
-    return render_template("bad_request.html", message=message, back_url=url_for(back_endpoint)), 400
+    return render_template("bad_request.html", message=message, back_url=url_for(back_endpoint, **back_values)), 400
 
 
 # --------------------------------------------------------------------------

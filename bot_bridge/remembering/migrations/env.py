@@ -5,6 +5,7 @@ from alembic import context
 import bot_bridge.remembering.alert_store  # noqa: F401 - its tables are on Base too
 import bot_bridge.remembering.audit  # noqa: F401
 import bot_bridge.remembering.cursors  # noqa: F401 - so is the cursors table
+import bot_bridge.remembering.labels  # noqa: F401
 from bot_bridge.remembering.store import Base
 
 connection = context.config.attributes["connection"]
