@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, ClassVar, Literal
 
 from bot_bridge.chat.messages import ChatMessage, InboundRequest, ParsedWebhook
@@ -131,6 +131,8 @@ class ChatAdapter(AlertSender):
     required: ClassVar[tuple[str, ...]] = ()
     #: The largest file the platform lets a bot download (None: no platform limit).
     max_download_bytes: ClassVar[int | None] = None
+    #: The longest text that goes with an image (Telegram: a photo's caption), when shorter than a message's.
+    caption_limit: ClassVar[TextLimit | None] = None
 
     def __init__(self, settings: dict, http: OutboundHttp | None = None) -> None:
         super().__init__(settings, http)
@@ -157,6 +159,12 @@ class ChatAdapter(AlertSender):
 
         Returns the platform's id of the sent message.
         """
+
+    def reply_limit(self, with_image: bool) -> TextLimit:
+        """The longest reply ``send_reply`` can post, with or without a chart, measured as the platform counts
+        it (after ``escape``)."""
+        limit = self.caption_limit if with_image and self.caption_limit is not None else self.alert_text_limit
+        return replace(limit, escape=self.escape)
 
     def set_webhook(self, url: str) -> str:
         """Tell the platform where to deliver webhooks, where its API allows it; returns its answer.

@@ -21,6 +21,7 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from bot_bridge.cli import cli
+from bot_bridge.config import EscalationRule
 from bot_bridge.remembering.alert_store import DigestRow, DigestState
 from bot_bridge.service import Service
 from bot_bridge.web import create_app
@@ -92,7 +93,7 @@ def test_a_mostly_neutral_note_is_not_listed_as_angry(alerts):
     add_chat_note(alerts.store, received_at=at(4, 9), emotions={"angry": 0.3}, sender_name="Frank")
     fearful = add_chat_note(alerts.store, received_at=at(4, 10), emotions={"fearful": 0.8}, sender_name="Gina",
                             platform="slack", chat_id="C0SALES", chat_name="Sales")
-    alerts.settings.escalation.rules["slack:*"] = {"fearful": 0.6}
+    alerts.settings.escalation.rules["slack:*"] = EscalationRule(thresholds={"fearful": 0.6})
 
     chats = {chat.source: chat for chat in alerts.digests.compose(alerts.targets["slack"], DAY).chats}
     support, sales = chats["telegram:-100777"], chats["slack:C0SALES"]

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 import adapters
 from adapters.base import TextLimit
 from adapters.wecom_robot import WeComRobot
-from bot_bridge.acting.escalation import rule_for
+from bot_bridge.acting.rules import rule_for
 from bot_bridge.acting.scheduler import build_scheduler
 from bot_bridge.acting.worker import build_adapters
 from bot_bridge.chat.outbound import OutboundError, OutboundHttp
@@ -337,10 +337,10 @@ def test_slack_alerts_fit_its_limit_as_it_counts_them_after_escaping(alerts, fak
 def test_a_rule_for_every_chat_comes_after_the_chat_and_platform_rules(tmp_path, fake_telegram):
     rules = {"*": {"fearful": 0.6}, "slack:*": {"angry": 0.3}, "telegram:-100888": {"sad": 0.5}}
     escalation = EscalationSettings(rules=rules)
-    assert rule_for(escalation, "telegram", "-100888") == {"sad": 0.5}
-    assert rule_for(escalation, "slack", "C0SALES") == {"angry": 0.3}
-    assert rule_for(escalation, "telegram", "-100777") == {"fearful": 0.6}
-    assert rule_for(EscalationSettings(), "telegram", "-100777") == {"angry": 0.5}
+    assert rule_for(escalation, "telegram", "-100888").thresholds == {"sad": 0.5}
+    assert rule_for(escalation, "slack", "C0SALES").thresholds == {"angry": 0.3}
+    assert rule_for(escalation, "telegram", "-100777").thresholds == {"fearful": 0.6}
+    assert rule_for(EscalationSettings(), "telegram", "-100777").thresholds == {"angry": 0.5}
 
     alerts = Alerts(alert_settings(tmp_path, telegram=fake_telegram, escalation={"rules": rules}))
     fearful = add_chat_note(alerts.store, received_at=NOON, emotions={"fearful": 0.65})
@@ -522,6 +522,11 @@ def test_the_escalation_example_config_is_valid():
         ({"routes": [{"sources": ["*"], "targets": ["suport"]}]}, r"routes.*routes\[0\]\.targets names 'suport'"),
         ({"escalation": {"default_rule": {"angy": 0.5}}}, r"escalation\.default_rule.*'angy' is not an emotion"),
         ({"escalation": {"rules": {"telegram:1": {"angry": 1.5}}}}, r"escalation\.rules.*1\.5 is not a score"),
+        ({"escalation": {"rules": {"telegram:1": {"keywords": ["退款"], "match": "all"}}}},
+         r"escalation\.rules\.telegram:1.*match: all .* needs both keywords and emotion thresholds"),
+        ({"escalation": {"rules": {"*": {"angry": 0.5, "keywords": ["refund", " "]}}}},
+         r"escalation\.rules\.\*\.keywords.*1 to 64 characters long, not ''"),
+        ({"escalation": {"default_rule": {"angry": 0.5, "match": "some"}}}, r"escalation\.default_rule\.match"),
         ({"targets": {"x": {"platform": "whatsapp", "chat_id": "1"}}}, r"targets\.x\.platform.*'whatsapp'"),
         ({"digest": {"targets": {"nobody": {}}}}, r"digest.*digest\.targets names 'nobody'"),
         ({"escalation": {"sweep_intervall_min": 5}}, r"escalation\.sweep_intervall_min.*unknown setting"),
