@@ -86,8 +86,8 @@ def chat_settings(data_dir: Path, model_dir: Path, environ: dict[str, str], **ov
 class ChatBot:
     """The service answering webhooks, its queue workers running in this process."""
 
-    def __init__(self, settings: Settings, model) -> None:
-        self.service = Service(settings, model=model)
+    def __init__(self, settings: Settings, model, transcriber=None) -> None:
+        self.service = Service(settings, model=model, transcriber=transcriber)
         self.store = self.service.store
         self.client = create_app(service=self.service).test_client()
         self.answer_times: list[float] = []
@@ -119,9 +119,10 @@ class ChatBot:
 
 
 @contextlib.contextmanager
-def running_bot(tmp_path: Path, model_dir: Path, model, *, fakes: dict, **overrides):
-    """A ``ChatBot`` for the fakes given as ``platform_environment`` takes them, closed afterwards."""
-    bot = ChatBot(chat_settings(tmp_path, model_dir, platform_environment(**fakes), **overrides), model)
+def running_bot(tmp_path: Path, model_dir: Path, model, *, fakes: dict, transcriber=None, **overrides):
+    """A ``ChatBot`` for the fakes given as ``platform_environment`` takes them, closed afterwards; with
+    ``transcriber``, its notes are transcribed."""
+    bot = ChatBot(chat_settings(tmp_path, model_dir, platform_environment(**fakes), **overrides), model, transcriber)
     try:
         yield bot
     finally:

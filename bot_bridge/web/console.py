@@ -378,11 +378,13 @@ def voice_notes_page():
     )
 
 
-@console.get("/search")
+@console.route("/search", methods=["GET", "POST"])
 def search_page():
-    """Voice notes and uploads whose transcripts say every word asked for, newest first (``remembering/search.py``)."""
-    query = request.args.get("q", "").strip()
-    kind = request.args.get("kind") if request.args.get("kind") in SEARCH_KINDS else None
+    """Voice notes and uploads whose transcripts say every word asked for, newest first (``remembering/search.py``).
+
+    The words come in a POST body, not the address: no access log, proxy log or browser history keeps them."""
+    query = request.form.get("q", "").strip()
+    kind = request.form.get("kind") if request.form.get("kind") in SEARCH_KINDS else None
     found = SearchIndex(service().store).search(query, kind=kind, limit=PAGE_SIZE + 1) if query else []
     return render_template("search.html", query=query, kind=kind, kinds=SEARCH_KINDS, found=found[:PAGE_SIZE],
                            more=len(found) > PAGE_SIZE, searched=bool(query_words(query)))
