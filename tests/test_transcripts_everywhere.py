@@ -10,6 +10,7 @@ dither), but what it says is its own.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 from datetime import timedelta
@@ -22,6 +23,7 @@ from adapters.telegram import TelegramAdapter
 from bot_bridge.acting.replies import SHORT_TRANSCRIPT, label
 from bot_bridge.config import load_settings
 from bot_bridge.remembering.results import Result
+from bot_bridge.remembering.search import SearchIndex
 from bot_bridge.service import Service
 from bot_bridge.web import create_app
 from bot_bridge.web.console import FIRST_WORDS
@@ -112,9 +114,11 @@ def test_a_reply_with_a_chart_fits_telegrams_caption_the_words_cut_not_the_emoti
 
 
 def test_a_keyword_the_model_said_raises_a_case_alone_and_its_alert_quotes_the_note(
-    tmp_path, tiny_model_dir, tiny_model, tiny_transcriber, fake_telegram, voice_note
+    tmp_path, tiny_model_dir, tiny_model, tiny_transcriber, fake_telegram, voice_note, caplog
 ):
-    """The rule has a keyword and no emotion threshold: only the words can make this note a case."""
+    """The rule has a keyword and no emotion threshold: only the words can make this note a case. Replying,
+    alerting and searching log nothing of what was said."""
+    caplog.set_level(logging.DEBUG)
     _, result = answer_one_voice_note(tmp_path / "data", tiny_model_dir, tiny_model, tiny_transcriber, fake_telegram,
                                       voice_note)
     keyword = next(word for word in words(result.transcript.text) if is_chinese(word))  # what the model said
@@ -126,6 +130,7 @@ def test_a_keyword_the_model_said_raises_a_case_alone_and_its_alert_quotes_the_n
         assert (case.keyword, case.threshold, targets) == (keyword, None, ["telegram"])
 
         assert alerts.escalator.sweep(result.created_at + timedelta(minutes=1)) == {"telegram": 1}
+        assert [match.result.id for match in SearchIndex(alerts.store).search(keyword)] == [result.id]
     finally:
         alerts.close()
     alert = texts(fake_telegram)[-1]
@@ -134,6 +139,8 @@ def test_a_keyword_the_model_said_raises_a_case_alone_and_its_alert_quotes_the_n
     quote = alert.split("\n")[-1]
     assert quote.startswith("💬 (随机权重，文字没有意义) ") and quote.endswith("…")
     assert result.transcript.text.startswith(quote.removeprefix("💬 (随机权重，文字没有意义) ")[:-1].rstrip())
+    said = [result.transcript.text[start:start + 12] for start in range(0, len(result.transcript.text) - 12, 12)]
+    assert caplog.records and not [words for words in said if words in caplog.text]  # never logged
 
 
 def test_reply_limits_are_the_platforms_own():
