@@ -14,11 +14,20 @@ from __future__ import annotations
 import os
 from datetime import time
 from pathlib import Path
-from typing import Any, Literal, Mapping, TypeVar
+from typing import Annotated, Any, Literal, Mapping, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .emotions import EMOTION_KEYS
 
@@ -32,6 +41,35 @@ class ConfigError(Exception):
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# --- Settings per source chat: escalation.rules, transcribe.chats, reply.transcripts ---
+
+Value = TypeVar("Value")
+
+
+def for_chat(per_chat: Mapping[str, Value], platform: str, chat_id: str) -> Value | None:
+    """The value that settings keyed by source chat give one chat: the most precise key that names it,
+    ``platform:chat_id``, else ``platform:*``, else ``*``; None when none does. Every per-chat setting
+    is read through this."""
+    for source in (f"{platform}:{chat_id}", f"{platform}:*", "*"):
+        if source in per_chat:
+            return per_chat[source]
+    return None
+
+
+def _check_source(source: str) -> str:
+    if source != "*" and ":" not in source:
+        raise ValueError(f"{source!r} is not a source chat; write platform:chat_id, platform:* or *")
+    return source
+
+
+def _check_sources(per_chat: dict[str, Value]) -> dict[str, Value]:
+    return {_check_source(source): value for source, value in per_chat.items()}
+
+
+#: A setting keyed by source chat, ``platform:chat_id``, ``platform:*`` or ``*``, read with ``for_chat``.
+PerChat = Annotated[dict[str, Value], AfterValidator(_check_sources)]
 
 
 class ServerSettings(_Section):
@@ -70,16 +108,11 @@ class TranscribeSettings(_Section):
     model: str = Field("iic/SenseVoiceSmall", description="hub id (downloaded from model.hub) or a local directory")
     language: Literal["auto", "zh", "en", "yue", "ja", "ko"] = "auto"
     itn: bool = Field(True, description="punctuation and numbers as digits (SenseVoice's inverse text normalisation)")
-    chats: dict[str, bool] = Field(
+    chats: PerChat[bool] = Field(
         default_factory=dict,
         description="per source chat 'platform:chat_id', 'platform:*' or '*' (the most precise one applies): "
         "whether its voice notes are transcribed, instead of enabled",
     )
-
-    @field_validator("chats")
-    @classmethod
-    def _chats(cls, value: dict[str, bool]) -> dict[str, bool]:
-        return {_check_source(source): enabled for source, enabled in value.items()}
 
     def enabled_for(self, platform: str, chat_id: str) -> bool:
         """Whether a chat's voice notes are transcribed: its entry in ``chats``, else ``enabled``."""
@@ -149,16 +182,11 @@ class ReplySettings(_Section):
     transcript: TranscriptInReply = Field(
         "short", description="what was said, under the emotion: off, short (the first 200 characters) or full"
     )
-    transcripts: dict[str, TranscriptInReply] = Field(
+    transcripts: PerChat[TranscriptInReply] = Field(
         default_factory=dict,
         description="per source chat 'platform:chat_id', 'platform:*' or '*' (the most precise one applies) -> "
         "off, short or full, instead of transcript",
     )
-
-    @field_validator("transcripts")
-    @classmethod
-    def _transcripts(cls, value: dict[str, str]) -> dict[str, str]:
-        return {_check_source(source): shown for source, shown in value.items()}
 
     def transcript_for(self, platform: str, chat_id: str) -> str:
         """How much of the transcript a chat's replies carry: its entry in ``transcripts``, else ``transcript``."""
@@ -186,25 +214,6 @@ def _check_thresholds(thresholds: dict[str, float]) -> dict[str, float]:
         if not 0 < score <= 1:
             raise ValueError(f"{emotion}: {score} is not a score between 0 (exclusive) and 1")
     return thresholds
-
-
-def _check_source(source: str) -> str:
-    if source != "*" and ":" not in source:
-        raise ValueError(f"{source!r} is not a source chat; write platform:chat_id, platform:* or *")
-    return source
-
-
-Value = TypeVar("Value")
-
-
-def for_chat(per_chat: Mapping[str, Value], platform: str, chat_id: str) -> Value | None:
-    """The value that settings keyed by source chat give one chat: the most precise key that names it,
-    ``platform:chat_id``, else ``platform:*``, else ``*``; None when none does. Every per-chat setting
-    (``escalation.rules``, ``transcribe.chats``, ``reply.transcripts``) is read through this."""
-    for source in (f"{platform}:{chat_id}", f"{platform}:*", "*"):
-        if source in per_chat:
-            return per_chat[source]
-    return None
 
 
 class EscalationRule(_Section):
@@ -297,7 +306,7 @@ class EscalationSettings(_Section):
         default_factory=lambda: EscalationRule(thresholds={"angry": 0.5}),
         description="emotion -> score at or above which a note is a case; keywords; match any or all",
     )
-    rules: dict[str, EscalationRule] = Field(
+    rules: PerChat[EscalationRule] = Field(
         default_factory=dict,
         description="per source chat 'platform:chat_id', 'platform:*' or '*' (the most precise one applies), "
         "instead of the default rule",
@@ -313,11 +322,6 @@ class EscalationSettings(_Section):
     @classmethod
     def _thresholds(cls, value: dict[str, float]) -> dict[str, float]:
         return _check_thresholds(value)
-
-    @field_validator("rules")
-    @classmethod
-    def _rules(cls, value: dict[str, EscalationRule]) -> dict[str, EscalationRule]:
-        return {_check_source(source): rule for source, rule in value.items()}
 
 
 class DigestTargetSettings(_Section):
