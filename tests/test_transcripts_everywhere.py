@@ -26,7 +26,7 @@ from bot_bridge.remembering.results import Result
 from bot_bridge.remembering.search import SearchIndex
 from bot_bridge.service import Service
 from bot_bridge.web import create_app
-from bot_bridge.web.console import FIRST_WORDS
+from bot_bridge.web.console import FIRST_WORDS, rule_words
 from bot_bridge.words import clip, is_chinese, words
 from tests.alert_helpers import NOON, TELEGRAM_CHAT, Alerts, add_chat_note, alert_settings, scores, texts, transcript
 from tests.audio_fixtures import encode, speech_clip
@@ -208,7 +208,7 @@ def served_with_words(tmp_path_factory, tiny_model_dir, tiny_model, tiny_sensevo
     result = service.analyse(encode(speech_clip(16), 16000, "ogg_opus"), file_name="long.ogg", timeline=True)
     http = make_server("127.0.0.1", 0, create_app(service=service), threaded=True)
     threading.Thread(target=http.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{http.server_port}", result
+    yield f"http://127.0.0.1:{http.server_port}", result, service
     http.shutdown()
     service.close()
 
@@ -216,7 +216,7 @@ def served_with_words(tmp_path_factory, tiny_model_dir, tiny_model, tiny_sensevo
 def test_each_segment_plays_from_its_start_and_moves_the_timelines_cursor_by_mouse_or_keyboard(
     served_with_words, chromium
 ):
-    server, result = served_with_words
+    server, result, _ = served_with_words
     segments = result.transcript.segments
     assert len(segments) >= 3
     page, problems = open_page(chromium)
@@ -250,3 +250,26 @@ def test_each_segment_plays_from_its_start_and_moves_the_timelines_cursor_by_mou
              what="the segment being played to be marked")
     screenshot(page, "console-transcript.png")
     assert problems == []
+
+
+def test_where_sensevoice_hears_another_emotion_the_page_shows_both(served_with_words, chromium):
+    server, _, service = served_with_words
+    heard = Result(scores=scores(angry=0.7), duration_s=6.0, speech_ratio=1.0, model={"name": "m"},
+                   transcript=transcript("我要投诉", emotion="happy"))
+    service.store.save_result(heard)
+    page, problems = open_page(chromium)
+    sign_in(page, server)
+    page.goto(f"{server}/results/{heard.id}")
+    page.click("button[data-language=en]")
+
+    disagreement = page.locator("#transcript [data-slot=disagree]")
+    disagreement.wait_for()
+    assert re.sub(r"\s+", " ", disagreement.inner_text()).startswith("SenseVoice hears Happy · emotion2vec+ hears Angry")
+    assert disagreement.locator(".emotion-happy img.emoji").count() == disagreement.locator(".emotion-angry img").count() == 1
+    assert page.locator("#transcript [data-slot=random]").is_hidden()  # real words: no warning
+    assert problems == []
+
+
+def test_the_console_writes_a_rule_and_a_case_with_their_keywords():
+    assert rule_words({"angry": 0.5}, ["退款", "refund"], "any") == "angry ≥ 0.50; keywords 退款, refund (match any)"
+    assert rule_words({}, ["退款"]) == "keywords 退款"  # a case a keyword alone raised
