@@ -75,7 +75,8 @@ def add_chat_note(
     return result.id
 
 
-def transcript(text: str, duration_s: float = 6.0, *, random_weights: bool = False, emotion: str | None = None) -> Transcript:
+def transcript(text: str, duration_s: float = 6.0, *, random_weights: bool = False,
+               emotion: str | None = None) -> Transcript:
     """A one-segment transcript of ``text`` (SenseVoice's tags: Chinese when it has a Chinese character)."""
     language = "zh" if any("\u4e00" <= char <= "\u9fff" for char in text) else "en"
     return Transcript(text=text, language=language, segments=[Segment(0.2, duration_s - 0.2, text, language, emotion)],

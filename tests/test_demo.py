@@ -61,7 +61,8 @@ def test_make_demo_says_how_to_sign_in_and_shows_the_chat_side_with_samples(tmp_
         "the test runs the demo as make does"
     sensevoice = subprocess.run(["make", "-n", "-B", "-o", ".venv/.runtime", "var/demo-sensevoice/configuration.json"],
                                 cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    assert sensevoice.strip().endswith("bot-bridge model make-random --kind sensevoice --preset small var/demo-sensevoice")
+    assert sensevoice.strip().endswith(
+        "bot-bridge model make-random --kind sensevoice --preset small var/demo-sensevoice")
     assert load_settings(ROOT / DEMO_CONFIG, environ={}).transcribe.model == "./var/demo-sensevoice"
     port, data_dir, log_file = free_port(), tmp_path / "demo", tmp_path / "demo.log"
     base = f"http://127.0.0.1:{port}"

@@ -211,7 +211,8 @@ def keyword_notes(store) -> dict[str, str]:
 )
 def test_a_keyword_raises_a_case_alone_with_any_and_only_beside_the_emotion_with_all(alerts, match_kind, expected):
     ids = keyword_notes(alerts.store)
-    alerts.settings.escalation.rules["telegram:*"] = EscalationRule.model_validate({**KEYWORD_RULE, "match": match_kind})
+    rule = EscalationRule.model_validate({**KEYWORD_RULE, "match": match_kind})
+    alerts.settings.escalation.rules["telegram:*"] = rule
 
     found = {case.result.id: (case.emotion, case.threshold, case.keyword)
              for case, _ in alerts.escalator.new_cases(NOON + timedelta(minutes=5))}
@@ -230,7 +231,8 @@ def test_a_keyword_case_is_alerted_with_the_word_that_matched_and_what_was_said(
             f"{link}{ids['calm_refund_zh']}\n💬 我已经等了三个星期了，退款到底什么时候到？\n\n") in slack
     assert (f"😠 Angry · 85% (≥ 80%)\ntelegram · Support group · Di\n2026-03-04 06:00 · 6.0 s\n"
             f"{link}{ids['angry_silent']}\n💬 hello\n\n") in slack
-    assert f"😠 Angry · 90% (≥ 80%)\ntelegram · Support group · Flo\n2026-03-04 06:00 · 6.0 s\n{link}{ids['angry_no_words']}" in slack
+    assert ("😠 Angry · 90% (≥ 80%)\ntelegram · Support group · Flo\n2026-03-04 06:00 · 6.0 s\n"
+            f"{link}{ids['angry_no_words']}") in slack
     [telegram] = texts(fake_telegram)  # zh
     assert "😐 中性 · 90%\n🔑 关键词「refund」\n" in telegram and "\n💬 Where is my REFUND?" in telegram
     [(case, _, _)] = alerts.escalator.alerts.cases(result_id=ids["calm_refund_en"])

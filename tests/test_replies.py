@@ -47,7 +47,8 @@ COMPLAINT = "我已经等了三个星期了，退款到底什么时候到？" * 
 
 
 def said_result(text: str, *, random_words: bool = False) -> Result:
-    return Result(scores(angry=0.87, neutral=0.13), 9.0, 1.0, {"name": "m"}, transcript=transcript(text, random_weights=random_words))
+    return Result(scores(angry=0.87, neutral=0.13), 9.0, 1.0, {"name": "m"},
+                  transcript=transcript(text, random_weights=random_words))
 
 
 def test_short_is_the_first_200_characters_cut_between_characters_and_full_is_all():
@@ -72,7 +73,8 @@ def test_english_is_cut_between_words():
 
 @pytest.mark.parametrize(
     "limit",
-    [TextLimit(2048, "bytes"), TextLimit(1024, "utf-16 units"), TextLimit(300, "characters", escape=lambda text: text.replace("&", "&amp;"))],
+    [TextLimit(2048, "bytes"), TextLimit(1024, "utf-16 units"),
+     TextLimit(300, "characters", escape=lambda text: text.replace("&", "&amp;"))],
 )
 def test_a_reply_never_exceeds_the_platforms_limit_the_words_are_cut_not_the_emotion(limit):
     result = said_result(COMPLAINT.replace("退款", "退款 & refund") * 3)

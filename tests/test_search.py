@@ -33,7 +33,8 @@ def said(store):
     """Two chat voice notes and two uploads, one minute apart, the newest last: name -> result id."""
     ids = {}
     for minute, (name, words) in enumerate([("zh_refund", ZH_REFUND), ("en_refund", EN_REFUND)]):
-        ids[name] = add_chat_note(store, received_at=NOON + timedelta(minutes=minute), emotions={"angry": 0.8}, said=words)
+        ids[name] = add_chat_note(store, received_at=NOON + timedelta(minutes=minute), emotions={"angry": 0.8},
+                                  said=words)
     for minute, (name, words) in enumerate([("zh_complaint", ZH_COMPLAINT), ("en_thanks", EN_THANKS)], start=2):
         upload = Result(scores=scores(happy=0.7), duration_s=4.0, speech_ratio=1.0, model={"name": "m"},
                         file_name=f"{name}.wav", transcript=transcript(words),

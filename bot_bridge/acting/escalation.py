@@ -195,7 +195,8 @@ class Escalator:
             keyword = target.user_text(line.keyword)
             lines.append("🔑 " + say(language, f"关键词「{keyword}」", f'keyword "{keyword}"'))
         seconds = f"{line.duration_s:.1f} {'秒' if language == 'zh' else 's'}"
-        lines += [source_line(line.note, target.user_text), f"{local_time(line.note.received_at, target.zone)} · {seconds}",
+        lines += [source_line(line.note, target.user_text),
+                  f"{local_time(line.note.received_at, target.zone)} · {seconds}",
                   result_link(self.public_url, line.result_id)]
         said = said_line(line.said, language, ALERT_QUOTE_CHARACTERS, escape=target.user_text)
         return "\n".join(lines + ([said] if said else []))
