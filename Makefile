@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DEMO_MODEL := var/demo-model
+# The demo's transcripts: a random-weight SenseVoice-Small of the published size (its speed is real, its words meaningless).
+DEMO_SENSEVOICE := var/demo-sensevoice
 # The demo's settings (its data directory var/demo, its model, its sample chats): config/demo.yaml.
 DEMO := BOT_BRIDGE_CONFIG=config/demo.yaml
 # Test-only system packages: Chromium and CJK + emoji fonts for the web console's browser tests, espeak-ng to
@@ -17,11 +19,11 @@ APT_DEMO_PACKAGES := espeak-ng
 run: $(VENV)/.runtime
 	$(BIN)/bot-bridge serve
 
-demo: $(VENV)/.runtime $(DEMO_MODEL)/configuration.json demo-system-deps
+demo: $(VENV)/.runtime $(DEMO_MODEL)/configuration.json $(DEMO_SENSEVOICE)/configuration.json demo-system-deps
 	$(DEMO) $(BIN)/python -m demo
 
 # The command line on the demo's model and data: make demo-predict FILES="note.ogg calls/"
-demo-predict: $(VENV)/.runtime $(DEMO_MODEL)/configuration.json
+demo-predict: $(VENV)/.runtime $(DEMO_MODEL)/configuration.json $(DEMO_SENSEVOICE)/configuration.json
 	@test -n "$(FILES)" || { echo 'say which files: make demo-predict FILES="note.ogg calls/"'; exit 2; }
 	$(DEMO) $(BIN)/bot-bridge predict $(FILES)
 
@@ -33,6 +35,9 @@ bench: $(VENV)/.dev system-test-deps
 
 $(DEMO_MODEL)/configuration.json: | $(VENV)/.runtime
 	$(BIN)/bot-bridge model make-random --preset base $(DEMO_MODEL)
+
+$(DEMO_SENSEVOICE)/configuration.json: | $(VENV)/.runtime
+	$(BIN)/bot-bridge model make-random --kind sensevoice --preset small $(DEMO_SENSEVOICE)
 
 $(VENV)/.runtime: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -65,4 +70,4 @@ demo-system-deps:
 
 # Leaves var/ alone apart from generated models: it holds the database, results and console password.
 clean:
-	rm -rf $(VENV) test-artifacts $(DEMO_MODEL) var/bench-models
+	rm -rf $(VENV) test-artifacts $(DEMO_MODEL) $(DEMO_SENSEVOICE) var/bench-models

@@ -31,7 +31,7 @@ from __future__ import annotations
 import re
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 import threading
 from typing import Callable, ClassVar, Literal
 
@@ -145,6 +145,8 @@ class ChatAdapter(AlertSender):
     max_download_bytes: ClassVar[int | None] = None
     #: Whether the platform can put an emoji on a message (``send_reaction``); without it, reaction mode is silent.
     can_react: ClassVar[bool] = False
+    #: The longest text that goes with an image (Telegram: a photo's caption), when shorter than a message's.
+    caption_limit: ClassVar[TextLimit | None] = None
 
     def __init__(self, settings: dict, http: OutboundHttp | None = None) -> None:
         super().__init__(settings, http)
@@ -203,6 +205,12 @@ class ChatAdapter(AlertSender):
         """Put ``emotion``'s emoji (an ``bot_bridge.emotions`` key), or the nearest the platform allows, on
         ``message`` itself; returns what was put there. Only where ``can_react``."""
         raise NotImplementedError(f"{self.name} has no reactions")
+
+    def reply_limit(self, with_image: bool) -> TextLimit:
+        """The longest reply ``send_reply`` can post, with or without a chart, measured as the platform counts
+        it (after ``escape``)."""
+        limit = self.caption_limit if with_image and self.caption_limit is not None else self.alert_text_limit
+        return replace(limit, escape=self.escape)
 
     def set_webhook(self, url: str) -> str:
         """Tell the platform where to deliver webhooks, where its API allows it; returns its answer.

@@ -89,6 +89,7 @@ class TelegramAdapter(ChatAdapter):
     }
     default_api_base = "https://api.telegram.org"
     alert_text_limit = TextLimit(4096, "utf-16 units")  # sendMessage text
+    caption_limit = TextLimit(1024, "utf-16 units")  # sendPhoto caption: a reply with its chart
     max_download_bytes = MAX_DOWNLOAD_BYTES
     can_react = True
 

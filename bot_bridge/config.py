@@ -14,11 +14,20 @@ from __future__ import annotations
 import os
 from datetime import time
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, Mapping, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .emotions import EMOTION_KEYS
 
@@ -32,6 +41,41 @@ class ConfigError(Exception):
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# --- Settings per source chat: escalation.rules, transcribe.chats, reply.transcripts ---
+
+Value = TypeVar("Value")
+
+
+def for_chat(per_chat: Mapping[str, Value], platform: str, chat_id: str) -> Value | None:
+    """The value that settings keyed by source chat give one chat: the most precise key that names it,
+    ``platform:chat_id``, else ``platform:*``, else ``*``; None when none does. Every per-chat setting
+    is read through this."""
+    key = chat_key(per_chat, platform, chat_id)
+    return None if key is None else per_chat[key]
+
+
+def chat_key(per_chat: Mapping, platform: str, chat_id: str) -> str | None:
+    """The key of ``for_chat``'s entry: which of ``platform:chat_id``, ``platform:*`` and ``*`` applies."""
+    for source in (f"{platform}:{chat_id}", f"{platform}:*", "*"):
+        if source in per_chat:
+            return source
+    return None
+
+
+def _check_source(source: str) -> str:
+    if source != "*" and ":" not in source:
+        raise ValueError(f"{source!r} is not a source chat; write platform:chat_id, platform:* or *")
+    return source
+
+
+def _check_sources(per_chat: dict[str, Value]) -> dict[str, Value]:
+    return {_check_source(source): value for source, value in per_chat.items()}
+
+
+#: A setting keyed by source chat, ``platform:chat_id``, ``platform:*`` or ``*``, read with ``for_chat``.
+PerChat = Annotated[dict[str, Value], AfterValidator(_check_sources)]
 
 
 class ServerSettings(_Section):
@@ -70,6 +114,16 @@ class TranscribeSettings(_Section):
     model: str = Field("iic/SenseVoiceSmall", description="hub id (downloaded from model.hub) or a local directory")
     language: Literal["auto", "zh", "en", "yue", "ja", "ko"] = "auto"
     itn: bool = Field(True, description="punctuation and numbers as digits (SenseVoice's inverse text normalisation)")
+    chats: PerChat[bool] = Field(
+        default_factory=dict,
+        description="per source chat 'platform:chat_id', 'platform:*' or '*' (the most precise one applies): "
+        "whether its voice notes are transcribed, instead of enabled",
+    )
+
+    def enabled_for(self, platform: str, chat_id: str) -> bool:
+        """Whether a chat's voice notes are transcribed: its entry in ``chats``, else ``enabled``."""
+        chosen = for_chat(self.chats, platform, chat_id)
+        return self.enabled if chosen is None else chosen
 
 
 class AudioSettings(_Section):
@@ -124,6 +178,7 @@ class QueueSettings(_Section):
 
 #: How the bot answers a voice note in a chat (bot_bridge/acting/reply_modes.py, docs/reply-modes.md).
 ReplyMode = Literal["message", "reaction", "silent"]
+TranscriptInReply = Literal["off", "short", "full"]
 
 
 class ReplySettings(_Section):
@@ -133,15 +188,22 @@ class ReplySettings(_Section):
     )
     chart_min_duration_s: float = 10.0
     mode: ReplyMode = Field("message", description="message, reaction (an emoji on the voice note) or silent")
-    modes: dict[str, ReplyMode] = Field(
+    modes: PerChat[ReplyMode] = Field(
         default_factory=dict,
         description="per source chat 'platform:chat_id', 'platform:*' or '*' (the most precise one applies)",
     )
+    transcript: TranscriptInReply = Field(
+        "short", description="what was said, under the emotion: off, short (the first 200 characters) or full"
+    )
+    transcripts: PerChat[TranscriptInReply] = Field(
+        default_factory=dict,
+        description="per source chat 'platform:chat_id', 'platform:*' or '*' (the most precise one applies) -> "
+        "off, short or full, instead of transcript",
+    )
 
-    @field_validator("modes")
-    @classmethod
-    def _mode_sources(cls, value: dict[str, str]) -> dict[str, str]:
-        return {_check_source(source): mode for source, mode in value.items()}
+    def transcript_for(self, platform: str, chat_id: str) -> str:
+        """How much of the transcript a chat's replies carry: its entry in ``transcripts``, else ``transcript``."""
+        return for_chat(self.transcripts, platform, chat_id) or self.transcript
 
 
 class InboundSettings(_Section):
@@ -164,6 +226,8 @@ class InboundSettings(_Section):
 # commented example is config/escalation.example.yaml.
 
 Language = Literal["zh", "en", "both"]
+#: The longest keyword of an escalation rule (the ``escalations`` table keeps the one that matched).
+MAX_KEYWORD = 64
 #: How often the scheduler looks for due digests: the shortest grace period that cannot miss one.
 DIGEST_CHECK_MINUTES = 1
 
@@ -177,28 +241,52 @@ def _check_thresholds(thresholds: dict[str, float]) -> dict[str, float]:
     return thresholds
 
 
-def _check_source(source: str) -> str:
-    if source != "*" and ":" not in source:
-        raise ValueError(f"{source!r} is not a source chat; write platform:chat_id, platform:* or *")
-    return source
+class EscalationRule(_Section):
+    """When a chat's voice note is a case: emotion thresholds, keywords of its transcript, and how they combine.
+
+    Written flat in the settings, thresholds beside ``keywords`` and ``match``:
+    ``{angry: 0.5, keywords: [退款, refund], match: any}``; a rule of thresholds alone is the form every
+    earlier version read. ``match: any``: an emotion at or over its threshold makes a case, and so does a
+    keyword alone. ``match: all``: only a keyword together with an emotion at or over its threshold.
+    Keywords are found regardless of case; a keyword with Chinese (or Japanese) characters anywhere in the
+    transcript, any other only as a whole word (``bot_bridge.words.find_keyword``).
+    """
+
+    thresholds: dict[str, float] = Field(default_factory=dict, description="emotion -> score at or above which")
+    keywords: list[str] = Field(default_factory=list, description="words of the transcript")
+    match: Literal["any", "all"] = "any"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "thresholds" not in value:
+            thresholds = {key: score for key, score in value.items() if key not in ("keywords", "match")}
+            return {**{key: value[key] for key in ("keywords", "match") if key in value}, "thresholds": thresholds}
+        return value
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds(cls, value: dict[str, float]) -> dict[str, float]:
+        return _check_thresholds(value)
+
+    @field_validator("keywords")
+    @classmethod
+    def _keywords(cls, value: list[str]) -> list[str]:
+        keywords = [" ".join(keyword.split()) for keyword in value]
+        empty_or_long = [keyword for keyword in keywords if not 0 < len(keyword) <= MAX_KEYWORD]
+        if empty_or_long:
+            raise ValueError(f"keywords must be 1 to {MAX_KEYWORD} characters long, not {empty_or_long[0]!r}")
+        return keywords
+
+    @model_validator(mode="after")
+    def _all_needs_both(self) -> EscalationRule:
+        if self.match == "all" and not (self.thresholds and self.keywords):
+            raise ValueError("match: all makes a case of a keyword together with an emotion, so it needs both "
+                             "keywords and emotion thresholds; with only one of them, write match: any")
+        return self
 
 
 Value = TypeVar("Value")
-
-
-def for_chat(per_chat: dict[str, Value], platform: str, chat_id: str) -> Value | None:
-    """The most precise entry of a per-chat setting for a chat: ``platform:chat_id``, else ``platform:*``, else
-    ``*``; None when none applies (``escalation.rules``, ``reply.modes``)."""
-    key = chat_key(per_chat, platform, chat_id)
-    return None if key is None else per_chat[key]
-
-
-def chat_key(per_chat: dict, platform: str, chat_id: str) -> str | None:
-    """The key of ``for_chat``'s entry: which of ``platform:chat_id``, ``platform:*`` and ``*`` applies."""
-    for source in (f"{platform}:{chat_id}", f"{platform}:*", "*"):
-        if source in per_chat:
-            return source
-    return None
 
 
 class TargetSettings(_Section):
@@ -246,10 +334,11 @@ DEFAULT_PRECISION = 0.8
 
 class EscalationSettings(_Section):
     sweep_interval_min: float = Field(5.0, gt=0, description="new cases go out together this often")
-    default_rule: dict[str, float] = Field(
-        default_factory=lambda: {"angry": 0.5}, description="emotion -> score at or above which a note is a case"
+    default_rule: EscalationRule = Field(
+        default_factory=lambda: EscalationRule(thresholds={"angry": 0.5}),
+        description="emotion -> score at or above which a note is a case; keywords; match any or all",
     )
-    rules: dict[str, dict[str, float]] = Field(
+    rules: PerChat[EscalationRule] = Field(
         default_factory=dict,
         description="per source chat 'platform:chat_id', 'platform:*' or '*' (the most precise one applies), "
         "instead of the default rule",
@@ -261,15 +350,10 @@ class EscalationSettings(_Section):
     max_age_h: float = Field(24.0, gt=0, description="a note analysed longer ago than this is not escalated")
     max_attempts: int = Field(12, ge=1, description="tries per case and target before giving up")
 
-    @field_validator("default_rule", "immediate")
+    @field_validator("immediate")
     @classmethod
     def _thresholds(cls, value: dict[str, float]) -> dict[str, float]:
         return _check_thresholds(value)
-
-    @field_validator("rules")
-    @classmethod
-    def _rules(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
-        return {_check_source(source): _check_thresholds(rule) for source, rule in value.items()}
 
 
 class DigestTargetSettings(_Section):

@@ -1,6 +1,7 @@
 """``make demo``: the whole product on one machine, offline, with a random-weight model.
 
-``python -m demo`` (run by ``make demo`` with ``BOT_BRIDGE_CONFIG=config/demo.yaml``)
+``python -m demo`` (run by ``make demo`` with ``BOT_BRIDGE_CONFIG=config/demo.yaml``,
+random-weight emotion2vec+ and SenseVoice models written beforehand)
 starts ``bot-bridge serve`` as ``make run`` does, and beside it a stand-in for
 Telegram's Bot API on 127.0.0.1 (``demo/telegram_stand_in.py``). It then
 delivers sample voice notes (``demo/samples.py``) through the real Telegram
@@ -117,7 +118,7 @@ def _banner(settings, service_url: str, credentials, delivered: int, missing: st
         sign_in = f"{credentials.password}   (kept in {credentials.password_file.resolve()})"
     chat = samples.SAMPLE_CHAT["title"]
     lines = [
-        "bot-bridge demo: RANDOM WEIGHTS, every emotion it shows is meaningless",
+        "bot-bridge demo: RANDOM WEIGHTS, every emotion and every word it shows is meaningless",
         f"  Console    {service_url}",
         f"  Password   {sign_in}",
         f"  Samples    {missing}" if missing else

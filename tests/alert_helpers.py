@@ -22,7 +22,7 @@ from bot_bridge.chat.messages import ChatMessage
 from bot_bridge.chat.outbound import OutboundHttp
 from bot_bridge.config import Settings, load_settings
 from bot_bridge.emotions import EMOTION_KEYS
-from bot_bridge.remembering.results import Result
+from bot_bridge.remembering.results import Result, Segment, Transcript
 from bot_bridge.remembering.store import NoteStatus, Store, VoiceNoteRow
 from tests.chat_helpers import platform_environment
 from tests.platforms import slack as fake_slack_module
@@ -55,8 +55,10 @@ def add_chat_note(
     duration_s: float = 6.0,
     reason: str | None = None,
     analysed: bool = True,
+    said: str | None = None,
 ) -> str | None:
-    """A chat voice note received at ``received_at`` and analysed 5 s later; its result id."""
+    """A chat voice note received at ``received_at`` and analysed 5 s later; its result id. ``said``: the text of
+    its transcript, as SenseVoice with real weights would have written it."""
     message = ChatMessage(platform=platform, delivery_id=f"d{next(_deliveries)}", kind="voice", chat_id=chat_id,
                           chat_name=chat_name, sender_id=f"id-{sender_name}", sender_name=sender_name,
                           received_at=received_at)
@@ -64,12 +66,22 @@ def add_chat_note(
     if not analysed:
         return None
     result = Result(scores=scores(**emotions), duration_s=duration_s, speech_ratio=1.0, model={"name": "test-model"},
-                    reason=reason, origin=platform, created_at=received_at + timedelta(seconds=5))
+                    reason=reason, origin=platform, created_at=received_at + timedelta(seconds=5),
+                    transcript=None if said is None else transcript(said, duration_s))
     store.save_result(result)
     with store.session.begin() as session:
         session.execute(update(VoiceNoteRow).where(VoiceNoteRow.id == note_id)
                         .values(result_id=result.id, status=NoteStatus.REPLIED))
     return result.id
+
+
+def transcript(text: str, duration_s: float = 6.0, *, random_weights: bool = False,
+               emotion: str | None = None) -> Transcript:
+    """A one-segment transcript of ``text`` (SenseVoice's tags: Chinese when it has a Chinese character)."""
+    language = "zh" if any("\u4e00" <= char <= "\u9fff" for char in text) else "en"
+    return Transcript(text=text, language=language, segments=[Segment(0.2, duration_s - 0.2, text, language, emotion)],
+                      events=["Speech"], sensevoice_emotion=emotion,
+                      model={"name": "iic/SenseVoiceSmall", "random_weights": random_weights})
 
 
 def target_config(telegram=None, slack=None, wecom=None, **extra) -> dict:

@@ -100,8 +100,8 @@ def chat_settings(data_dir: Path, model_dir: Path, environ: dict[str, str], **ov
 class ChatBot:
     """The service answering webhooks (and polling, or holding connections), its queue workers in this process."""
 
-    def __init__(self, settings: Settings, model) -> None:
-        self.service = Service(settings, model=model)
+    def __init__(self, settings: Settings, model, transcriber=None) -> None:
+        self.service = Service(settings, model=model, transcriber=transcriber)
         self.store = self.service.store
         self.client = create_app(service=self.service).test_client()
         self.answer_times: list[float] = []
@@ -134,11 +134,12 @@ class ChatBot:
 
 
 @contextlib.contextmanager
-def running_bot(tmp_path: Path, model_dir: Path, model, *, fakes: dict, environ: dict | None = None, **overrides):
+def running_bot(tmp_path: Path, model_dir: Path, model, *, fakes: dict, environ: dict | None = None,
+                transcriber=None, **overrides):
     """A ``ChatBot`` for the fakes given as ``platform_environment`` takes them (or for ``environ``), closed
-    afterwards."""
+    afterwards; with ``transcriber``, its notes are transcribed."""
     environ = platform_environment(**fakes) if environ is None else environ
-    bot = ChatBot(chat_settings(tmp_path, model_dir, environ, **overrides), model)
+    bot = ChatBot(chat_settings(tmp_path, model_dir, environ, **overrides), model, transcriber)
     try:
         yield bot
     finally:

@@ -72,3 +72,35 @@ def test_a_misspelt_platform_or_platform_setting_is_named(tmp_path, yaml_text, n
     config.write_text(yaml_text, encoding="utf-8")
     with pytest.raises(ConfigError, match=named):
         load_settings(config, environ={})
+
+
+def test_per_chat_settings_take_the_most_precise_source_chat():
+    settings = load_settings(environ={}, transcribe__chats={"wecom:*": False, "wecom:boss": True},
+                             reply__transcripts={"*": "off", "telegram:*": "full", "telegram:-100123": "short"})
+
+    assert [settings.transcribe.enabled_for("wecom", chat) for chat in ("boss", "anyone")] == [True, False]
+    assert settings.transcribe.enabled_for("telegram", "-100123") is True  # no entry: transcribe.enabled
+    assert [settings.reply.transcript_for("telegram", chat) for chat in ("-100123", "-100999")] == ["short", "full"]
+    assert settings.reply.transcript_for("slack", "C1") == "off"
+    assert load_settings(environ={}).reply.transcript_for("slack", "C1") == "short"
+
+
+def test_an_escalation_rule_of_thresholds_alone_reads_as_before_and_keywords_sit_beside_them():
+    settings = load_settings(environ={}, escalation={"default_rule": {"angry": 0.5},
+                                                     "rules": {"wecom:*": {"angry": 0.6, "keywords": ["退款", " refund "],
+                                                                           "match": "all"}}})
+
+    default, wecom = settings.escalation.default_rule, settings.escalation.rules["wecom:*"]
+    assert (default.thresholds, default.keywords, default.match) == ({"angry": 0.5}, [], "any")
+    assert (wecom.thresholds, wecom.keywords, wecom.match) == ({"angry": 0.6}, ["退款", "refund"], "all")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [({"transcribe__chats": {"wecom": False}}, r"transcribe\.chats.*'wecom' is not a source chat"),
+     ({"reply__transcripts": {"telegram:1": "long"}}, r"reply\.transcripts\.telegram:1"),
+     ({"reply__transcript": "some"}, r"reply\.transcript .*'off', 'short' or 'full'")],
+)
+def test_a_wrong_transcript_setting_is_named(overrides, named):
+    with pytest.raises(ConfigError, match=named):
+        load_settings(environ={}, **overrides)

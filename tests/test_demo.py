@@ -38,9 +38,10 @@ def demo_environment(model_dir, data_dir, **extra) -> dict[str, str]:
 
 
 def make_dry_run(target: str, *variables: str) -> list[str]:
-    """The commands ``make TARGET`` would run, taking the virtualenv and the demo model as made."""
-    run = subprocess.run(["make", "-n", "-o", ".venv/.runtime", "-o", "var/demo-model/configuration.json", target,
-                          *variables], cwd=ROOT, capture_output=True, text=True, check=True)
+    """The commands ``make TARGET`` would run, taking the virtualenv and the demo's models as made."""
+    run = subprocess.run(["make", "-n", "-o", ".venv/.runtime", "-o", "var/demo-model/configuration.json",
+                          "-o", "var/demo-sensevoice/configuration.json", target, *variables],
+                         cwd=ROOT, capture_output=True, text=True, check=True)
     return [line for line in run.stdout.splitlines() if line.strip() and not line.startswith("make")]
 
 
@@ -54,13 +55,20 @@ def signed_in_session(base: str, password: str) -> requests.Session:
 # --- 11 and 17: the demo's banner, and its chat side ---
 
 
-def test_make_demo_says_how_to_sign_in_and_shows_the_chat_side_with_samples(tmp_path, tiny_model_dir):
+def test_make_demo_says_how_to_sign_in_and_shows_the_chat_side_with_samples(tmp_path, tiny_model_dir,
+                                                                          tiny_sensevoice_dir):
     assert make_dry_run("demo")[-1].endswith(f"BOT_BRIDGE_CONFIG={DEMO_CONFIG} .venv/bin/python -m demo"), \
         "the test runs the demo as make does"
+    sensevoice = subprocess.run(["make", "-n", "-B", "-o", ".venv/.runtime", "var/demo-sensevoice/configuration.json"],
+                                cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert sensevoice.strip().endswith(
+        "bot-bridge model make-random --kind sensevoice --preset small var/demo-sensevoice")
+    assert load_settings(ROOT / DEMO_CONFIG, environ={}).transcribe.model == "./var/demo-sensevoice"
     port, data_dir, log_file = free_port(), tmp_path / "demo", tmp_path / "demo.log"
     base = f"http://127.0.0.1:{port}"
-    demo = start([sys.executable, "-m", "demo"], demo_environment(tiny_model_dir, data_dir,
-                                                                  BOT_BRIDGE_PORT=str(port)), log_file)
+    demo = start([sys.executable, "-m", "demo"], demo_environment(tiny_model_dir, data_dir, BOT_BRIDGE_PORT=str(port),
+                                                                  BOT_BRIDGE_TRANSCRIBE_MODEL=str(tiny_sensevoice_dir)),
+                 log_file)
     try:
         banner = wait_for(lambda: re.search(r"Password +(\S+) +\(kept in (\S+)\)", log_file.read_text()), 180,
                           "the demo's banner")
@@ -76,6 +84,10 @@ def test_make_demo_says_how_to_sign_in_and_shows_the_chat_side_with_samples(tmp_
                          "the samples answered")
         assert {note.chat_name for note in notes} == {"示例群 Sample chat (make demo)"}
         assert sum(note.result_id is not None for note in notes) == 3  # three recordings and a /start
+        for note in (note for note in notes if note.result_id is not None):  # each reply says what was said
+            assert store.result(note.result_id).transcript.random_weights
+            assert re.search(r"\n💬 \((随机权重，文字没有意义|random weights: these words are meaningless)\) \S",
+                             note.reply_text), note.reply_text  # in the sender's language
         store.close()
 
         browser = signed_in_session(base, password)

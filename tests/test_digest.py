@@ -20,10 +20,13 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
+from bot_bridge.acting.digest_text import QUOTE_CHARACTERS
 from bot_bridge.cli import cli
+from bot_bridge.config import EscalationRule
 from bot_bridge.remembering.alert_store import DigestRow, DigestState
 from bot_bridge.service import Service
 from bot_bridge.web import create_app
+from bot_bridge.words import clip
 from tests.alert_helpers import PUBLIC_URL, Alerts, add_chat_note, alert_settings, texts
 from tests.chat_helpers import platform_environment
 from tests.platforms import fixtures
@@ -92,7 +95,7 @@ def test_a_mostly_neutral_note_is_not_listed_as_angry(alerts):
     add_chat_note(alerts.store, received_at=at(4, 9), emotions={"angry": 0.3}, sender_name="Frank")
     fearful = add_chat_note(alerts.store, received_at=at(4, 10), emotions={"fearful": 0.8}, sender_name="Gina",
                             platform="slack", chat_id="C0SALES", chat_name="Sales")
-    alerts.settings.escalation.rules["slack:*"] = {"fearful": 0.6}
+    alerts.settings.escalation.rules["slack:*"] = EscalationRule(thresholds={"fearful": 0.6})
 
     chats = {chat.source: chat for chat in alerts.digests.compose(alerts.targets["slack"], DAY).chats}
     support, sales = chats["telegram:-100777"], chats["slack:C0SALES"]
@@ -305,3 +308,27 @@ def test_digest_now_without_a_date_says_which_period_it_sends_and_that_it_has_no
     assert f"{now.date() - timedelta(days=1)} 23:59 to {now.date()} 23:59 Europe/London" in run.output, run.output
     if (now.hour, now.minute) < (23, 59):
         assert "sent before its period ends, so notes from now until 23:59 will be in no digest" in run.output
+
+
+def test_the_digest_quotes_the_flagged_notes_and_lists_the_words_that_recur_in_angry_ones(alerts):
+    store = alerts.store
+    said = {
+        "alice": "我已经等了三个星期了，退款到底什么时候到？客服一直不回复，我要投诉你们！" * 3,
+        "bob": "退款还没到，客服也不理我",
+        "carol": "谢谢你们的客服，退款收到了",  # happy: no angry note, its words do not count
+        "dan": "退款 refund 退款",  # angry, but only Dan says refund: it does not recur
+    }
+    ids = {name: add_chat_note(store, received_at=at(4, 9 + hour), sender_name=name.title(), said=said[name],
+                               emotions={"happy": 0.8} if name == "carol" else {"angry": 0.9 - hour / 10})
+           for hour, name in enumerate(said)}
+
+    [text], _ = alerts.digests.preview(alerts.targets["slack"], DAY)
+
+    assert "Words that recur in angry notes: 退款 ×3 · 客服 ×2\n" in text
+    link = f"{PUBLIC_URL}/results/"
+    assert (f"1. 😠 Angry · 90% · Alice · 03-04 09:00 · {link}{ids['alice']}\n"
+            f"   💬 {clip(said['alice'], QUOTE_CHARACTERS)}\n"
+            f"2. 😠 Angry · 80% · Bob · 03-04 10:00 · {link}{ids['bob']}\n"
+            f"   💬 {said['bob']}\n"
+            f"3. 😠 Angry · 60% · Dan · ") in text
+    assert len(said["alice"]) > QUOTE_CHARACTERS == len(clip(said["alice"], QUOTE_CHARACTERS))  # cut to fit

@@ -6,6 +6,7 @@ called with its ``now``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import pkgutil
 import re
@@ -19,16 +20,18 @@ from click.testing import CliRunner
 import adapters
 from adapters.base import TextLimit
 from adapters.wecom_robot import WeComRobot
-from bot_bridge.acting.escalation import rule_for
+from bot_bridge.acting.escalation import ALERT_QUOTE_CHARACTERS
+from bot_bridge.acting.rules import rule_for
 from bot_bridge.acting.scheduler import build_scheduler
 from bot_bridge.acting.worker import build_adapters
 from bot_bridge.chat.outbound import OutboundError, OutboundHttp
 from bot_bridge.cli import cli
-from bot_bridge.config import PROJECT_DIR, ConfigError, EscalationSettings, load_settings
+from bot_bridge.config import PROJECT_DIR, ConfigError, EscalationRule, EscalationSettings, load_settings
 from bot_bridge.remembering.alert_store import AlertStore, DeliveryState
 from bot_bridge.remembering.store import Store
 from bot_bridge.service import Service
 from bot_bridge.web import create_app
+from bot_bridge.words import clip
 from tests.alert_helpers import (
     NOON,
     PUBLIC_URL,
@@ -177,6 +180,86 @@ def test_rules_per_chat_score_any_emotion_not_only_the_top_label(tmp_path, fake_
              for case, _ in alerts.escalator.new_cases(NOON + timedelta(minutes=5))}
     assert found == {fearful: ("fearful", 0.65, 0.6), default: ("angry", 0.5, 0.5), not_top: ("angry", 0.35, 0.3)}
     alerts.close()
+
+
+# --- keywords of the transcript (rules of acting/rules.py) ------------------------------------------------
+
+KEYWORD_RULE = {"angry": 0.8, "keywords": ["退款", "refund"]}
+
+
+def keyword_notes(store) -> dict[str, str]:
+    """Notes whose transcripts are written into the store, as SenseVoice with real weights would write them."""
+    note = functools.partial(add_chat_note, store, received_at=NOON)
+    return {
+        "calm_refund_zh": note(emotions={"happy": 0.9}, said="我已经等了三个星期了，退款到底什么时候到？", sender_name="Ann"),
+        "calm_refunds_en": note(emotions={"happy": 0.9}, said="Two refunds arrived, thank you", sender_name="Ben"),
+        "calm_refund_en": note(emotions={"neutral": 0.9}, said="Where is my REFUND?", sender_name="Cy"),
+        "angry_silent": note(emotions={"angry": 0.85}, said="hello", sender_name="Di"),
+        "angry_refund": note(emotions={"angry": 0.85}, said="退款！", sender_name="Ed"),
+        "angry_no_words": note(emotions={"angry": 0.9}, sender_name="Flo"),  # not transcribed
+    }
+
+
+@pytest.mark.parametrize(
+    ("match_kind", "expected"),
+    [
+        ("any", {"calm_refund_zh": ("happy", None, "退款"), "calm_refund_en": ("neutral", None, "refund"),
+                 "angry_silent": ("angry", 0.8, None), "angry_refund": ("angry", 0.8, "退款"),
+                 "angry_no_words": ("angry", 0.8, None)}),
+        ("all", {"angry_refund": ("angry", 0.8, "退款")}),
+    ],
+)
+def test_a_keyword_raises_a_case_alone_with_any_and_only_beside_the_emotion_with_all(alerts, match_kind, expected):
+    ids = keyword_notes(alerts.store)
+    rule = EscalationRule.model_validate({**KEYWORD_RULE, "match": match_kind})
+    alerts.settings.escalation.rules["telegram:*"] = rule
+
+    found = {case.result.id: (case.emotion, case.threshold, case.keyword)
+             for case, _ in alerts.escalator.new_cases(NOON + timedelta(minutes=5))}
+
+    assert found == {ids[name]: what for name, what in expected.items()}
+
+
+def test_a_keyword_case_is_alerted_with_the_word_that_matched_and_what_was_said(alerts, fake_slack, fake_telegram):
+    ids = keyword_notes(alerts.store)
+    alerts.settings.escalation.rules["telegram:*"] = EscalationRule.model_validate(KEYWORD_RULE)
+    assert alerts.escalator.sweep(NOON + timedelta(minutes=5))["slack"] == 5
+
+    [slack] = texts(fake_slack)  # en, Europe/London
+    link = f"{PUBLIC_URL}/results/"
+    assert ("\n\n😊 Happy · 90%\n🔑 keyword \"退款\"\ntelegram · Support group · Ann\n2026-03-04 06:00 · 6.0 s\n"
+            f"{link}{ids['calm_refund_zh']}\n💬 我已经等了三个星期了，退款到底什么时候到？\n\n") in slack
+    assert (f"😠 Angry · 85% (≥ 80%)\ntelegram · Support group · Di\n2026-03-04 06:00 · 6.0 s\n"
+            f"{link}{ids['angry_silent']}\n💬 hello\n\n") in slack
+    assert ("😠 Angry · 90% (≥ 80%)\ntelegram · Support group · Flo\n2026-03-04 06:00 · 6.0 s\n"
+            f"{link}{ids['angry_no_words']}") in slack
+    [telegram] = texts(fake_telegram)  # zh
+    assert "😐 中性 · 90%\n🔑 关键词「refund」\n" in telegram and "\n💬 Where is my REFUND?" in telegram
+    [(case, _, _)] = alerts.escalator.alerts.cases(result_id=ids["calm_refund_en"])
+    assert (case.keyword, case.threshold) == ("refund", None)  # kept with the case
+
+
+def test_an_alert_quotes_a_long_transcript_cut_to_its_start_and_never_past_the_targets_limit(
+    alerts, fake_slack, fake_telegram, fake_wecom
+):
+    words = "我已经等了三个星期了，退款到底什么时候到？<b>&amp;</b> [链接](http://x) " * 60  # 2,000 characters
+    ids = [add_chat_note(alerts.store, received_at=NOON + timedelta(seconds=n), emotions={"angry": 0.9}, said=words)
+           for n in range(12)]
+
+    alerts.escalator.sweep(NOON + timedelta(minutes=5))
+
+    limits = {fake_slack: TextLimit(4000, "characters"), fake_telegram: TextLimit(4096, "utf-16 units"),
+              fake_wecom: TextLimit(4096, "bytes")}
+    for fake, limit in limits.items():
+        parts = texts(fake)
+        assert all(limit.measure(part) <= limit.size for part in parts)
+        assert all(sum(part.count(case) for part in parts) == 1 for case in ids), "every case, link and all"
+        quotes = [line for part in parts for line in part.split("\n") if line.startswith("💬 ")]
+        assert len(quotes) == len(ids) and all(quote.endswith("…") for quote in quotes)
+    [telegram_quote, *_] = [line for line in texts(fake_telegram)[0].split("\n") if line.startswith("💬 ")]
+    assert telegram_quote == "💬 " + clip(words, ALERT_QUOTE_CHARACTERS)  # plain text: as said
+    robot = texts(fake_wecom)[0]
+    assert "](http" not in robot  # markdown in what was said is made inert for the robot, as names are
 
 
 def test_a_chat_no_route_names_is_not_escalated(tmp_path, fake_telegram):
@@ -337,10 +420,10 @@ def test_slack_alerts_fit_its_limit_as_it_counts_them_after_escaping(alerts, fak
 def test_a_rule_for_every_chat_comes_after_the_chat_and_platform_rules(tmp_path, fake_telegram):
     rules = {"*": {"fearful": 0.6}, "slack:*": {"angry": 0.3}, "telegram:-100888": {"sad": 0.5}}
     escalation = EscalationSettings(rules=rules)
-    assert rule_for(escalation, "telegram", "-100888") == {"sad": 0.5}
-    assert rule_for(escalation, "slack", "C0SALES") == {"angry": 0.3}
-    assert rule_for(escalation, "telegram", "-100777") == {"fearful": 0.6}
-    assert rule_for(EscalationSettings(), "telegram", "-100777") == {"angry": 0.5}
+    assert rule_for(escalation, "telegram", "-100888").thresholds == {"sad": 0.5}
+    assert rule_for(escalation, "slack", "C0SALES").thresholds == {"angry": 0.3}
+    assert rule_for(escalation, "telegram", "-100777").thresholds == {"fearful": 0.6}
+    assert rule_for(EscalationSettings(), "telegram", "-100777").thresholds == {"angry": 0.5}
 
     alerts = Alerts(alert_settings(tmp_path, telegram=fake_telegram, escalation={"rules": rules}))
     fearful = add_chat_note(alerts.store, received_at=NOON, emotions={"fearful": 0.65})
@@ -522,6 +605,11 @@ def test_the_escalation_example_config_is_valid():
         ({"routes": [{"sources": ["*"], "targets": ["suport"]}]}, r"routes.*routes\[0\]\.targets names 'suport'"),
         ({"escalation": {"default_rule": {"angy": 0.5}}}, r"escalation\.default_rule.*'angy' is not an emotion"),
         ({"escalation": {"rules": {"telegram:1": {"angry": 1.5}}}}, r"escalation\.rules.*1\.5 is not a score"),
+        ({"escalation": {"rules": {"telegram:1": {"keywords": ["退款"], "match": "all"}}}},
+         r"escalation\.rules\.telegram:1.*match: all .* needs both keywords and emotion thresholds"),
+        ({"escalation": {"rules": {"*": {"angry": 0.5, "keywords": ["refund", " "]}}}},
+         r"escalation\.rules\.\*\.keywords.*1 to 64 characters long, not ''"),
+        ({"escalation": {"default_rule": {"angry": 0.5, "match": "some"}}}, r"escalation\.default_rule\.match"),
         ({"targets": {"x": {"platform": "whatsapp", "chat_id": "1"}}}, r"targets\.x\.platform.*'whatsapp'"),
         ({"digest": {"targets": {"nobody": {}}}}, r"digest.*digest\.targets names 'nobody'"),
         ({"escalation": {"sweep_intervall_min": 5}}, r"escalation\.sweep_intervall_min.*unknown setting"),

@@ -6,7 +6,7 @@ every escalation rule (``escalation.default_rule``, each entry of
 ``escalation.rules``; one per emotion of a rule), ``calibrate`` reports:
 
 * the *flagged* notes: chat voice notes with speech, from the chats that
-  follow that rule (as ``escalation.rule_source`` decides it: a chat with a
+  follow that rule (as ``rules.rule_source`` decides it: a chat with a
   rule of its own is not counted under its platform's), whose score for the
   emotion reached the threshold; and how many of them got feedback;
 * the *labelled* notes: every note of those chats whose newest label says
@@ -37,7 +37,7 @@ from ..config import DEFAULT_PRECISION, EscalationSettings
 from ..remembering.labels import Labels, chat_note_scores
 from ..remembering.results import NO_SPEECH
 from ..remembering.store import Store
-from .escalation import rule_source
+from .rules import rule_source
 
 MIN_LABELS = 10  # labelled notes before a threshold is suggested ...
 MIN_EACH = 3  # ... with at least this many each way; and a suggested threshold rests on at least this many
@@ -117,7 +117,7 @@ def calibrate(store: Store, escalation: EscalationSettings, *, target: float = D
     return [
         _calibration(source, key, threshold, target, scores[source], labelled[source])
         for source, rule in rules
-        for key, threshold in rule.items()
+        for key, threshold in rule.thresholds.items()
         if emotion in (None, key)
     ]
 

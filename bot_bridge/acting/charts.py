@@ -35,13 +35,18 @@ COLOURS = {
 
 def timeline_chart(result: Result, min_duration_s: float) -> bytes | None:
     """A PNG of each leading emotion's score over time, or None when there is no change to show."""
+    leaders = changing_emotions(result, min_duration_s)
+    return _plot(result, leaders) if leaders else None
+
+
+def changing_emotions(result: Result, min_duration_s: float) -> list[str]:
+    """The emotions that lead some window of a note long enough for a chart, when there are two or more
+    (the note gets a chart of them); else none. Cheap: a reply knows before drawing whether a chart comes."""
     if result.timeline is None or result.duration_s <= min_duration_s:
-        return None
+        return []
     spoken = [window for window in result.timeline if window.has_speech]
     leaders = sorted({window.emotion for window in spoken}, key=list(BY_KEY).index)
-    if len(leaders) < 2:
-        return None
-    return _plot(result, leaders)
+    return leaders if len(leaders) >= 2 else []
 
 
 def _plot(result: Result, leaders: list[str]) -> bytes:

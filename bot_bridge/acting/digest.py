@@ -6,10 +6,13 @@ before it (18:00 on D-1 to 18:00 on D): consecutive digests neither overlap
 nor leave a gap, whatever time a team picks. It counts the chats routed to
 the target (``routes``), each with its number of voice notes, the share of
 each emotion, its escalations and the (at most three) notes that met the
-chat's escalation rule, strongest first, compared with the previous period
-and the average of the seven before it, and a chart. The list uses the rule
-of ``acting/escalation.py`` (``rule_for``, ``match``): a note that is mostly
-neutral with some anger in it is no angry note.
+chat's escalation rule, strongest first, each with a quote of what was said,
+compared with the previous period and the average of the seven before it,
+the words that recur in its angry notes (``bot_bridge.words.recurring``:
+said in two or more of the notes whose top emotion is angry, stop words left
+out), and a chart. The list uses the rule of ``acting/rules.py``
+(``rule_for``, ``match``): a note that is mostly neutral with some anger in
+it is no angry note.
 
 ``Digests.send_due(now)`` runs every minute in the scheduler: a digest is due
 from its time until ``digest.grace_period_h`` after it, so one missed while
@@ -32,9 +35,10 @@ from ..remembering.alert_store import AlertStore, ChatNote, DigestState
 from ..remembering.results import NO_SPEECH
 from ..remembering.store import Store
 from .alerting import Routes, Target, cut_to_fit, say
+from ..words import recurring
 from .digest_chart import digest_chart
 from .digest_text import render_digest
-from .escalation import Match, match, rule_for
+from .rules import Match, match, rule_for
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +98,7 @@ class ChatDigest:
     emotions: Counter = field(default_factory=Counter)  # top emotion -> notes, in the digest's period
     escalations: int = 0
     over_rule: list[RuleNote] = field(default_factory=list)  # notes that met the chat's escalation rule
+    angry_words: list[tuple[str, int]] = field(default_factory=list)  # words said in several angry notes, how many
 
     @property
     def notes(self) -> int:
@@ -212,6 +217,7 @@ class Digests:
         at = self.digest.targets[target.key].at
         periods = [Period.of(day - timedelta(days=k), at, target.zone) for k in range(AVERAGE_DAYS + 1)]
         chats: dict[str, ChatDigest] = {}
+        angry_said: dict[str, list[str]] = {}  # per chat, what its angry notes of the period said
         for chat_note in self.alerts.chat_notes(periods[-1].start, periods[0].end):
             note, result = chat_note.note, chat_note.result
             source = f"{note.platform}:{note.chat_id}"
@@ -227,13 +233,18 @@ class Digests:
                 counts.angry += result.emotion == "angry"
             if periods_ago == 0:
                 chat.escalations += chat_note.escalated
+                said = result.transcript if analysed else None
                 if analysed:
                     chat.emotions[result.emotion] += 1
-                met = analysed and match(rule_for(self.escalation, note.platform, note.chat_id), result.scores)
+                if said is not None and result.emotion == "angry":
+                    angry_said.setdefault(source, []).append(said.text)
+                met = analysed and match(rule_for(self.escalation, note.platform, note.chat_id), result.scores,
+                                         None if said is None else said.text)
                 if met:
                     chat.over_rule.append(RuleNote(chat_note, met))
-        for chat in chats.values():
+        for source, chat in chats.items():
             chat.over_rule = sorted(chat.over_rule, key=lambda line: -line.match.score)[:OVER_RULE_LISTED]
+            chat.angry_words = recurring(angry_said.get(source, []))
         active = sorted((chat for chat in chats.values() if chat.notes), key=lambda chat: (-chat.notes, chat.source))
         return Digest(target, periods[0], active)
 

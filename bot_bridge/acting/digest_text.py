@@ -2,8 +2,10 @@
 
 One block gives the whole picture, then one block per chat: its voice notes
 against the previous day and the 7-day average, the share of each emotion,
-the angry share with the same comparisons, its escalations and up to three
-notes that met the chat's escalation rule, strongest first, with links. Blocks are packed into as few messages as the
+the angry share with the same comparisons, the words that recur in its angry
+notes, its escalations and up to three notes that met the chat's escalation
+rule, strongest first, with links and a quote of what each said (clipped to
+``QUOTE_CHARACTERS``). Blocks are packed into as few messages as the
 platform's limit allows (``alerting.pack``).
 """
 
@@ -13,9 +15,11 @@ import functools
 from datetime import datetime
 
 from .alerting import local_time, pack, result_link, say
-from .replies import label
+from .replies import label, said_line
 
 MINUS = "−"
+#: What a digest quotes of each note it lists, at most.
+QUOTE_CHARACTERS = 80
 
 
 def render_digest(digest, public_url: str | None, *, late_since: datetime | None = None) -> list[str]:
@@ -58,6 +62,9 @@ def _chat(chat, target, public_url: str | None) -> str:
     if chat.shares:
         lines.append("  ".join(label(emotion, share, language) for emotion, share in chat.shares.items()))
         lines.append(_angry_line(chat, language))
+    if chat.angry_words:
+        counted = " · ".join(f"{target.user_text(word)} ×{count}" for word, count in chat.angry_words)
+        lines.append(say(language, f"愤怒语音里反复出现的词：{counted}", f"Words that recur in angry notes: {counted}"))
     lines.append(say(language, f"升级 {chat.escalations} 次", f"Escalations: {chat.escalations}"))
     if chat.over_rule:
         lines.append(say(language, "达到升级规则的语音，最强烈的在前：", "Over the escalation rule, strongest first:"))
@@ -65,8 +72,12 @@ def _chat(chat, target, public_url: str | None) -> str:
             note, result = line.note.note, line.note.result
             who = target.user_text(note.sender_name or note.sender_id or "?")
             when = local_time(note.received_at, target.zone, "%m-%d %H:%M")  # the period spans two dates
-            lines.append(f"{number}. {label(line.match.emotion, line.match.score, language)} · {who} · {when} · "
-                         f"{result_link(public_url, result.id)}")
+            keyword = f" · 🔑 {target.user_text(line.match.keyword)}" if line.match.keyword else ""
+            lines.append(f"{number}. {label(line.match.emotion, line.match.score, language)}{keyword} · {who} · "
+                         f"{when} · {result_link(public_url, result.id)}")
+            quote = said_line(result.transcript, language, QUOTE_CHARACTERS, escape=target.user_text)
+            if quote:
+                lines.append(f"   {quote}")
     return "\n".join(lines)
 
 

@@ -1,9 +1,12 @@
 """Escalations: voice notes that sound angry (or fearful, ...) reach support channels, once per target.
 
 A chat voice note is a *case* when one of its scores, not only its top
-label, meets its chat's rule: ``escalation.rules["platform:chat_id"]``,
-else ``escalation.rules["platform:*"]``, else ``escalation.rules["*"]``,
-else ``escalation.default_rule`` (angry >= 0.5). ``routes`` say which
+label, or a keyword of its transcript, meets its chat's rule:
+``escalation.rules["platform:chat_id"]``, else ``escalation.rules["platform:*"]``,
+else ``escalation.rules["*"]``, else ``escalation.default_rule`` (angry >= 0.5);
+``acting/rules.py`` says how a rule's thresholds and keywords combine. Every
+alert carries what the customer said (the transcript, clipped) and the
+keyword that matched, if one did. ``routes`` say which
 targets hear about which chats; a target whose platform is not configured
 in this process hears nothing (it gets no delivery row, so nothing stale is
 waiting for it when its platform is turned on).
@@ -28,43 +31,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from ..chat.outbound import MaybeDelivered, OutboundError
-from ..config import EscalationSettings, Settings, chat_key
+from ..config import Settings
 from ..remembering.alert_store import AlertStore, Case, DeliveryState, OpenDelivery
-from ..remembering.results import NO_SPEECH
+from ..remembering.results import NO_SPEECH, Transcript
 from ..remembering.store import Store, VoiceNoteRow
 from .alerting import Routes, Target, local_time, pack, result_link, say, source_line
-from .replies import label
+from .replies import label, said_line
+from .rules import match, reached, rule_for
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class Match:
-    emotion: str
-    score: float
-    threshold: float
-
-
-def rule_for(escalation: EscalationSettings, platform: str, chat_id: str) -> dict[str, float]:
-    """The thresholds of a chat: its own rule, else its platform's (``platform:*``), else the rule of every
-    chat (``*``), else the default."""
-    source = rule_source(escalation, platform, chat_id)
-    return escalation.default_rule if source is None else escalation.rules[source]
-
-
-def rule_source(escalation: EscalationSettings, platform: str, chat_id: str) -> str | None:
-    """Which rule a chat follows: its key in ``escalation.rules``, or None for ``escalation.default_rule``."""
-    return chat_key(escalation.rules, platform, chat_id)
-
-
-def match(thresholds: dict[str, float], scores: dict[str, float]) -> Match | None:
-    """The highest-scoring emotion that meets its threshold, or None."""
-    met = [(scores.get(emotion, 0.0), emotion, threshold) for emotion, threshold in thresholds.items()
-           if scores.get(emotion, 0.0) >= threshold]
-    if not met:
-        return None
-    score, emotion, threshold = max(met)
-    return Match(emotion, score, threshold)
+#: What an alert quotes of a transcript at most; a message too short for it cuts the quote, not the case.
+ALERT_QUOTE_CHARACTERS = 200
 
 
 @dataclass(frozen=True)
@@ -76,20 +54,22 @@ class AlertLine:
     duration_s: float
     emotion: str
     score: float
-    threshold: float
+    threshold: float | None  # None: a keyword alone made the case
     severe: bool
+    keyword: str | None = None
+    said: Transcript | None = None
     maybe_sent: bool = False
 
     @classmethod
     def waiting(cls, open_delivery: OpenDelivery) -> AlertLine:
-        case = open_delivery.case
-        return cls(open_delivery.note, case.result_id, open_delivery.result.duration_s, case.emotion, case.score,
-                   case.threshold, case.severe, open_delivery.delivery.maybe_sent)
+        case, result = open_delivery.case, open_delivery.result
+        return cls(open_delivery.note, case.result_id, result.duration_s, case.emotion, case.score, case.threshold,
+                   case.severe, case.keyword, result.transcript, open_delivery.delivery.maybe_sent)
 
     @classmethod
     def new(cls, case: Case) -> AlertLine:
         return cls(case.note, case.result.id, case.result.duration_s, case.emotion, case.score, case.threshold,
-                   case.severe)
+                   case.severe, case.keyword, case.result.transcript)
 
 
 class Escalator:
@@ -129,11 +109,14 @@ class Escalator:
                 continue  # scores of silence mean nothing
             targets = [key for key in self.routes.targets_for(f"{note.platform}:{note.chat_id}")
                        if key in self.targets and self.targets[key].sender is not None]
-            matched = match(rule_for(self.escalation, note.platform, note.chat_id), result.scores)
+            said = result.transcript
+            matched = match(rule_for(self.escalation, note.platform, note.chat_id), result.scores,
+                            None if said is None else said.text)
             if not targets or matched is None:
                 continue
-            severe = match(self.escalation.immediate, result.scores) is not None
-            found.append((Case(note, result, matched.emotion, matched.score, matched.threshold, severe), targets))
+            severe = reached(self.escalation.immediate, result.scores) is not None
+            found.append((Case(note, result, matched.emotion, matched.score, matched.threshold, severe,
+                               matched.keyword), targets))
         return found
 
     def preview(self, now: datetime) -> dict[str, list[str]]:
@@ -197,16 +180,26 @@ class Escalator:
                     len(delivery_ids), target.name, error, exc_info=not isinstance(error, OutboundError))
 
     def _block(self, line: AlertLine, target: Target) -> str:
+        """One case: how it sounded, the keyword, where and when, its link, and last what was said, so that a
+        block too long for a message of its own (``pack``) loses the end of the words, not the rest."""
         language = target.language
-        first = f"{label(line.emotion, line.score, language)} (≥ {line.threshold:.0%})"
+        first = label(line.emotion, line.score, language)
+        if line.threshold is not None:
+            first += f" (≥ {line.threshold:.0%})"
         if line.severe:
             first += " ‼️ " + say(language, "紧急", "urgent")
         if line.maybe_sent:
             first += " ↻ " + say(language, "可能重复", "may repeat")
+        lines = [first]
+        if line.keyword is not None:
+            keyword = target.user_text(line.keyword)
+            lines.append("🔑 " + say(language, f"关键词「{keyword}」", f'keyword "{keyword}"'))
         seconds = f"{line.duration_s:.1f} {'秒' if language == 'zh' else 's'}"
-        when = f"{local_time(line.note.received_at, target.zone)} · {seconds}"
-        return "\n".join((first, source_line(line.note, target.user_text), when,
-                          result_link(self.public_url, line.result_id)))
+        lines += [source_line(line.note, target.user_text),
+                  f"{local_time(line.note.received_at, target.zone)} · {seconds}",
+                  result_link(self.public_url, line.result_id)]
+        said = said_line(line.said, language, ALERT_QUOTE_CHARACTERS, escape=target.user_text)
+        return "\n".join(lines + ([said] if said else []))
 
 
 def _header(count: int, target: Target, urgent: bool, part: int, parts: int) -> str:

@@ -3,25 +3,65 @@
 ``😠 愤怒 Angry · 87%`` and, when the second emotion scores over 10 %, the
 runner-up on the next line. A result from random weights always says so
 first, because a confident label from a test model is worse than none.
+
+Then what was said (``reply.transcript``): ``short``, the first 200
+characters cut between words (between characters in Chinese), or ``full``;
+either way cut further when the platform's message would overflow
+(``TextLimit``, measured as the platform counts). The emotion lines are
+never cut: the words are. Words from a random-weight SenseVoice say they
+are meaningless.
 """
 
 from __future__ import annotations
 
+from typing import Callable
+
+from adapters.base import TextLimit
+
 from ..emotions import BY_KEY
 from ..errors import BotBridgeError
-from ..remembering.results import NO_SPEECH, Result
+from ..remembering.results import NO_SPEECH, Result, Transcript
+from ..words import clip
 
 RUNNER_UP_ABOVE = 0.10
+#: ``reply.transcript: short``: this many characters of what was said, at most.
+SHORT_TRANSCRIPT = 200
 
 _TEXT = {
     "random": ("⚠️ 测试模型（随机权重）：以下结果没有意义", "⚠️ TEST MODEL (random weights): this label is meaningless"),
     "runner_up": ("其次", "then"),
     "no_speech": ("没有听到说话声", "No speech heard"),
     "speech_ratio": ("语音占比", "speech"),
+    "meaningless_words": ("随机权重，文字没有意义", "random weights: these words are meaningless"),
 }
 
 
-def render_result(result: Result, language: str = "both") -> str:
+def render_result(result: Result, language: str = "both", *, transcript: str = "off",
+                  limit: TextLimit | None = None) -> str:
+    """The reply to a voice note: its emotion lines, then what was said (``transcript``: off, short or full),
+    cut so that the whole fits ``limit``."""
+    text = _emotion_lines(result, language)
+    if transcript == "off" or result.reason == NO_SPEECH:
+        return text
+    fits = (lambda _reply: True) if limit is None else (lambda reply: limit.measure(reply) <= limit.size)
+    max_chars = SHORT_TRANSCRIPT if transcript == "short" else None
+    said = said_line(result.transcript, language, max_chars, fits=lambda line: fits(f"{text}\n{line}"))
+    return text if said is None else f"{text}\n{said}"
+
+
+def said_line(transcript: Transcript | None, language: str, max_chars: int | None, *,
+              escape: Callable[[str], str] = str, fits: Callable[[str], bool] = lambda _line: True) -> str | None:
+    """``💬 what was said``, at most ``max_chars`` characters of it (None: all), cut between words so that the
+    line ``fits``; words from random weights say so first. ``escape`` makes the words inert for a message's
+    markup. None when nothing was said or not even the start of it fits."""
+    if transcript is None or not transcript.text.strip():
+        return None
+    head = "💬 " + (f"({_say('meaningless_words', language)}) " if transcript.random_weights else "")
+    words = clip(transcript.text, max_chars or len(transcript.text), lambda clipped: fits(head + escape(clipped)))
+    return head + escape(words) if words else None
+
+
+def _emotion_lines(result: Result, language: str) -> str:
     lines = []
     if result.random_weights:
         lines.append(_say("random", language))

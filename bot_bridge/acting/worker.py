@@ -54,7 +54,7 @@ from ..logs import secret_values
 from ..metrics import count_error, count_note, observe_time_to_reply, timed_stage
 from ..remembering.results import Result
 from ..remembering.store import Store, VoiceNoteRow
-from .charts import timeline_chart
+from .charts import changing_emotions, timeline_chart
 from .heartbeat import Heartbeat
 from .queue import WorkQueue
 from .replies import render_error, render_help, render_result
@@ -108,7 +108,8 @@ class NotRecorded(Exception):
 class Analyser(Protocol):
     """What the worker needs of the engine: analysing and storing a recording, and a turn with the cores."""
 
-    def analyse(self, data: bytes, *, file_name: str | None, timeline: bool, origin: str) -> Result: ...
+    def analyse(self, data: bytes, *, file_name: str | None, timeline: bool, origin: str,
+                transcribe: bool | None) -> Result: ...
 
     def cpu_turn(self) -> ContextManager: ...
 
@@ -308,7 +309,11 @@ class _Attempt:
             return _Reply(SILENT, result_id=result.id)
         if self.mode == REACTION:
             return _Reply(REACTION, reaction_for(result), result.id)
-        return _Reply(MESSAGE, render_result(result, self.language), result.id)
+        note, reply = self.note, self.settings.reply
+        with_chart = bool(changing_emotions(result, reply.chart_min_duration_s))
+        text = render_result(result, self.language, transcript=reply.transcript_for(note.platform, note.chat_id),
+                             limit=adapter.reply_limit(with_chart))
+        return _Reply(MESSAGE, text, result.id)
 
     def _analyse(self, adapter: ChatAdapter):
         media = self.message.media
@@ -324,7 +329,9 @@ class _Attempt:
                 audio = adapter.fetch_audio(self.message, max_bytes)
         except TooLarge:
             raise too_large from None
-        return self.worker.analyser.analyse(audio, file_name=media.file_name, timeline=True, origin=self.note.platform)
+        transcribe = self.settings.transcribe.enabled_for(self.note.platform, self.note.chat_id)
+        return self.worker.analyser.analyse(audio, file_name=media.file_name, timeline=True, origin=self.note.platform,
+                                            transcribe=transcribe)
 
     def _after_failure(self, failure: Exception) -> _Reply | None:
         """Retry a transient failure; after the last try, or for a final one, tell the person."""

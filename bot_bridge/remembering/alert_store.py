@@ -29,7 +29,7 @@ Exactly once, as far as platforms without idempotency keys allow it:
   part that went out, with the same words, instead of starting over.
 * The scheduler's lease (``leases``, see ``bot_bridge.acting.scheduler``) is
   declared here too: this module declares exactly the tables of migration
-  0002.
+  0002 (with the keyword of a case, migration 0010).
 
 Each conditional UPDATE is atomic on SQLite (one writer at a time) and on
 PostgreSQL (a concurrent UPDATE of the same row waits, then re-checks the
@@ -87,7 +87,9 @@ class DigestState:
 
 
 class EscalationRow(Base):
-    """A voice note that matched its chat's rule: the emotion, its score and the threshold it met."""
+    """A voice note that matched its chat's rule: the emotion, its score and the threshold it met (none when a
+    keyword of its transcript alone made the case; ``emotion`` and ``score`` are then its top emotion's), and the
+    keyword that matched, if one did."""
 
     __tablename__ = "escalations"
     __table_args__ = (UniqueConstraint("result_id", name="uq_escalations_result"),)
@@ -98,7 +100,8 @@ class EscalationRow(Base):
     source: Mapped[str] = mapped_column(String(256))  # platform:chat_id
     emotion: Mapped[str] = mapped_column(String(16))
     score: Mapped[float] = mapped_column(Float)
-    threshold: Mapped[float] = mapped_column(Float)
+    threshold: Mapped[float | None] = mapped_column(Float)
+    keyword: Mapped[str | None] = mapped_column(String(64))  # config.MAX_KEYWORD
     severe: Mapped[bool] = mapped_column(Boolean)  # met escalation.immediate: sent without waiting for the sweep
     matched_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
@@ -172,8 +175,9 @@ class Case:
     result: ResultRow
     emotion: str
     score: float
-    threshold: float
+    threshold: float | None  # None: a keyword alone met the rule
     severe: bool
+    keyword: str | None = None
 
     @property
     def source(self) -> str:
@@ -227,8 +231,8 @@ class AlertStore:
     def record_case(self, case: Case, targets: list[str], now: datetime) -> bool:
         """Write the case and a pending delivery per target; False if it was recorded already."""
         values = {"result_id": case.result.id, "voice_note_id": case.note.id, "source": case.source,
-                  "emotion": case.emotion, "score": case.score, "threshold": case.threshold, "severe": case.severe,
-                  "matched_at": now}
+                  "emotion": case.emotion, "score": case.score, "threshold": case.threshold, "keyword": case.keyword,
+                  "severe": case.severe, "matched_at": now}
         with self.session.begin() as session:
             case_id = insert_new(session, EscalationRow, values, ["result_id"])
             if case_id is None:

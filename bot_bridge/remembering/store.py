@@ -12,6 +12,8 @@ audio when ``audio.keep_audio`` is on, with a copy browsers can play when they
 cannot play the original: ``hearing/playable.py``), so that people who
 scripted against those folders keep working. The time in the name is UTC,
 and the ``Z`` says so: the console shows its own zone (``console.timezone``).
+The words of its transcript are indexed for search in the same transaction
+(``ResultWordsRow``; ``remembering/search.py`` reads them).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -48,7 +51,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 from ..chat.messages import ChatMessage, Media
-from .results import Result
+from ..words import search_terms
+from .results import Result, Transcript
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +119,36 @@ class ResultRow(Base):
     embedding_dim: Mapped[int | None] = mapped_column(Integer)
     output_dir: Mapped[str | None] = mapped_column(String(1024))
     audio_file: Mapped[str | None] = mapped_column(String(1024))
+
+    @property
+    def transcript(self) -> Transcript | None:
+        """What was said (``Result.transcript``), from the stored result; None when it has none."""
+        data = self.payload.get("transcript")
+        return None if data is None else Transcript.from_dict(data)
+
+
+class ResultWordsRow(Base):
+    """The words of a result's transcript, as the search index keeps them (``remembering/search.py``).
+
+    ``terms`` are ``bot_bridge.words.search_terms`` of the transcript, one
+    space between them, written with the result in one transaction. On SQLite
+    the FTS5 table ``result_words_fts`` (migration 0010) follows this table
+    through triggers, its rowid this ``id``; on PostgreSQL the GIN index
+    ``ix_result_words_terms`` holds the terms as a tsvector. A result's words
+    go with it (``ON DELETE CASCADE``) or with ``SearchIndex.forget``.
+    """
+
+    __tablename__ = "result_words"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    result_id: Mapped[str] = mapped_column(ForeignKey("results.id", ondelete="CASCADE"), unique=True)
+    terms: Mapped[str] = mapped_column(Text)
+
+
+#: The terms of a result as PostgreSQL's full-text search reads them: each term one lexeme, as it is (the
+#: words are cut and normalised in Python, the same for both databases, so no text search configuration).
+TERMS_VECTOR = func.array_to_tsvector(func.string_to_array(ResultWordsRow.terms, " "))
+Index("ix_result_words_terms", TERMS_VECTOR, postgresql_using="gin")
 
 
 class VoiceNoteRow(Base):
@@ -223,9 +257,13 @@ class Store:
             output_dir=str(folder),
             audio_file=None if audio_file is None else str(audio_file),
         )
+        terms = search_terms(result.transcript.text) if result.transcript is not None else []
         try:
             with self.session.begin() as session:
                 session.add(row)
+                if terms:
+                    session.flush()  # the result's row first: its words refer to it
+                    session.add(ResultWordsRow(result_id=result.id, terms=" ".join(terms)))
         except Exception:
             shutil.rmtree(folder, ignore_errors=True)  # no folder without its row
             raise

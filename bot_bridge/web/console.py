@@ -68,7 +68,9 @@ from ..hearing.model_files import has_random_weights
 from ..hearing.playable import PLAYABLE_FILE, PLAYABLE_MIMETYPE
 from ..remembering.alert_store import AlertStore, DeliveryState
 from ..remembering.labels import LabelError, Labels
+from ..remembering.search import SearchIndex, query_words
 from ..service import Service
+from ..words import clip
 from . import queries
 from .api import analysis_request, get_audio, get_embedding, get_result, http_error, service
 from .console_jobs import job_answer, start_analysis
@@ -92,6 +94,8 @@ MAX_ROW_ID = 2**63 - 1  # the largest integer SQLite and PostgreSQL's bigint hol
 # target's time zone (up to UTC+14) and the 24 h window around the day would overflow.
 DIGEST_FIRST_DAY, DIGEST_LAST_DAY = date(1970, 1, 1), date(9998, 12, 31)
 SIMILAR_DEFAULT, SIMILAR_MAX = 8, 50  # "find similar": how many it lists, and the most ?limit= may ask for
+SEARCH_KINDS = {"chat": ("聊天语音", "Chat voice notes"), "upload": ("上传", "Uploads")}
+FIRST_WORDS = 80  # characters of a transcript a list shows
 
 # A label the result page's own forms cannot send; a page from before a change, or a hand-made request.
 LABEL_REFUSED = ("这条反馈无法记录：页面可能已过期，请刷新后重试。",
@@ -386,6 +390,18 @@ def voice_notes_page():
     )
 
 
+@console.route("/search", methods=["GET", "POST"])
+def search_page():
+    """Voice notes and uploads whose transcripts say every word asked for, newest first (``remembering/search.py``).
+
+    The words come in a POST body, not the address: no access log, proxy log or browser history keeps them."""
+    query = request.form.get("q", "").strip()
+    kind = request.form.get("kind") if request.form.get("kind") in SEARCH_KINDS else None
+    found = SearchIndex(service().store).search(query, kind=kind, limit=PAGE_SIZE + 1) if query else []
+    return render_template("search.html", query=query, kind=kind, kinds=SEARCH_KINDS, found=found[:PAGE_SIZE],
+                           more=len(found) > PAGE_SIZE, searched=bool(query_words(query)))
+
+
 @console.get("/results/<result_id>")
 def result_page(result_id: str):
     row = service().store.result_row(result_id)
@@ -445,7 +461,7 @@ def escalations_page():
     settings = service().settings
     return render_template("escalations.html", cases=escalated_cases(service(), state=state), state=state,
                            configured=bool(settings.targets and settings.routes),
-                           default_rule=rule_words(settings.escalation.default_rule))
+                           default_rule=rule_words(**settings.escalation.default_rule.model_dump()))
 
 
 @console.get("/digest")
@@ -602,6 +618,13 @@ def _local_time(moment: datetime | None) -> str:
     return "" if moment is None else shown_time(moment, console_zone())
 
 
+@console.app_template_filter("first_words")
+def _first_words(row) -> str | None:
+    """The start of a stored result's transcript, for lists; None when it has none."""
+    transcript = row.transcript
+    return clip(transcript.text, FIRST_WORDS) if transcript is not None and transcript.text.strip() else None
+
+
 @console.app_template_filter("base64")
 def _base64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
@@ -628,9 +651,13 @@ def _page_context() -> dict:
     }
 
 
-def rule_words(rule: dict[str, float]) -> str:
-    """``angry ≥ 0.50, fearful ≥ 0.60``: an escalation rule as the console writes it."""
-    return ", ".join(f"{emotion} ≥ {threshold:.2f}" for emotion, threshold in rule.items())
+def rule_words(thresholds: dict[str, float], keywords: list[str] = (), match: str | None = None) -> str:
+    """``angry ≥ 0.50, fearful ≥ 0.60; keywords 退款, refund (match any)``: an escalation rule (or what of it a
+    case met) as the console writes it."""
+    words = ", ".join(f"{emotion} ≥ {threshold:.2f}" for emotion, threshold in thresholds.items())
+    if keywords:
+        words += f"{'; ' if words else ''}keywords {', '.join(keywords)}" + (f" (match {match})" if match else "")
+    return words
 
 
 def digest_times(settings: Settings) -> list[tuple[str, str, str]]:
@@ -751,7 +778,8 @@ def _escalated(service: Service, cases) -> list[EscalatedCase]:
             result_id=case.result_id,
             emotion=case.emotion,
             score=case.score,
-            rule=rule_words({case.emotion: case.threshold}) + (" ‼️" if case.severe else ""),
+            rule=rule_words({} if case.threshold is None else {case.emotion: case.threshold},
+                            [case.keyword] if case.keyword else []) + (" ‼️" if case.severe else ""),
             source=source_line(note),
             matched_at=case.matched_at,
             targets=tuple(_target_state(names.get(row.target, row.target), row) for row in deliveries),

@@ -91,6 +91,7 @@ async function run() {
   button.disabled = true;
   chart?.destroy();
   chart = null;
+  document.getElementById("transcript").hidden = true; // the last result's words until this one's come
   showProgress({ stage: "queued", elapsed_s: 0 }, file);
   showState("busy");
   const body = new FormData(form);
@@ -102,7 +103,12 @@ async function run() {
     const done = await follow(job.url, (news) => showProgress(news, file));
     lastRun = { key };
     showState("result");
-    chart = renderResult(view, done.result, { audio: player, offerEmbedding: withEmbedding, showPermalink: true });
+    chart = renderResult(view, done.result, {
+      audio: player,
+      transcript: document.getElementById("transcript"),
+      offerEmbedding: withEmbedding,
+      showPermalink: true,
+    });
     if (player.error && done.audio_url) player.src = done.audio_url;
   } catch (error) {
     showState(lastRun ? "result" : "empty");

@@ -4,5 +4,6 @@ import { renderResult } from "./result-view.js";
 const result = JSON.parse(document.getElementById("result-data").textContent);
 renderResult(document.getElementById("result-view"), result, {
   audio: document.getElementById("result-audio"),
+  transcript: document.getElementById("transcript"),
   offerEmbedding: true,
 });

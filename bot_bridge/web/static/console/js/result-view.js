@@ -1,14 +1,17 @@
 // One result, drawn into the markup of _result_view.html: the headline (emoji, names, confidence),
 // the facts, the nine score bars, the timeline chart, the processing log, downloads and
-// "find similar". Used by the analysis page and by each result's own page.
+// "find similar"; and what was said into _transcript.html, under the player. Used by the analysis
+// page and by each result's own page.
 import { bilingual, duration, emojiImage, emotionName, percent, slots } from "./dom.js";
 import { renderScoreBars } from "./score-bars.js";
 import { showSimilar } from "./similar.js";
 import { drawTimeline } from "./timeline-chart.js";
 import { text } from "./text.js";
+import { renderTranscript } from "./transcript-view.js";
 
-// options: audio (an <audio> element to sync with the timeline), offerEmbedding, showPermalink
-export function renderResult(view, result, { audio = null, offerEmbedding = false, showPermalink = false } = {}) {
+// options: audio (an <audio> element to sync with the timeline), transcript (the _transcript.html section),
+// offerEmbedding, showPermalink. Returns a handle whose destroy() stops following the audio.
+export function renderResult(view, result, { audio = null, transcript = null, offerEmbedding = false, showPermalink = false } = {}) {
   const slot = slots(view);
   const resultUrl = view.dataset.resultUrl.replace("RESULT_ID", encodeURIComponent(result.id));
 
@@ -44,12 +47,20 @@ export function renderResult(view, result, { audio = null, offerEmbedding = fals
 
   if (result.random_weights) document.getElementById("random-weights-banner").hidden = false;
   view.hidden = false;
-  return showTimeline(slot("timeline-section"), result, audio);
+  const chart = showTimeline(slot("timeline-section"), result, audio);
+  const words = transcript ? renderTranscript(transcript, result, { audio, chart }) : null;
+  return {
+    destroy() {
+      chart?.destroy();
+      words?.destroy();
+    },
+  };
 }
 
 function showTimeline(section, result, audio) {
   section.hidden = !result.timeline;
-  return result.timeline ? drawTimeline(section, result.timeline, result.duration_s, audio) : null;
+  const segments = result.transcript?.segments ?? [];
+  return result.timeline ? drawTimeline(section, result.timeline, result.duration_s, audio, segments) : null;
 }
 
 function describeAudio(audio) {

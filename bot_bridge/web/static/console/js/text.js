@@ -29,6 +29,8 @@ export const text = {
     `Emotion timeline: ${total} windows, mostly ${name.en}. Arrow keys step through them, Enter plays from there.`,
   ],
   sum: ["合计", "sum"],
+  sensevoiceHears: ["SenseVoice 听到", "SenseVoice hears"],
+  emotion2vecHears: ["emotion2vec+ 听到", "emotion2vec+ hears"],
 };
 
 function times(count) {

@@ -4,6 +4,8 @@
 // no score lines and do not count in the summary: a pause is no feeling. Drawn at the container's
 // real width (redrawn when it changes) so text stays crisp on phones and desktops. Pointer or arrow
 // keys move a cursor; a click or Enter plays the audio from there, and a playhead follows the audio.
+// Under the band, a thin mark spans each stretch of the transcript's segments (what was said there);
+// the handle's showTime(t) moves the cursor to the window at t, as a click on a segment does.
 import { bilingual, emotion, emotionName, emotions, h, percent, s, seconds, slots } from "./dom.js";
 import { text } from "./text.js";
 
@@ -13,7 +15,7 @@ const BAND_GAP = 10;
 const PLOT_HEIGHT = 170;
 const TICK_STEPS = [0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600];
 
-export function drawTimeline(section, windows, duration, audio = null) {
+export function drawTimeline(section, windows, duration, audio = null, segments = []) {
   const slot = slots(section);
   const container = slot("timeline-chart");
   const centres = windows.map((w) => (w.start + w.end) / 2);
@@ -77,6 +79,7 @@ export function drawTimeline(section, windows, duration, audio = null) {
       ...timeTicks(),
       speechArea(),
       ...bandCells(),
+      ...saidSpans(),
       ...scoreLines(),
       s("line", { class: "cursor", y1: MARGIN.top, y2: plotBottom, visibility: "hidden", "data-role": "cursor" }),
       s("line", { class: "playhead", y1: MARGIN.top, y2: plotBottom, visibility: "hidden", "data-role": "playhead" }),
@@ -118,6 +121,15 @@ export function drawTimeline(section, windows, duration, audio = null) {
       const [left, right] = cellEdges(i);
       const kind = hasSpeech(w) ? `emotion-${w.emotion}` : "no-speech";
       return s("rect", { class: `band-cell ${kind}`, x: left, y: MARGIN.top, width: Math.max(right - left, 0.5), height: BAND_HEIGHT });
+    });
+  }
+
+  // Where something was said: each transcript segment from its start to its end, between the band and the plot.
+  function saidSpans() {
+    const top = MARGIN.top + BAND_HEIGHT + 3;
+    return segments.map((segment) => {
+      const left = layout.x(segment.start);
+      return s("rect", { class: "said-span", x: left, y: top, width: Math.max(layout.x(segment.end) - left, 1), height: 4 });
     });
   }
 
@@ -235,6 +247,9 @@ export function drawTimeline(section, windows, duration, audio = null) {
   audio?.addEventListener("timeupdate", followAudio);
 
   return {
+    showTime(time) {
+      showCursor(nearestWindow(time));
+    },
     destroy() {
       observer.disconnect();
       audio?.removeEventListener("timeupdate", followAudio);
