@@ -24,9 +24,11 @@ anything a client sends that Slack would not understand is in
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import secrets
+import socket
 import threading
 import time
 import uuid
@@ -120,6 +122,10 @@ class SocketModeEndpoint:
         with self.changed:
             dropped = list(self.connections)
         for connection in dropped:
+            # shutdown, not close alone: the server's reading thread is blocked on this socket, and a close
+            # from another thread neither wakes it nor ends the TCP connection until that read returns.
+            with contextlib.suppress(OSError):
+                connection.websocket.socket.shutdown(socket.SHUT_RDWR)
             connection.websocket.socket.close()
 
     def wait_for_connections(self, count: int, timeout: float = 10.0) -> list[_Connection]:
