@@ -9,7 +9,16 @@ about models, queues or databases. The core calls, in order:
    messages to process (none for events the bot ignores);
 3. later, in a worker: ``fetch_audio(message, max_bytes)``, then ``send_reply(...)``
    (or ``send_reaction(...)`` in a chat whose reply mode is ``reaction``);
-4. from the scheduler: ``send_alert(chat_id, text, image)``.
+4. from the scheduler: ``send_alert(chat_id, text, image)``, and a case's
+   message: ``send_case(chat_id, card)``, later ``update_case(...)``;
+5. when someone presses a button on a case's message: ``parse`` returns it
+   as a ``CaseAction`` (from the webhook, or ``interaction_path`` where the
+   platform posts presses elsewhere), and ``answer_press(...)`` tells the
+   person what came of it.
+
+Cases are optional capabilities: an ``AlertSender`` that cannot show
+buttons or edit messages keeps the defaults (the card's plain text, with a
+link to the case in the console; a follow-up message for each change).
 
 A platform that can be reached without a public URL says so in ``receives``:
 ``pull`` (bot-bridge asks for updates: ``start_pulling``, then ``pull`` in a
@@ -32,10 +41,12 @@ import re
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 import threading
 from typing import Callable, ClassVar, Literal
 
-from bot_bridge.chat.messages import ChatMessage, InboundRequest, ParsedWebhook, Pulled
+from bot_bridge.chat.cards import CaseCard
+from bot_bridge.chat.messages import CaseAction, ChatMessage, InboundRequest, ParsedWebhook, Pulled
 from bot_bridge.chat.outbound import OutboundHttp
 
 #: How far a signed request's timestamp may be from now (Slack's rule, applied to WeCom too).
@@ -87,6 +98,15 @@ class TextLimit:
         return len(text)
 
 
+@dataclass(frozen=True)
+class PostedCard:
+    """A case's message as posted: the platform's reference to it, and a one-time permission to edit it where
+    the platform asks for one (WeCom's ``response_code``)."""
+
+    ref: str
+    edit_token: str | None = None
+
+
 class AlertSender(ABC):
     """What posts alerts to a platform: a message to a chat that is not a reply.
 
@@ -104,6 +124,10 @@ class AlertSender(ABC):
     alert_text_limit: ClassVar[TextLimit] = TextLimit(2048, "bytes")
     #: Whether a target's ``chat_id`` is a credential (a robot's webhook key), masked like the other secrets.
     chat_id_is_secret: ClassVar[bool] = False
+    #: Whether ``update_case`` edits a case's message in place; without it each change is a follow-up message.
+    edits_cases: ClassVar[bool] = False
+    #: How long a ``PostedCard.edit_token`` may be used (None: editing needs none).
+    edit_token_lifetime: ClassVar[timedelta | None] = None
 
     def __init__(self, settings: dict, http: OutboundHttp | None = None) -> None:
         self.settings = settings
@@ -113,6 +137,16 @@ class AlertSender(ABC):
     @abstractmethod
     def send_alert(self, chat_id: str, text: str, image: bytes | None = None) -> str:
         """Post a message to a chat that is not a reply (escalations, digests); returns the platform's id of it."""
+
+    def send_case(self, chat_id: str, card: CaseCard) -> PostedCard:
+        """Post a case's message. By default its plain text, whose link leads to the case's page in the console,
+        where its actions are."""
+        return PostedCard(self.send_alert(chat_id, card.plain_text))
+
+    def update_case(self, chat_id: str, posted: PostedCard, card: CaseCard) -> str | None:
+        """Edit the case's message ``posted`` to show ``card`` (only where ``edits_cases``, and with an edit
+        token where the platform needs one); returns the edit token left for the next edit, None when spent."""
+        raise NotImplementedError(f"{self.name} cannot edit a message")
 
     def escape(self, text: str) -> str:
         """``text`` as the platform must receive it to show it literally (Slack: ``&``, ``<``, ``>`` as
@@ -147,6 +181,9 @@ class ChatAdapter(AlertSender):
     can_react: ClassVar[bool] = False
     #: The longest text that goes with an image (Telegram: a photo's caption), when shorter than a message's.
     caption_limit: ClassVar[TextLimit | None] = None
+    #: Path under ``/webhooks/`` where the platform posts button presses, when not ``webhook_path`` (Slack's
+    #: interactivity Request URL); verified as the webhook is.
+    interaction_path: ClassVar[str | None] = None
 
     def __init__(self, settings: dict, http: OutboundHttp | None = None) -> None:
         super().__init__(settings, http)
@@ -211,6 +248,10 @@ class ChatAdapter(AlertSender):
         it (after ``escape``)."""
         limit = self.caption_limit if with_image and self.caption_limit is not None else self.alert_text_limit
         return replace(limit, escape=self.escape)
+
+    def answer_press(self, action: CaseAction, text: str, *, refused: bool = False) -> None:
+        """Tell whoever pressed a button what came of it, where the platform shows such answers (``refused``: the
+        press changed nothing and says why). Nothing by default: the updated message shows the change."""
 
     def set_webhook(self, url: str) -> str:
         """Tell the platform where to deliver webhooks, where its API allows it; returns its answer.

@@ -34,6 +34,13 @@
   three calls), so a reply is always one message.
 * Reactions (``reply.mode: reaction``): ``reactions.add`` with the emoji's
   Slack name (``REACTION_NAMES``; the app needs ``reactions:write``).
+* Cases: a Block Kit message (a section, then the buttons), edited with
+  ``chat.update``. Button presses come to the interactivity Request URL,
+  ``/webhooks/slack/interactions`` (a form with one ``payload`` field,
+  signed as events are), or over Socket Mode as ``interactive`` envelopes,
+  acknowledged once handled; both are answered long before Slack's 3 s. The
+  person's name is the payload's ``user.name``. A press that changed nothing
+  is answered with a message only they see (``response_url``).
 """
 
 from __future__ import annotations
@@ -43,7 +50,7 @@ import json
 import logging
 import threading
 from typing import Callable
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import requests
 from slack_sdk.signature import SignatureVerifier
@@ -51,10 +58,11 @@ from slack_sdk.socket_mode import SocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 
-from bot_bridge.chat.messages import ChatMessage, InboundRequest, Media, ParsedWebhook, WebhookResponse
+from bot_bridge.chat.cards import CaseCard
+from bot_bridge.chat.messages import CaseAction, ChatMessage, InboundRequest, Media, ParsedWebhook, WebhookResponse
 from bot_bridge.chat.outbound import OutboundError, Rejected, TryAgain, check_status, raise_for_transient
 
-from .base import CONNECTION, WEBHOOK, ChatAdapter, Refused, TextLimit, check_fresh, is_help_request
+from .base import CONNECTION, WEBHOOK, ChatAdapter, PostedCard, Refused, TextLimit, check_fresh, is_help_request
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +73,13 @@ SLACK_FILE_DOMAINS = ("slack.com", "slack-gov.com")
 MODES = ("events", "socket")
 #: Seconds between the Socket Mode client's pings; a connection that died unseen is replaced after about five.
 PING_INTERVAL_S = 5.0
+#: The start of every action_id of a case's buttons: presses of other apps' buttons are not ours.
+CASE_ACTION_PREFIX = "bot-bridge-case-"
+#: Block Kit's limits: a section's text, a button's text.
+SECTION_TEXT_CHARS = 3000
+BUTTON_TEXT_CHARS = 75
+#: The Socket Mode envelopes recorded before they are acknowledged (Slack sends others again if not acknowledged).
+RECORDED_ENVELOPES = frozenset({"events_api", "interactive"})
 #: Slack's name of each emotion's emoji (iamcal/emoji-data, the list Slack uses), for reactions.add.
 REACTION_NAMES = {
     "angry": "angry",
@@ -92,6 +107,8 @@ class SlackAdapter(ChatAdapter):
     default_api_base = "https://slack.com/api"
     alert_text_limit = TextLimit(4000, "characters")  # Slack truncates longer message text
     can_react = True
+    edits_cases = True
+    interaction_path = "slack/interactions"
 
     def __init__(self, settings: dict, http=None) -> None:
         super().__init__(settings, http)
@@ -116,7 +133,9 @@ class SlackAdapter(ChatAdapter):
             raise Refused(401, "X-Slack-Signature does not match the body")
 
     def parse(self, request: InboundRequest) -> ParsedWebhook:
-        payload = json.loads(request.body)
+        payload = _payload(request.body)
+        if payload.get("type") == "block_actions":
+            return ParsedWebhook(actions=tuple(self._presses(payload)))
         if payload.get("type") == "url_verification":
             return ParsedWebhook(WebhookResponse(body=payload["challenge"]))
         event = payload.get("event") or {}
@@ -158,6 +177,20 @@ class SlackAdapter(ChatAdapter):
     def send_alert(self, chat_id: str, text: str, image: bytes | None = None) -> str:
         return self._post(chat_id, text, image, {})
 
+    def send_case(self, chat_id: str, card: CaseCard) -> PostedCard:
+        sent = self._call("chat.postMessage", delivers=True, json={"channel": chat_id, **self._card_message(card)})
+        return PostedCard(sent["ts"])
+
+    def update_case(self, chat_id: str, posted: PostedCard, card: CaseCard) -> str | None:
+        self._call("chat.update", json={"channel": chat_id, "ts": posted.ref, **self._card_message(card)})
+        return None
+
+    def answer_press(self, action: CaseAction, text: str, *, refused: bool = False) -> None:
+        """A press that changed nothing gets a message only its presser sees (the response_url Slack gave)."""
+        if refused and action.answer_ref and self.may_carry_token(action.answer_ref):
+            self.http.call("POST", action.answer_ref, call="slack response_url", check=check_status,
+                           json={"response_type": "ephemeral", "replace_original": False, "text": self.escape(text)})
+
     def send_reaction(self, message: ChatMessage, emotion: str) -> str:
         name = REACTION_NAMES[emotion]
         try:
@@ -181,6 +214,39 @@ class SlackAdapter(ChatAdapter):
 
     def escape(self, text: str) -> str:
         return _escape(text)
+
+    def _card_message(self, card: CaseCard) -> dict:
+        """``text`` (notifications, and clients without blocks) and ``blocks``: the card, then its buttons."""
+        link = f"\n<{card.link}|{self.escape(card.link_label)}>" if card.link else ""
+        section, room = f"*{self.escape(card.title)}*\n{self.escape(card.text)}", SECTION_TEXT_CHARS - len(link)
+        if len(section) > room:
+            section = section[: room - 1] + "…"
+        blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": section + link}}]
+        if card.buttons:
+            blocks.append({"type": "actions", "block_id": f"{CASE_ACTION_PREFIX}{card.key}"[:255], "elements": [
+                {"type": "button", "action_id": f"{CASE_ACTION_PREFIX}{number}", "value": button.value,
+                 "text": {"type": "plain_text", "text": button.label[:BUTTON_TEXT_CHARS], "emoji": True},
+                 **({"style": button.style} if button.style else {})}
+                for number, button in enumerate(card.buttons)
+            ]})
+        return {"text": self.escape(card.plain_text)[: self.alert_text_limit.size], "blocks": blocks}
+
+    def _presses(self, payload: dict):
+        """The presses of a ``block_actions`` payload on our buttons, named ``user:action_ts``."""
+        user, container = payload.get("user") or {}, payload.get("container") or {}
+        for action in payload.get("actions") or ():
+            if not str(action.get("action_id", "")).startswith(CASE_ACTION_PREFIX):
+                continue
+            yield CaseAction(
+                platform=self.name,
+                delivery_id=f"{user.get('id')}:{action.get('action_ts')}",
+                value=str(action.get("value", "")),
+                actor_id=str(user.get("id")),
+                actor_name=user.get("name") or user.get("username"),
+                chat_id=container.get("channel_id") or (payload.get("channel") or {}).get("id"),
+                message_ref=container.get("message_ts"),
+                answer_ref=payload.get("response_url"),
+            )
 
     def _open_connection(self) -> str:
         """A fresh Socket Mode URL (``apps.connections.open``, with the app-level token)."""
@@ -249,16 +315,24 @@ class _SocketModeClient(SocketModeClient):
 
 def _acknowledge_recorded(receive: Callable[[InboundRequest], None], client: SocketModeClient,
                           request: SocketModeRequest) -> None:
-    """Record an Events API envelope's event, then acknowledge it; one not recorded is not acknowledged, so
-    Slack sends it again. Other envelopes (interactivity, commands) are acknowledged and left alone."""
-    if request.type == "events_api":
+    """Record an Events API envelope's event, or handle a button press (``interactive``), then acknowledge it;
+    one not recorded is not acknowledged, so Slack sends it again. Other envelopes (commands) are acknowledged
+    and left alone."""
+    if request.type in RECORDED_ENVELOPES:
         try:
-            receive(InboundRequest.carrying(json.dumps(request.payload).encode(), "socket mode"))
+            receive(InboundRequest.carrying(json.dumps(request.payload).encode(), f"socket mode {request.type}"))
         except Exception as error:  # noqa: BLE001 - whatever broke, Slack's retry is the way to try again
-            log.error("slack: event of envelope %s not recorded (%s: %s); not acknowledged, so Slack sends it "
-                      "again", request.envelope_id, type(error).__name__, error)
+            log.error("slack: %s envelope %s not recorded (%s: %s); not acknowledged, so Slack sends it "
+                      "again", request.type, request.envelope_id, type(error).__name__, error)
             return
     client.send_socket_mode_response(SocketModeResponse(request.envelope_id))
+
+
+def _payload(body: bytes) -> dict:
+    """An Events API or Socket Mode body (JSON), or an interactivity request (a form whose ``payload`` is JSON)."""
+    if body.startswith(b"payload="):
+        return json.loads(parse_qs(body.decode())["payload"][0])
+    return json.loads(body)
 
 
 def _mode(settings: dict) -> str:

@@ -28,6 +28,14 @@
 * Language: a chat without its own ``reply.languages`` entry follows the
   sender's Telegram app language (``from.language_code``) when it is Chinese
   or English.
+* Cases: a message with an inline keyboard (``callback_data`` holds the
+  button's value, 64 bytes at most), edited with ``editMessageText``. A
+  press is a ``callback_query`` update, at the same webhook (verified by its
+  secret token) or by polling: both ask for ``callback_query`` updates
+  (``ALLOWED_UPDATES``; Telegram keeps the last list a bot gave, so a
+  webhook set before cases existed must be set again). Every press is
+  answered with ``answerCallbackQuery`` at once, before the messages are
+  edited: Telegram shows a spinner until then.
 """
 
 from __future__ import annotations
@@ -37,11 +45,12 @@ import json
 from pathlib import PurePosixPath
 from urllib.parse import urlsplit
 
-from bot_bridge.chat.messages import ChatMessage, InboundRequest, Media, ParsedWebhook, Pulled
+from bot_bridge.chat.cards import CaseCard
+from bot_bridge.chat.messages import CaseAction, ChatMessage, InboundRequest, Media, ParsedWebhook, Pulled
 from bot_bridge.chat.outbound import OutboundError, RateLimited, Rejected, raise_for_transient
 from bot_bridge.errors import AudioError
 
-from .base import PULL, WEBHOOK, ChatAdapter, Refused, TextLimit, is_help_request
+from .base import PULL, WEBHOOK, ChatAdapter, PostedCard, Refused, TextLimit, is_help_request
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024
@@ -49,7 +58,10 @@ AUDIO_FILE_SUFFIXES = frozenset({".amr", ".m4a", ".mp3", ".oga", ".ogg", ".opus"
 # The media a message can carry that we analyse, with the file name to store when it has none.
 MEDIA_FIELDS = {"voice": "voice.ogg", "audio": "audio", "video_note": "video_note.mp4", "document": "document"}
 #: The updates bot-bridge asks for, by webhook and by polling alike (Telegram keeps the last list it was given).
-ALLOWED_UPDATES = ["message"]
+ALLOWED_UPDATES = ["message", "callback_query"]
+#: Buttons per row of a case's inline keyboard; answerCallbackQuery's longest text.
+BUTTONS_PER_ROW = 3
+ANSWER_TEXT_CHARS = 200
 MODES = ("webhook", "polling")
 #: getUpdates waits this long for an update before answering an empty list.
 POLL_TIMEOUT_S = 30
@@ -92,6 +104,7 @@ class TelegramAdapter(ChatAdapter):
     caption_limit = TextLimit(1024, "utf-16 units")  # sendPhoto caption: a reply with its chart
     max_download_bytes = MAX_DOWNLOAD_BYTES
     can_react = True
+    edits_cases = True
 
     @classmethod
     def missing_settings(cls, settings: dict) -> list[str]:
@@ -109,6 +122,8 @@ class TelegramAdapter(ChatAdapter):
 
     def parse(self, request: InboundRequest) -> ParsedWebhook:
         update = json.loads(request.body)
+        if "callback_query" in update:
+            return ParsedWebhook(actions=(self._press(update["callback_query"]),))
         message = update.get("message")
         if not message:
             return ParsedWebhook()  # edits, channel posts, member updates: nothing to answer
@@ -150,6 +165,26 @@ class TelegramAdapter(ChatAdapter):
     def send_alert(self, chat_id: str, text: str, image: bytes | None = None) -> str:
         return self._send(chat_id, text, image, {})
 
+    def send_case(self, chat_id: str, card: CaseCard) -> PostedCard:
+        sent = self._call("sendMessage", delivers=True,
+                          json={"chat_id": _chat_id(chat_id), "text": card.plain_text, "reply_markup": _keyboard(card)})
+        return PostedCard(str(sent["message_id"]))
+
+    def update_case(self, chat_id: str, posted: PostedCard, card: CaseCard) -> str | None:
+        edit = {"chat_id": _chat_id(chat_id), "message_id": int(posted.ref), "text": card.plain_text,
+                "reply_markup": _keyboard(card)}
+        try:
+            self._call("editMessageText", json=edit)
+        except Rejected as error:
+            if "message is not modified" not in error.reason:  # it shows this already: what the edit was for
+                raise
+        return None
+
+    def answer_press(self, action: CaseAction, text: str, *, refused: bool = False) -> None:
+        """``answerCallbackQuery``: the spinner stops, and the text shows (in a dialog when ``refused``)."""
+        self._call("answerCallbackQuery", json={"callback_query_id": action.answer_ref,
+                                                "text": text[:ANSWER_TEXT_CHARS], "show_alert": refused})
+
     def send_reaction(self, message: ChatMessage, emotion: str) -> str:
         emoji = REACTIONS[emotion]
         target = {"chat_id": _chat_id(message.chat_id), "message_id": int(message.message_id)}
@@ -158,7 +193,7 @@ class TelegramAdapter(ChatAdapter):
         return emoji
 
     def set_webhook(self, url: str) -> str:
-        """Deliver only messages, with the secret token that ``verify`` checks."""
+        """Deliver messages and button presses, with the secret token that ``verify`` checks."""
         if self.receives != WEBHOOK:
             raise ValueError("Telegram is in polling mode: a webhook would stop polling (Telegram answers 409). "
                              "Set TELEGRAM_WEBHOOK_SECRET and TELEGRAM_MODE=webhook first")
@@ -193,6 +228,21 @@ class TelegramAdapter(ChatAdapter):
         received = tuple(InboundRequest.carrying(json.dumps(update).encode(), "getUpdates") for update in updates)
         return Pulled(received, str(updates[-1]["update_id"] + 1) if updates else cursor)
 
+    def _press(self, query: dict) -> CaseAction:
+        """A ``callback_query``: its id names the press and is what answerCallbackQuery needs."""
+        message, sender = query.get("message") or {}, query.get("from") or {}
+        chat = message.get("chat") or {}
+        return CaseAction(
+            platform=self.name,
+            delivery_id=str(query["id"]),
+            value=query.get("data") or "",
+            actor_id=str(sender.get("id")),
+            actor_name=sender.get("username") or sender.get("first_name"),
+            chat_id=None if "id" not in chat else str(chat["id"]),
+            message_ref=None if "message_id" not in message else str(message["message_id"]),
+            answer_ref=str(query["id"]),
+        )
+
     def _send(self, chat_id: str, text: str, image: bytes | None, extra: dict) -> str:
         target = {"chat_id": _chat_id(chat_id), **extra}
         if image is None:
@@ -224,6 +274,12 @@ def _check(response) -> dict:
         raise RateLimited(float(retry_after), "Telegram flood control")
     raise_for_transient(response)
     raise Rejected(body.get("description") or f"HTTP {status}")
+
+
+def _keyboard(card: CaseCard) -> dict:
+    """The card's buttons as an inline keyboard, ``BUTTONS_PER_ROW`` to a row; none once nothing is left to do."""
+    buttons = [{"text": button.label, "callback_data": button.value} for button in card.buttons]
+    return {"inline_keyboard": [buttons[i:i + BUTTONS_PER_ROW] for i in range(0, len(buttons), BUTTONS_PER_ROW)]}
 
 
 def _mode(settings: dict) -> str:

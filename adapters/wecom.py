@@ -17,6 +17,14 @@
   image in one message, so the chart, uploaded first, follows the text as a
   second message; if only that second message fails it is logged, not resent
   with the text.
+* Cases: a template card (``template_card``, ``button_interaction``) whose
+  buttons' keys are the buttons' values. A press arrives through the same
+  encrypted callback as a ``template_card_event`` (no MsgId: it is named by
+  TaskId, FromUserName, EventKey and CreateTime). WeCom lets a card be
+  changed with ``update_template_card`` and a ``response_code`` that is
+  valid for 72 hours and works once: the send's, then each press's. Without
+  one left, bot-bridge says what changed in a message instead. A press that
+  changed nothing is answered with a text message to whoever pressed.
 """
 
 from __future__ import annotations
@@ -26,15 +34,17 @@ import logging
 import threading
 import time
 import xml.etree.ElementTree as ElementTree
+from datetime import timedelta
 
 from wechatpy.enterprise.crypto import WeChatCrypto
 from wechatpy.enterprise.exceptions import InvalidCorpIdException
 from wechatpy.exceptions import InvalidSignatureException
 
-from bot_bridge.chat.messages import ChatMessage, InboundRequest, Media, ParsedWebhook, WebhookResponse
+from bot_bridge.chat.cards import CaseCard
+from bot_bridge.chat.messages import CaseAction, ChatMessage, InboundRequest, Media, ParsedWebhook, WebhookResponse
 from bot_bridge.chat.outbound import OutboundError, RateLimited, Rejected, TryAgain, check_status, raise_for_transient
 
-from .base import ChatAdapter, Refused, TextLimit, check_fresh, is_help_request
+from .base import ChatAdapter, PostedCard, Refused, TextLimit, check_fresh, is_help_request
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +53,10 @@ RATE_LIMITED = 45009  # api freq out of limit
 SYSTEM_BUSY = -1
 # A cached token is renewed this long before WeCom's expiry, so no call races the deadline.
 TOKEN_MARGIN_S = 300
+#: What a template card's fields hold (WeCom's documented lengths, in characters).
+CARD_TITLE_CHARS = 26
+CARD_TEXT_CHARS = 112
+CARD_BUTTON_CHARS = 10
 
 
 class _TokenRejected(Exception):
@@ -64,6 +78,8 @@ class WeComAdapter(ChatAdapter):
     required = ("corp_id", "corp_secret", "agent_id", "token", "encoding_aes_key")
     default_api_base = "https://qyapi.weixin.qq.com"
     alert_text_limit = TextLimit(2048, "bytes")  # message/send cuts longer text
+    edits_cases = True
+    edit_token_lifetime = timedelta(hours=72)  # a response_code: 72 h, once
 
     def __init__(self, settings: dict, http=None) -> None:
         super().__init__(settings, http)
@@ -92,6 +108,8 @@ class WeComAdapter(ChatAdapter):
             return ParsedWebhook(WebhookResponse(body=plaintext))
         message = ElementTree.fromstring(plaintext)
         msg_type, msg_id, user = (message.findtext(tag) for tag in ("MsgType", "MsgId", "FromUserName"))
+        if msg_type == "event" and message.findtext("Event") == "template_card_event":
+            return ParsedWebhook(actions=(self._press(message),))
         if msg_type == "voice":
             media = Media(ref=message.findtext("MediaId"), mime_type="audio/amr", file_name="voice.amr")
         elif msg_type == "text" and is_help_request(message.findtext("Content")):
@@ -133,6 +151,34 @@ class WeComAdapter(ChatAdapter):
             except OutboundError as error:
                 log.warning("wecom: the chart after message %s was not delivered: %s", sent["msgid"], error)
         return sent["msgid"]
+
+    def send_case(self, chat_id: str, card: CaseCard) -> PostedCard:
+        sent = self._send(chat_id, "template_card", _template_card(card))
+        return PostedCard(card.key, sent.get("response_code"))
+
+    def update_case(self, chat_id: str, posted: PostedCard, card: CaseCard) -> str | None:
+        """``update_template_card`` with the card's response_code, which this spends; a card with nothing left
+        to press keeps its buttons greyed out, renamed to say how the case ended."""
+        change = {"template_card": _template_card(card)} if card.buttons else \
+            {"button": {"replace_name": card.status[:CARD_BUTTON_CHARS]}}
+        self._api("message/update_template_card", json={
+            "userids": chat_id.split("|"), "agentid": int(self.settings["agent_id"]),
+            "response_code": posted.edit_token, **change,
+        })
+        return None
+
+    def answer_press(self, action: CaseAction, text: str, *, refused: bool = False) -> None:
+        """A press that changed nothing: a text message to whoever pressed says why."""
+        if refused:
+            self._send(action.answer_ref, "text", {"content": text})
+
+    def _press(self, event: ElementTree.Element) -> CaseAction:
+        """A ``template_card_event``: named by its task, user, key and time, with a fresh response_code."""
+        task, user, key, created = (event.findtext(tag) or "" for tag in ("TaskId", "FromUserName", "EventKey",
+                                                                          "CreateTime"))
+        return CaseAction(platform=self.name, delivery_id=f"{task}:{user}:{key}:{created}", value=key, actor_id=user,
+                          actor_name=user, chat_id=user, message_ref=task, answer_ref=user,
+                          edit_token=event.findtext("ResponseCode") or None)
 
     def _send(self, user: str, msg_type: str, content: dict) -> dict:
         body = {"touser": user, "msgtype": msg_type, "agentid": int(self.settings["agent_id"]), msg_type: content}
@@ -193,6 +239,23 @@ class WeComAdapter(ChatAdapter):
         if request.method == "GET":
             return self._crypto.check_signature(signature, timestamp, nonce, query["echostr"])
         return self._crypto.decrypt_message(request.body, signature, timestamp, nonce)
+
+
+def _template_card(card: CaseCard) -> dict:
+    """A ``button_interaction`` card: the title with where the case stands under it, the text cut to what a
+    card shows (the case's page has the rest), a tap on the card opens that page, and one button per action."""
+    text = card.text if len(card.text) <= CARD_TEXT_CHARS else card.text[: CARD_TEXT_CHARS - 1] + "…"
+    template = {
+        "card_type": "button_interaction",
+        "main_title": {"title": card.title[:CARD_TITLE_CHARS], "desc": card.status[:CARD_TITLE_CHARS]},
+        "sub_title_text": text,
+        "task_id": card.key,
+        "button_list": [{"text": button.label[:CARD_BUTTON_CHARS], "style": 1, "key": button.value}
+                        for button in card.buttons],
+    }
+    if card.link:
+        template["card_action"] = {"type": 1, "url": card.link}
+    return template
 
 
 def check_answer(response, token_errors: frozenset[int] = TOKEN_ERRORS) -> dict:

@@ -200,7 +200,8 @@ def chat_status(settings, show_failed: int) -> None:
 @click.option("--dry-run", is_flag=True, help="print the alerts instead of sending them; nothing is recorded")
 @click.pass_obj
 def escalate(settings, right_now: bool, dry_run: bool) -> None:
-    """Send every target the cases it has still to receive, one alert each (split to fit)."""
+    """Send every target the cases it has still to receive (one message each), and update the messages of cases
+    that changed, as the scheduler's sweep does."""
     from .acting.escalation import Escalator
     from .acting.scheduler import utc_now
 

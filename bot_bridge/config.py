@@ -318,14 +318,36 @@ class TargetSettings(_Section):
         return value
 
 
-class RouteSettings(_Section):
-    sources: list[str] = Field(min_length=1, description="platform:chat_id, platform:* or *")
+class LevelSettings(_Section):
+    """One step of a route's re-escalation: who hears of a case still open ``after_min`` after it opened."""
+
     targets: list[str] = Field(min_length=1, description="keys of targets")
+    after_min: float = Field(0.0, ge=0, description="minutes after the case opened; 0: at once")
+
+
+class RouteSettings(_Section):
+    """Which source chats go to which targets: ``targets`` (all at once), or ``levels`` that re-escalate a
+    case nobody acknowledged (bot_bridge/acting/alerting.py ``Routes``, docs/cases.md)."""
+
+    sources: list[str] = Field(min_length=1, description="platform:chat_id, platform:* or *")
+    targets: list[str] | None = Field(None, min_length=1, description="keys of targets; the same as one level at 0")
+    levels: list[LevelSettings] | None = Field(None, min_length=1, description="[{targets, after_min}, ...]")
 
     @field_validator("sources")
     @classmethod
     def _sources(cls, value: list[str]) -> list[str]:
         return [_check_source(source) for source in value]
+
+    @model_validator(mode="after")
+    def _targets_or_levels(self) -> RouteSettings:
+        if (self.targets is None) == (self.levels is None):
+            raise ValueError("give a route either targets or levels (levels: [{targets: [...], after_min: 0}, ...])")
+        return self
+
+    @property
+    def steps(self) -> list[LevelSettings]:
+        """The route's levels; ``targets`` alone is one level at 0."""
+        return self.levels if self.levels is not None else [LevelSettings(targets=self.targets)]
 
 
 #: The share of flagged notes that should be right, unless calibration is asked another (bot_bridge/acting/calibration.py).
@@ -349,6 +371,10 @@ class EscalationSettings(_Section):
     immediate_check_s: float = Field(30.0, gt=0)
     max_age_h: float = Field(24.0, gt=0, description="a note analysed longer ago than this is not escalated")
     max_attempts: int = Field(12, ge=1, description="tries per case and target before giving up")
+    group_window_min: float = Field(
+        30.0, gt=0, description="a note from the same chat and sender within this many minutes of the case's last "
+        "note joins that case (docs/cases.md)"
+    )
 
     @field_validator("immediate")
     @classmethod
@@ -409,7 +435,9 @@ class Settings(_Section):
     @classmethod
     def _routes_name_targets(cls, routes: list[RouteSettings], info: ValidationInfo) -> list[RouteSettings]:
         for number, route in enumerate(routes):
-            _check_target_names(f"routes[{number}].targets", route.targets, info)
+            for level, step in enumerate(route.steps):
+                where = f"routes[{number}].targets" if route.levels is None else f"routes[{number}].levels[{level}]"
+                _check_target_names(where, step.targets, info)
         return routes
 
     @field_validator("digest")

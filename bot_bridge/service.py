@@ -17,10 +17,13 @@ import dataclasses
 import logging
 import threading
 
+from .acting.alerting import build_targets
+from .acting.case_desk import CaseDesk
+from .acting.escalation import Escalator
 from .acting.listeners import Listeners
 from .acting.queue import WorkQueue
 from .acting.remote import RemoteAnalysis, Upload, analyse_upload
-from .acting.scheduler import Scheduler, build_scheduler
+from .acting.scheduler import Scheduler, build_scheduler, utc_now
 from .acting.worker import ChatWorker, build_adapters
 from .config import Settings
 from .errors import ModelUnavailable
@@ -65,6 +68,8 @@ class Service:
         self._transcriber_lock = threading.Lock()
         self._chat: ChatWorker | None = None
         self._chat_lock = threading.Lock()
+        self._case_desk: CaseDesk | None = None
+        self._case_desk_lock = threading.Lock()
         self._queue: WorkQueue | None = None
         self._queue_lock = threading.Lock()
         self._scheduler: Scheduler | None = None
@@ -140,8 +145,19 @@ class Service:
         """Chat platforms: their adapters, the queue of voice notes, and the workers that answer them."""
         with self._chat_lock:
             if self._chat is None:
-                self._chat = ChatWorker(self.settings, self.store, self.queue, build_adapters(self.settings), self)
+                self._chat = ChatWorker(self.settings, self.store, self.queue, build_adapters(self.settings), self,
+                                        on_press=lambda action: self.case_desk.press(action))
             return self._chat
+
+    @property
+    def case_desk(self) -> CaseDesk:
+        """Where people's actions on cases arrive, from a chat's buttons or the console."""
+        with self._case_desk_lock:
+            if self._case_desk is None:
+                adapters = self.chat.adapters
+                escalator = Escalator(self.store, self.settings, build_targets(self.settings, adapters))
+                self._case_desk = CaseDesk(self.store, self.settings, adapters, escalator, utc_now)
+            return self._case_desk
 
     def start_background(self, role: str) -> None:
         """Start what a process of this role runs besides answering HTTP requests.
@@ -302,6 +318,8 @@ class Service:
     def close(self) -> None:
         if self._listeners is not None:
             self._listeners.stop()
+        if self._case_desk is not None:
+            self._case_desk.stop()
         if self._scheduler is not None:
             self._scheduler.stop()
         if self._chat is not None:

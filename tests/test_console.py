@@ -27,7 +27,7 @@ from tests.alert_helpers import add_chat_note
 from tests.audio_fixtures import text_as_audio
 from tests.console_helpers import PASSWORD, analyse, app, browser, page_token, sign_in, wav  # noqa: F401 - fixtures
 
-PAGES = ["/", "/voice-notes", "/escalations", "/digest", "/calibration"]
+PAGES = ["/", "/voice-notes", "/cases", "/escalations", "/digest", "/calibration"]
 
 
 # --- helpers (signing in and analysing: tests/console_helpers.py) ---
@@ -386,6 +386,7 @@ def test_voice_notes_page_older_ones(service, browser, monkeypatch):
 def test_empty_states_of_voice_notes_escalations_and_digest(browser):
     assert "No voice notes yet" in browser.get("/voice-notes").get_data(as_text=True)
     assert "No escalations yet" in browser.get("/escalations").get_data(as_text=True)
+    assert "No cases yet" in browser.get("/cases").get_data(as_text=True)
     html = browser.get("/digest?date=2025-03-04").get_data(as_text=True)
     assert "No digest for this day" in html and 'value="2025-03-04"' in html
     assert "date=2025-03-03" in html and "date=2025-03-05" in html

@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
-from bot_bridge.remembering.alert_store import AlertStore, Case
 from bot_bridge.remembering.audit import AuditLog
+from bot_bridge.remembering.case_store import CaseStore, MatchedNote
 from bot_bridge.remembering.labels import Labels
 from tests.alert_helpers import NOON, add_chat_note
 from tests.console_helpers import app, browser, csrf_from  # noqa: F401 - fixtures
@@ -16,7 +17,8 @@ def escalated_note(store) -> str:
     """A note the model heard as sad (0.48) that was escalated as angry (0.42 >= 0.4)."""
     result_id = add_chat_note(store, received_at=NOON, emotions={"angry": 0.42, "sad": 0.48})
     note = next(note for note in store.voice_notes() if note.result_id == result_id)
-    AlertStore(store).record_case(Case(note, store.result_row(result_id), "angry", 0.42, 0.4, False), [], NOON)
+    CaseStore(store).record_note(MatchedNote(note, store.result_row(result_id), "angry", 0.42, 0.4, False), [], NOON,
+                                 timedelta(minutes=30))
     return result_id
 
 

@@ -37,12 +37,17 @@ def demo_environment(model_dir, data_dir, **extra) -> dict[str, str]:
             "BOT_BRIDGE_DATA_DIR": str(data_dir), **extra}
 
 
-def make_dry_run(target: str, *variables: str) -> list[str]:
-    """The commands ``make TARGET`` would run, taking the virtualenv and the demo's models as made."""
-    run = subprocess.run(["make", "-n", "-o", ".venv/.runtime", "-o", "var/demo-model/configuration.json",
-                          "-o", "var/demo-sensevoice/configuration.json", target, *variables],
+DEMO_MODELS = ("var/demo-model/configuration.json", "var/demo-sensevoice/configuration.json")
+
+
+def make_dry_run(target: str, *variables: str, made: tuple[str, ...] = (".venv/.runtime", *DEMO_MODELS)) -> list[str]:
+    """The commands ``make TARGET`` would run (even when TARGET is up to date), taking the files ``made`` as made.
+
+    ``--no-print-directory``: under ``make test`` the inner make would otherwise say which directory it enters."""
+    assume_made = [option for path in made for option in ("-o", path)]
+    run = subprocess.run(["make", "-n", "-B", "--no-print-directory", *assume_made, target, *variables],
                          cwd=ROOT, capture_output=True, text=True, check=True)
-    return [line for line in run.stdout.splitlines() if line.strip() and not line.startswith("make")]
+    return [line for line in run.stdout.splitlines() if line.strip()]
 
 
 def signed_in_session(base: str, password: str) -> requests.Session:
@@ -59,10 +64,8 @@ def test_make_demo_says_how_to_sign_in_and_shows_the_chat_side_with_samples(tmp_
                                                                           tiny_sensevoice_dir):
     assert make_dry_run("demo")[-1].endswith(f"BOT_BRIDGE_CONFIG={DEMO_CONFIG} .venv/bin/python -m demo"), \
         "the test runs the demo as make does"
-    sensevoice = subprocess.run(["make", "-n", "-B", "-o", ".venv/.runtime", "var/demo-sensevoice/configuration.json"],
-                                cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    assert sensevoice.strip().endswith(
-        "bot-bridge model make-random --kind sensevoice --preset small var/demo-sensevoice")
+    sensevoice = make_dry_run(DEMO_MODELS[1], made=(".venv/.runtime",))
+    assert sensevoice[-1].endswith("bot-bridge model make-random --kind sensevoice --preset small var/demo-sensevoice")
     assert load_settings(ROOT / DEMO_CONFIG, environ={}).transcribe.model == "./var/demo-sensevoice"
     port, data_dir, log_file = free_port(), tmp_path / "demo", tmp_path / "demo.log"
     base = f"http://127.0.0.1:{port}"

@@ -61,8 +61,9 @@ def known_week(alerts: Alerts) -> dict[str, str]:
     add_chat_note(store, received_at=at(4, 9), emotions={"angry": 0.99}, chat_id="-100999")  # not routed
     add_chat_note(store, received_at=DUE, emotions={"angry": 0.99})  # the next digest's
     found_at = DUE - timedelta(minutes=30)
-    for case, targets in alerts.escalator.new_cases(found_at):  # escalations: alice, bob (and the unrouted chat)
-        alerts.escalator.alerts.record_case(case, targets, found_at)
+    escalator = alerts.escalator
+    for matched, steps in escalator.new_cases(found_at):  # escalations: alice, bob (and the unrouted chat)
+        escalator.cases.record_note(matched, [(step.target, step.level) for step in steps], found_at, escalator.window)
     return ids
 
 

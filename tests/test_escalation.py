@@ -1,7 +1,8 @@
-"""Escalations against the loopback platform fakes: one alert per target per sweep, each case once.
+"""Escalations against the loopback platform fakes: one message per case and target, each case once.
 
 Time is the test's: notes are written with known times and every sweep is
-called with its ``now``.
+called with its ``now``. What people do with cases (buttons, levels,
+grouping): tests/test_cases.py.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from bot_bridge.acting.worker import build_adapters
 from bot_bridge.chat.outbound import OutboundError, OutboundHttp
 from bot_bridge.cli import cli
 from bot_bridge.config import PROJECT_DIR, ConfigError, EscalationRule, EscalationSettings, load_settings
-from bot_bridge.remembering.alert_store import AlertStore, DeliveryState
+from bot_bridge.remembering.alert_store import AlertStore
+from bot_bridge.remembering.case_store import CaseStore, DeliveryState
 from bot_bridge.remembering.store import Store
 from bot_bridge.service import Service
 from bot_bridge.web import create_app
@@ -64,12 +66,12 @@ def alerts(tmp_path, database_url, fake_slack, fake_telegram, fake_wecom):
 
 
 def states(alerts: Alerts) -> dict[tuple[str, str], str]:
-    """(result id, target) -> delivery state."""
-    return {(case.result_id, row.target): row.state
-            for case, _, rows in alerts.escalator.alerts.cases() for row in rows}
+    """(result id, target) -> the state of the note's case's delivery there."""
+    return {(escalation.result_id, row.target): row.state
+            for escalation, _, _, rows in alerts.escalator.cases.escalations() for row in rows}
 
 
-def test_a_sweep_sends_each_target_one_alert_with_every_new_case(alerts, fake_slack, fake_telegram, fake_wecom):
+def test_a_sweep_sends_each_target_one_message_per_new_case(alerts, fake_slack, fake_telegram, fake_wecom):
     store = alerts.store
     furious = add_chat_note(store, received_at=NOON, emotions={"angry": 0.87}, sender_name="Alice", duration_s=12.34)
     cross = add_chat_note(store, received_at=NOON + timedelta(minutes=1), emotions={"angry": 0.5}, sender_name="Bob")
@@ -77,23 +79,23 @@ def test_a_sweep_sends_each_target_one_alert_with_every_new_case(alerts, fake_sl
 
     assert alerts.escalator.sweep(NOON + timedelta(minutes=5)) == {"slack": 2, "telegram": 2, "robot": 2}
 
-    [slack_alert] = texts(fake_slack)
+    alice, bob = texts(fake_slack)  # the cases in the order they opened, one message each
     assert fake_slack.sent_messages[0]["params"]["channel"] == "C0VOICES01"
-    assert slack_alert.startswith("🚨 2 voice notes need attention (times: Europe/London)")
-    assert "😠 Angry · 87% (≥ 50%)\ntelegram · Support group · Alice\n2026-03-04 06:00 · 12.3 s\n" in slack_alert
-    assert f"{PUBLIC_URL}/results/{furious}" in slack_alert and f"{PUBLIC_URL}/results/{cross}" in slack_alert
-    assert calm not in slack_alert
-    assert slack_alert.index("Alice") < slack_alert.index("Bob"), "cases in the order they arrived"
+    assert alice.startswith("🚨 Case 1 · open\n😠 Angry · 87% (≥ 50%)\ntelegram · Support group · Alice\n"
+                            "2026-03-04 06:00 · 12.3 s\n")
+    assert "(times: Europe/London)" in alice and f"Act on it in the console: {PUBLIC_URL}/cases/1" in alice
+    assert f"{PUBLIC_URL}/results/{furious}" in alice and cross not in alice and calm not in alice
+    assert bob.startswith("🚨 Case 2 · open") and f"{PUBLIC_URL}/results/{cross}" in bob
 
-    [telegram_alert] = texts(fake_telegram)
+    telegram_alice, _ = texts(fake_telegram)
     assert fake_telegram.sent_messages[0]["params"]["chat_id"] == int(TELEGRAM_CHAT)
-    assert telegram_alert.startswith("🚨 2 条语音需要关注（时间：Asia/Shanghai）")
-    assert "😠 愤怒 · 87% (≥ 50%)" in telegram_alert and "2026-03-04 14:00 · 12.3 秒" in telegram_alert
+    assert telegram_alice.startswith("🚨 案件 1 · 待处理\n😠 愤怒 · 87% (≥ 50%)")
+    assert "2026-03-04 14:00 · 12.3 秒" in telegram_alice and "（时间：Asia/Shanghai）" in telegram_alice
 
-    [robot_alert] = texts(fake_wecom)
+    robot_alice, _ = texts(fake_wecom)
     assert fake_wecom.sent_messages[0]["params"]["msgtype"] == "markdown"
-    assert robot_alert.startswith("🚨 2 条语音需要关注（时间：Asia/Shanghai）\n🚨 2 voice notes need attention")
-    assert "😠 愤怒 Angry · 87%" in robot_alert
+    assert robot_alice.startswith("🚨 案件 1 · 待处理 / Case 1 · open\n😠 愤怒 Angry · 87%")
+    assert f"在控制台处理 / Act on it in the console: {PUBLIC_URL}/cases/1" in robot_alice, "a robot has no buttons"
 
     assert set(states(alerts).values()) == {DeliveryState.SENT}
 
@@ -105,7 +107,8 @@ def test_the_same_case_is_never_sent_twice_even_after_a_restart(alerts, fake_sla
     restarted = alerts.restart()
     try:
         restarted.escalator.sweep(NOON + timedelta(minutes=15))
-        second = add_chat_note(restarted.store, received_at=NOON + timedelta(minutes=16), emotions={"angry": 0.6})
+        second = add_chat_note(restarted.store, received_at=NOON + timedelta(minutes=16), emotions={"angry": 0.6},
+                               sender_name="Bob")  # another sender: another case
         restarted.escalator.sweep(NOON + timedelta(minutes=20))
     finally:
         restarted.close()
@@ -138,29 +141,26 @@ def test_a_target_that_keeps_failing_is_given_up_after_max_attempts(tmp_path, fa
     fake_slack.fail_next("chat.postMessage", status=200, body={"ok": False, "error": "channel_not_found"}, times=2)
     for minutes in (5, 10, 15):
         alerts.escalator.sweep(NOON + timedelta(minutes=minutes))
-    [(escalation, _, [delivery])] = alerts.escalator.alerts.cases(result_id=case)
+    [(_, _, _, [delivery])] = alerts.escalator.cases.escalations(result_id=case)
     assert (delivery.state, delivery.attempts) == (DeliveryState.GAVE_UP, 2)
     assert "channel_not_found" in delivery.last_error
     assert texts(fake_slack) == []
     alerts.close()
 
 
-def test_long_lists_are_split_to_fit_each_platform(alerts, fake_slack, fake_telegram, fake_wecom):
-    long_name = "客户服务投诉处理中心" * 6  # 60 characters, 180 bytes of UTF-8
-    cases = [add_chat_note(alerts.store, received_at=NOON + timedelta(seconds=n), emotions={"angry": 0.9},
-                           chat_name=f"{long_name} {n}", sender_name=f"客户{n}") for n in range(40)]
+def test_a_case_with_the_longest_names_fits_every_platforms_message(alerts, fake_slack, fake_telegram, fake_wecom):
+    """Names are cut where they are kept (256 characters); a case's message holding the longest fits each
+    platform's limit, measured the way it counts (and anything longer would be cut to it)."""
+    case = add_chat_note(alerts.store, received_at=NOON, emotions={"angry": 0.9}, chat_name="客户服务投诉处理中心" * 30,
+                         sender_name="客" * 185)
 
     alerts.escalator.sweep(NOON + timedelta(minutes=5))
 
     limits = {fake_slack: TextLimit(4000, "characters"), fake_telegram: TextLimit(4096, "utf-16 units"),
               fake_wecom: TextLimit(4096, "bytes")}
     for fake, limit in limits.items():
-        parts = texts(fake)
-        assert len(parts) > 1, f"40 long cases do not fit one {limit.size}-{limit.unit} message"
-        assert all(limit.measure(part) <= limit.size for part in parts)
-        assert all(re.search(rf"\({number}/{len(parts)}\)", part) for number, part in enumerate(parts, start=1))
-        assert all(sum(part.count(case) for part in parts) == 1 for case in cases), "every case exactly once"
-    assert len(texts(fake_wecom)) > len(texts(fake_telegram)), "WeCom counts bytes: a Chinese character is 3"
+        [text] = texts(fake)
+        assert limit.measure(text) <= limit.size and case in text
 
 
 def test_rules_per_chat_score_any_emotion_not_only_the_top_label(tmp_path, fake_telegram):
@@ -223,28 +223,28 @@ def test_a_keyword_raises_a_case_alone_with_any_and_only_beside_the_emotion_with
 def test_a_keyword_case_is_alerted_with_the_word_that_matched_and_what_was_said(alerts, fake_slack, fake_telegram):
     ids = keyword_notes(alerts.store)
     alerts.settings.escalation.rules["telegram:*"] = EscalationRule.model_validate(KEYWORD_RULE)
-    assert alerts.escalator.sweep(NOON + timedelta(minutes=5))["slack"] == 5
+    assert alerts.escalator.sweep(NOON + timedelta(minutes=5))["slack"] == 5  # one message per case
 
-    [slack] = texts(fake_slack)  # en, Europe/London
+    slack = "\n\n".join(texts(fake_slack))  # en, Europe/London
     link = f"{PUBLIC_URL}/results/"
-    assert ("\n\n😊 Happy · 90%\n🔑 keyword \"退款\"\ntelegram · Support group · Ann\n2026-03-04 06:00 · 6.0 s\n"
-            f"{link}{ids['calm_refund_zh']}\n💬 我已经等了三个星期了，退款到底什么时候到？\n\n") in slack
+    assert ("😊 Happy · 90%\n🔑 keyword \"退款\"\ntelegram · Support group · Ann\n2026-03-04 06:00 · 6.0 s\n"
+            f"{link}{ids['calm_refund_zh']}\n💬 我已经等了三个星期了，退款到底什么时候到？\n") in slack
     assert (f"😠 Angry · 85% (≥ 80%)\ntelegram · Support group · Di\n2026-03-04 06:00 · 6.0 s\n"
-            f"{link}{ids['angry_silent']}\n💬 hello\n\n") in slack
+            f"{link}{ids['angry_silent']}\n💬 hello\n") in slack
     assert ("😠 Angry · 90% (≥ 80%)\ntelegram · Support group · Flo\n2026-03-04 06:00 · 6.0 s\n"
-            f"{link}{ids['angry_no_words']}") in slack
-    [telegram] = texts(fake_telegram)  # zh
+            f"{link}{ids['angry_no_words']}\n") in slack
+    telegram = "\n\n".join(texts(fake_telegram))  # zh
     assert "😐 中性 · 90%\n🔑 关键词「refund」\n" in telegram and "\n💬 Where is my REFUND?" in telegram
-    [(case, _, _)] = alerts.escalator.alerts.cases(result_id=ids["calm_refund_en"])
-    assert (case.keyword, case.threshold) == ("refund", None)  # kept with the case
+    [(escalation, _, _, _)] = CaseStore(alerts.store).escalations(result_id=ids["calm_refund_en"])
+    assert (escalation.keyword, escalation.threshold) == ("refund", None)  # kept with the note
 
 
 def test_an_alert_quotes_a_long_transcript_cut_to_its_start_and_never_past_the_targets_limit(
     alerts, fake_slack, fake_telegram, fake_wecom
 ):
     words = "我已经等了三个星期了，退款到底什么时候到？<b>&amp;</b> [链接](http://x) " * 60  # 2,000 characters
-    ids = [add_chat_note(alerts.store, received_at=NOON + timedelta(seconds=n), emotions={"angry": 0.9}, said=words)
-           for n in range(12)]
+    ids = [add_chat_note(alerts.store, received_at=NOON + timedelta(seconds=n), emotions={"angry": 0.9}, said=words,
+                         sender_name=f"customer {n}") for n in range(12)]
 
     alerts.escalator.sweep(NOON + timedelta(minutes=5))
 
@@ -258,7 +258,7 @@ def test_an_alert_quotes_a_long_transcript_cut_to_its_start_and_never_past_the_t
         assert len(quotes) == len(ids) and all(quote.endswith("…") for quote in quotes)
     [telegram_quote, *_] = [line for line in texts(fake_telegram)[0].split("\n") if line.startswith("💬 ")]
     assert telegram_quote == "💬 " + clip(words, ALERT_QUOTE_CHARACTERS)  # plain text: as said
-    robot = texts(fake_wecom)[0]
+    robot = "\n".join(texts(fake_wecom))
     assert "](http" not in robot  # markdown in what was said is made inert for the robot, as names are
 
 
@@ -276,13 +276,13 @@ def test_the_urgent_job_the_scheduler_runs_sends_the_severe_cases_at_once_and_th
     settings = alert_settings(tmp_path, telegram=fake_telegram, escalation={"immediate": {"angry": 0.8}})
     store = Store(settings.resolved_database_url, settings.outputs_dir)
     scheduler = build_scheduler(settings, store, build_adapters(settings))  # what `serve` schedules
-    severe = add_chat_note(store, received_at=NOON, emotions={"angry": 0.95})
-    ordinary = add_chat_note(store, received_at=NOON, emotions={"angry": 0.6})
+    severe = add_chat_note(store, received_at=NOON, emotions={"angry": 0.95}, sender_name="Alice")
+    ordinary = add_chat_note(store, received_at=NOON, emotions={"angry": 0.6}, sender_name="Bob")
 
     assert scheduler.jobs["urgent escalations"][0] == timedelta(seconds=settings.escalation.immediate_check_s)
     assert scheduler.run("urgent escalations", NOON + timedelta(seconds=30))
     [urgent] = texts(fake_telegram)
-    assert urgent.startswith("🚨 紧急：1 条语音需要关注") and severe in urgent and ordinary not in urgent
+    assert urgent.startswith("🚨 紧急：案件 1 · 待处理") and severe in urgent and ordinary not in urgent
     assert "‼️ 紧急" in urgent
 
     assert scheduler.run("urgent escalations", NOON + timedelta(seconds=60))
@@ -312,23 +312,25 @@ def test_an_angry_voice_note_through_the_webhook_becomes_a_case_and_an_urgent_al
         [reply] = fake_telegram.wait_for_messages(1, timeout=30)
         [alert] = fake_slack.wait_for_messages(1, timeout=30)
         [note] = bot.wait_until_finished()
-        cases = AlertStore(bot.store)
+        cases = CaseStore(bot.store)
         case = wait_for(lambda: _sent_case(cases, note.result_id), timeout=10, what="the case recorded as sent")
     finally:
         scheduler.stop()
         bot.close()
 
     assert "TEST MODEL" in reply["text"] and "😠 Angry · 6" in reply["text"]
-    assert alert["text"].startswith("🚨 URGENT: 1 voice note needs attention")
+    assert alert["text"].startswith("🚨 URGENT: Case 1 · open")
+    assert [button["value"].rsplit(":", 1)[-1] for button in alert["params"]["blocks"][1]["elements"]] == [
+        "acknowledge", "resolve", "snooze", "right", "wrong"], "the alert carries its buttons"
     assert "😠 Angry · 6" in alert["text"] and "‼️ urgent" in alert["text"]
     assert f"{PUBLIC_URL}/results/{note.result_id}" in alert["text"]
     assert case.emotion == "angry" and case.voice_note_id == note.id
 
 
 def _sent_case(cases, result_id: str):
-    """The case of ``result_id`` once its one delivery is recorded as sent."""
-    found = cases.cases(result_id=result_id)
-    return found[0][0] if found and [row.state for row in found[0][2]] == [DeliveryState.SENT] else None
+    """The escalation of ``result_id`` once its case's one delivery is recorded as sent."""
+    found = cases.escalations(result_id=result_id)
+    return found[0][0] if found and [row.state for row in found[0][3]] == [DeliveryState.SENT] else None
 
 
 def test_a_severe_case_that_failed_is_retried_by_the_sweep_not_every_urgent_check(tmp_path, fake_telegram):
@@ -338,7 +340,7 @@ def test_a_severe_case_that_failed_is_retried_by_the_sweep_not_every_urgent_chec
 
     for seconds in range(30, 300, 30):  # the urgent job, every immediate_check_s until the sweep
         alerts.escalator.sweep(NOON + timedelta(seconds=seconds), severe_only=True)
-    [(_, _, [delivery])] = alerts.escalator.alerts.cases(result_id=severe)
+    [(_, _, _, [delivery])] = alerts.escalator.cases.escalations(result_id=severe)
     assert (delivery.state, delivery.attempts) == (DeliveryState.RETRYING, 1), "max_attempts counts sweeps"
     assert texts(fake_telegram) == []
 
@@ -355,7 +357,8 @@ def test_without_public_url_alerts_name_each_result_instead_of_linking_it(tmp_pa
     alerts.escalator.sweep(NOON + timedelta(minutes=5))
 
     [alert] = texts(fake_telegram)
-    assert alert.endswith(f"\nresult {case}") and "/results/" not in alert and "None" not in alert
+    assert f"\nresult {case}\n" in alert and "/results/" not in alert and "/cases/" not in alert
+    assert "None" not in alert
     alerts.close()
 
 
@@ -369,7 +372,7 @@ def test_a_target_whose_platform_is_off_gets_no_cases_not_even_once_it_is_on(tmp
     off.close()
 
     on = Alerts(alert_settings(tmp_path, telegram=fake_telegram, slack=fake_slack, targets=targets))
-    new = add_chat_note(on.store, received_at=NOON + timedelta(minutes=6), emotions={"angry": 0.8})
+    new = add_chat_note(on.store, received_at=NOON + timedelta(minutes=6), emotions={"angry": 0.8}, sender_name="Bob")
     assert on.escalator.sweep(NOON + timedelta(minutes=10)) == {"slack": 1, "telegram": 1}
     [alert] = texts(fake_slack)
     assert new in alert and old not in alert, "no burst of old cases when Slack is turned on"
@@ -379,16 +382,17 @@ def test_a_target_whose_platform_is_off_gets_no_cases_not_even_once_it_is_on(tmp
 def test_cases_older_than_max_age_are_given_up_not_sent(alerts, fake_slack, fake_telegram):
     old = add_chat_note(alerts.store, received_at=NOON, emotions={"angry": 0.9})
     escalator, found_at = alerts.escalator, NOON + timedelta(minutes=1)
-    for case, _ in escalator.new_cases(found_at):  # left waiting for Slack, say by a process without its token
-        escalator.alerts.record_case(case, ["slack"], found_at)
+    for matched, _ in escalator.new_cases(found_at):  # left waiting for Slack, say by a process without its token
+        escalator.cases.record_note(matched, [("slack", 0)], found_at, escalator.window)
     later = NOON + timedelta(hours=24, minutes=1)
-    recent = add_chat_note(alerts.store, received_at=later - timedelta(minutes=2), emotions={"angry": 0.8})
+    recent = add_chat_note(alerts.store, received_at=later - timedelta(minutes=2), emotions={"angry": 0.8},
+                           sender_name="Bob")
 
     assert escalator.preview(later)["slack"][0].count("/results/") == 1
     assert escalator.sweep(later) == {"slack": 1, "telegram": 1, "robot": 1}
     [alert] = texts(fake_slack)
     assert recent in alert and old not in alert
-    [(_, _, [delivery])] = escalator.alerts.cases(result_id=old)
+    [(_, _, _, [delivery])] = escalator.cases.escalations(result_id=old)
     assert delivery.state == DeliveryState.GAVE_UP and "max_age_h (24 h)" in delivery.last_error
 
 
@@ -399,22 +403,25 @@ def test_names_people_chose_cannot_become_markup(alerts, fake_slack, fake_telegr
 
     [robot] = texts(fake_wecom)  # markdown: the names' markup made inert, the alert's own left alone
     assert "\ntelegram · ＜!channel＞ & co · ［处理］（http://phish.example） ＃ ＊＊now＊＊\n" in robot
-    assert "](http" not in robot and robot.startswith("🚨 1 条语音需要关注")
+    assert "](http" not in robot and robot.startswith("🚨 案件 1 · 待处理")
     [slack] = texts(fake_slack)  # &, < and > are Slack's markup: escaped once, whole text
     assert "\ntelegram · &lt;!channel&gt; &amp; co · [处理](http://phish.example) # **now**\n" in slack
     assert "<!channel>" not in slack and "&amp;amp;" not in slack
+    [section, _] = fake_slack.sent_messages[0]["params"]["blocks"]  # the card's own text: the same escapes
+    assert "&lt;!channel&gt; &amp; co" in section["text"]["text"] and "<!channel>" not in section["text"]["text"]
     [telegram] = texts(fake_telegram)  # plain text: as the people wrote it
     assert "\ntelegram · <!channel> & co · [处理](http://phish.example) # **now**\n" in telegram
     assert case in robot and case in slack and case in telegram
 
 
-def test_slack_alerts_fit_its_limit_as_it_counts_them_after_escaping(alerts, fake_slack):
-    cases = [add_chat_note(alerts.store, received_at=NOON + timedelta(seconds=n), emotions={"angry": 0.9},
-                           chat_name=f"R&D <support> {'&' * 150} {n}") for n in range(20)]
+def test_slack_messages_fit_its_limits_as_it_counts_them_after_escaping(alerts, fake_slack):
+    case = add_chat_note(alerts.store, received_at=NOON, emotions={"angry": 0.9}, chat_name="&" * 256,
+                         sender_name="<" * 185)
     alerts.escalator.sweep(NOON + timedelta(minutes=5))
-    parts = texts(fake_slack)
-    assert len(parts) > 1 and all(len(part) <= 4000 for part in parts)
-    assert all(sum(part.count(case) for part in parts) == 1 for case in cases)
+    [message] = fake_slack.sent_messages
+    [section, _] = message["params"]["blocks"]
+    assert len(message["text"]) <= 4000 and len(section["text"]["text"]) <= 3000
+    assert "&amp;" * 256 in message["text"] and case in message["text"]
 
 
 def test_a_rule_for_every_chat_comes_after_the_chat_and_platform_rules(tmp_path, fake_telegram):
@@ -435,11 +442,11 @@ def test_a_rule_for_every_chat_comes_after_the_chat_and_platform_rules(tmp_path,
 def test_an_alert_cut_off_by_a_crash_is_sent_again_marked_as_a_possible_repeat(alerts, fake_slack, fake_telegram):
     case = add_chat_note(alerts.store, received_at=NOON, emotions={"angry": 0.9})
     escalator, found_at = alerts.escalator, NOON + timedelta(minutes=5)
-    for found, targets in escalator.new_cases(found_at):
-        escalator.alerts.record_case(found, targets, found_at)
+    for found, steps in escalator.new_cases(found_at):
+        escalator.cases.record_note(found, [(step.target, step.level) for step in steps], found_at, escalator.window)
     # A process claims its Slack delivery, then dies before recording the send.
-    [waiting] = escalator.alerts.open_deliveries("slack")
-    escalator.alerts.claim_deliveries([waiting.delivery.id], found_at)
+    [waiting] = escalator.messages.deliveries.waiting("slack")
+    assert escalator.messages.deliveries.claim(waiting.id, found_at)
 
     escalator.sweep(found_at + timedelta(minutes=5))
     assert texts(fake_slack) == [], "still within SENDING_TIMEOUT: maybe on its way"
@@ -451,21 +458,20 @@ def test_an_alert_cut_off_by_a_crash_is_sent_again_marked_as_a_possible_repeat(a
     assert len(texts(fake_telegram)) == 1
 
 
-def test_cases_another_process_claimed_meanwhile_are_left_to_it(alerts, fake_telegram, monkeypatch):
-    mine = add_chat_note(alerts.store, received_at=NOON, emotions={"angry": 0.9})
-    theirs = add_chat_note(alerts.store, received_at=NOON, emotions={"angry": 0.8})
-    store = alerts.escalator.alerts
-    claim = store.claim_deliveries
+def test_cases_another_process_claimed_meanwhile_are_left_to_it(alerts, fake_telegram):
+    mine = add_chat_note(alerts.store, received_at=NOON, emotions={"angry": 0.9}, sender_name="Alice")
+    theirs = add_chat_note(alerts.store, received_at=NOON, emotions={"angry": 0.8}, sender_name="Bob")
+    escalator, found_at = alerts.escalator, NOON + timedelta(minutes=5)
+    for found, steps in escalator.new_cases(found_at):
+        escalator.cases.record_note(found, [(step.target, step.level) for step in steps], found_at, escalator.window)
+    deliveries = escalator.messages.deliveries
+    [bobs] = [row for row in deliveries.waiting("telegram") if row.case_id == 2]
+    assert deliveries.claim(bobs.id, found_at), "another process (a CLI sweep) takes Bob's case first"
 
-    def claim_after_another_process(delivery_ids, now, *states):
-        if len(delivery_ids) == 2:  # the Telegram message: the other process wins the second case first
-            claim(delivery_ids[1:], now, *states)
-        return claim(delivery_ids, now, *states)
-
-    monkeypatch.setattr(store, "claim_deliveries", claim_after_another_process)
-    alerts.escalator.sweep(NOON + timedelta(minutes=5))
+    escalator.sweep(found_at)
     [alert] = texts(fake_telegram)
-    assert alert.startswith("🚨 1 条语音需要关注") and mine in alert and theirs not in alert
+    assert mine in alert and theirs not in alert
+    assert not deliveries.claim(bobs.id, found_at), "and nobody takes it twice"
 
 
 def test_dry_run_prints_the_alerts_and_records_nothing(tmp_path, fake_slack, fake_telegram):
@@ -483,6 +489,7 @@ def test_dry_run_prints_the_alerts_and_records_nothing(tmp_path, fake_slack, fak
                              env=platform_environment(slack_fake=fake_slack))
     assert run.exit_code == 0, run.output
     assert "slack" in run.output and f"{PUBLIC_URL}/results/{case}" in run.output and "3.0 s" in run.output
+    assert "🚨 Case · open" in run.output, "a case the sweep would open, not recorded (no number yet)"
     assert fake_slack.sent_messages == []
 
     run = CliRunner().invoke(cli, ["--config", str(config), "escalate", "--now"],
@@ -528,7 +535,7 @@ def test_a_robot_key_the_platform_echoes_is_in_no_log_line_stored_error_or_conso
     with caplog.at_level(logging.INFO):
         assert scheduler.run("escalation sweep", NOON + timedelta(minutes=5))
 
-    [(_, _, [delivery])] = AlertStore(service.store).cases(result_id=case)
+    [(_, _, _, [delivery])] = CaseStore(service.store).escalations(result_id=case)
     assert delivery.state != DeliveryState.SENT
     assert "errcode 93000 (invalid webhook url key=[REDACTED])" in delivery.last_error
     assert "errcode 93000" in caplog.text
@@ -603,6 +610,11 @@ def test_the_escalation_example_config_is_valid():
     ("overrides", "named"),
     [
         ({"routes": [{"sources": ["*"], "targets": ["suport"]}]}, r"routes.*routes\[0\]\.targets names 'suport'"),
+        ({"routes": [{"sources": ["*"], "levels": [{"targets": ["leads"], "after_min": 15}]}]},
+         r"routes\[0\]\.levels\[0\] names 'leads'"),
+        ({"routes": [{"sources": ["*"]}]}, r"give a route either targets or levels"),
+        ({"routes": [{"sources": ["*"], "levels": [{"targets": ["x"], "after_min": -1}]}]}, r"after_min"),
+        ({"escalation": {"group_window_min": 0}}, r"escalation\.group_window_min"),
         ({"escalation": {"default_rule": {"angy": 0.5}}}, r"escalation\.default_rule.*'angy' is not an emotion"),
         ({"escalation": {"rules": {"telegram:1": {"angry": 1.5}}}}, r"escalation\.rules.*1\.5 is not a score"),
         ({"escalation": {"rules": {"telegram:1": {"keywords": ["退款"], "match": "all"}}}},

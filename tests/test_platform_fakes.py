@@ -13,7 +13,9 @@ import asyncio
 import base64
 import hashlib
 import io
+import json
 import time
+from urllib.parse import parse_qs
 
 import pytest
 import requests
@@ -150,6 +152,30 @@ def test_ptb_sets_and_deletes_the_webhook(fake_telegram):
     assert fake_telegram.webhook is None
 
 
+def test_ptb_sends_an_inline_keyboard_a_press_is_answered_once_and_the_message_edited(fake_telegram):
+    keyboard = telegram.InlineKeyboardMarkup([[telegram.InlineKeyboardButton("Ack", callback_data="bb1:x:1:ack")]])
+
+    async def scenario():
+        async with ptb_bot(fake_telegram) as bot:
+            sent = await bot.send_message(-100123, "case 1", reply_markup=keyboard)
+            press = telegram.Update.de_json(fake_telegram.press(-100123, sent.message_id, "bb1:x:1:ack"), bot)
+            answered = await bot.answer_callback_query(press.callback_query.id, text="Acknowledged")
+            with pytest.raises(BadRequest, match="(?i)query is too old"):
+                await bot.answer_callback_query(press.callback_query.id, text="again")
+            edited = await bot.edit_message_reply_markup(-100123, sent.message_id)  # no keyboard any more
+            with pytest.raises(BadRequest, match="(?i)message is not modified"):
+                await bot.edit_message_text("case 1", -100123, sent.message_id)
+            return press, answered, edited
+
+    press, answered, edited = asyncio.run(scenario())
+    assert press.callback_query.data == "bb1:x:1:ack" and press.callback_query.message.text == "case 1"
+    assert answered is True and edited.message_id == press.callback_query.message.message_id
+    assert [answer["text"] for answer in fake_telegram.answers] == ["Acknowledged"]
+    too_long = requests.post(f"{fake_telegram.base_url}/bot{fake_telegram.token}/sendMessage", json={
+        "chat_id": 1, "text": "x", "reply_markup": {"inline_keyboard": [[{"text": "x", "callback_data": "é" * 33}]]}})
+    assert too_long.json()["description"] == "Bad Request: BUTTON_DATA_INVALID", "callback_data: 64 bytes at most"
+
+
 def test_telegram_reads_json_bodies_and_method_names_in_any_case(fake_telegram):
     url = f"{fake_telegram.base_url}/bot{fake_telegram.token}/SENDMESSAGE"
     answer = requests.post(url, json={"chat_id": 5, "text": "hi", "reply_parameters": {"message_id": 3}})
@@ -211,6 +237,51 @@ def test_slack_sdk_posts_in_a_thread_and_uploads_with_files_upload_v2(fake_slack
     assert complete["text"] == "Scores" and complete["images"] == [chart]
     upload = fake_slack.calls("upload")[0]
     assert upload["body"] == chart and upload["status"] == 200 and "Authorization" not in upload["headers"]
+
+
+def test_slack_sdk_updates_a_message_whose_blocks_keep_to_block_kit_limits(fake_slack):
+    client = slack_client(fake_slack)
+
+    def blocks(text: str = "Ack", value: str = "bb1:x:1:ack") -> list[dict]:
+        return [{"type": "section", "text": {"type": "mrkdwn", "text": "*Case 1*"}},
+                {"type": "actions", "elements": [{"type": "button", "action_id": "case-0", "value": value,
+                                                  "text": {"type": "plain_text", "text": text}}]}]
+
+    posted = client.chat_postMessage(channel="C0SUPPORT1", text="Case 1", blocks=blocks())
+    updated = client.chat_update(channel="C0SUPPORT1", ts=posted["ts"], text="Case 1 · acknowledged",
+                                 blocks=blocks("Resolve", "bb1:x:1:resolve"))
+    assert updated["message"]["blocks"][1]["elements"][0]["value"] == "bb1:x:1:resolve"
+    assert fake_slack.updates[0]["text"] == "Case 1 · acknowledged"
+    for refused, error in [
+        (lambda: client.chat_update(channel="C0SUPPORT1", ts="1.000001", text="x"), "message_not_found"),
+        (lambda: client.chat_postMessage(channel="C1", text="x", blocks=blocks(text="x" * 76)), "invalid_blocks"),
+        (lambda: client.chat_postMessage(channel="C1", text="x", blocks=blocks(value="v" * 2001)), "invalid_blocks"),
+    ]:
+        with pytest.raises(SlackApiError) as answer:
+            refused()
+        assert answer.value.response["error"] == error
+
+
+def test_slack_interactions_are_forms_signed_the_way_slack_sdk_verifies(fake_slack):
+    client = slack_client(fake_slack)
+    posted = client.chat_postMessage(channel="C0SUPPORT1", text="Case 1", blocks=[
+        {"type": "actions", "elements": [{"type": "button", "action_id": "case-0", "value": "bb1:x:1:ack",
+                                          "text": {"type": "plain_text", "text": "Ack"}, "style": "primary"}]}])
+    payload = slack.button_press(fake_slack, "C0SUPPORT1", posted["ts"], "bb1:x:1:ack", user_name="bob")
+    request = slack.interaction_request(payload)
+
+    verifier = SignatureVerifier(slack.DEFAULT_SIGNING_SECRET)
+    assert verifier.is_valid_request(request.body, request.headers)
+    assert not SignatureVerifier("another-secret").is_valid_request(request.body, request.headers)
+    assert request.headers["Content-Type"] == "application/x-www-form-urlencoded"
+    [form] = parse_qs(request.body.decode())["payload"]
+    press = json.loads(form)
+    assert press["type"] == "block_actions" and press["user"]["name"] == "bob"
+    assert press["container"] == {"type": "message", "message_ts": posted["ts"], "channel_id": "C0SUPPORT1",
+                                  "is_ephemeral": False}
+    assert press["actions"][0]["value"] == "bb1:x:1:ack" and press["actions"][0]["style"] == "primary"
+    assert requests.post(press["response_url"], json={"text": "only you"}).ok
+    assert fake_slack.responses == [{"text": "only you"}]
 
 
 def test_slack_auth_failures_and_rate_limits_look_like_slack(fake_slack):
@@ -320,6 +391,33 @@ def test_wechatpy_uploads_an_image_and_sends_it(fake_wecom):
     fake_wecom.rate_limit_next("message/send")
     with pytest.raises(APILimitedException):
         client.message.send_text(fake_wecom.agent_id, "zhangsan", "too fast")
+
+
+def test_wecom_template_cards_and_each_response_code_works_once_within_72_hours(fake_wecom):
+    client = wechatpy_client(fake_wecom)
+    card = {"card_type": "button_interaction", "main_title": {"title": "案件 1"}, "task_id": "bb_x_1_1",
+            "button_list": [{"text": "认领", "style": 1, "key": "bb1:x:1:ack"}]}
+    sent = client.message.send(fake_wecom.agent_id, "lisi", msg={"msgtype": "template_card", "template_card": card})
+    event = fake_wecom.press("bb_x_1_1", "bb1:x:1:ack", from_user="lisi")
+
+    def update(code: str) -> dict:
+        return client.post("message/update_template_card", data={
+            "userids": ["lisi"], "agentid": fake_wecom.agent_id, "response_code": code,
+            "button": {"replace_name": "已认领"}})
+
+    assert update(sent["response_code"])["errcode"] == 0
+    with pytest.raises(WeChatClientException) as spent:
+        update(sent["response_code"])
+    assert spent.value.errcode == 40058, "once"
+    pressed = event.split("<ResponseCode><![CDATA[")[1].split("]]>")[0]
+    fake_wecom.age_response_codes(hours=73)
+    with pytest.raises(WeChatClientException):
+        update(pressed)  # 72 hours
+    with pytest.raises(WeChatClientException) as again:
+        client.message.send(fake_wecom.agent_id, "lisi", msg={"msgtype": "template_card", "template_card": card})
+    assert again.value.errcode == 40058, "a task_id is unique per app"
+    assert "<Event><![CDATA[template_card_event]]></Event>" in event and "<TaskId><![CDATA[bb_x_1_1]]>" in event
+    assert "MsgId" not in event and len(fake_wecom.card_updates) == 1
 
 
 def test_wecom_media_get_serves_amr_or_a_json_error(fake_wecom):

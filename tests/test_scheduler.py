@@ -66,7 +66,8 @@ def test_only_the_lease_holder_sweeps_and_another_takes_over_when_it_dies(settin
     assert [scheduler.run("sweep", at + timedelta(minutes=1)) for scheduler in reversed(schedulers)] == [False, True]
 
     # The first process dies: no more renewals. After LEASE_TTL the second one sweeps.
-    second = add_chat_note(processes[1].store, received_at=NOON + timedelta(minutes=7), emotions={"angry": 0.8})
+    second = add_chat_note(processes[1].store, received_at=NOON + timedelta(minutes=7), emotions={"angry": 0.8},
+                           sender_name="Bob")  # another sender: a case of its own
     assert not schedulers[1].run("sweep", at + timedelta(minutes=2))
     assert schedulers[1].run("sweep", at + timedelta(minutes=1) + LEASE_TTL)
 
@@ -137,8 +138,9 @@ def test_stopping_cuts_short_a_job_that_waits_for_a_robot(settings):
     store.close()
 
 
-#: The tables of migration 0002, all declared in bot_bridge.remembering.alert_store.
-ALERT_TABLES = {"escalations", "escalation_deliveries", "digests", "leases"}
+#: The tables of the alerts: migration 0002's (in bot_bridge.remembering.alert_store), and the cases of 0011 that
+#: replaced its per-note deliveries (case_store, case_changes).
+ALERT_TABLES = {"escalations", "digests", "leases", "cases", "case_deliveries", "case_presses"}
 
 
 def test_the_migration_creates_exactly_what_the_models_declare(settings):
@@ -158,9 +160,11 @@ def test_claims_that_lose_leave_no_error_in_the_database_log(settings):
     event.listen(store.engine, "handle_error", lambda context: errors.append(context.original_exception))
     alerts = Alerts(settings, store)
     add_chat_note(store, received_at=NOON, emotions={"angry": 0.9})
-    [(case, targets)] = alerts.escalator.new_cases(NOON + timedelta(minutes=1))
-    assert alerts.escalator.alerts.record_case(case, targets, NOON)
-    assert not alerts.escalator.alerts.record_case(case, targets, NOON), "recorded once"
+    escalator = alerts.escalator
+    [(matched, steps)] = escalator.new_cases(NOON + timedelta(minutes=1))
+    levels = [(step.target, step.level) for step in steps]
+    assert escalator.cases.record_note(matched, levels, NOON, escalator.window) == 1
+    assert escalator.cases.record_note(matched, levels, NOON, escalator.window) is None, "recorded once"
 
     digests = AlertStore(store)
     assert digests.claim_digest("slack", NOON.date(), NOON) is not None

@@ -192,7 +192,7 @@ def test_set_webhook_registers_the_url_with_the_secret_token(fake_telegram, tmp_
     assert outcome.exit_code == 0, outcome.output
     assert fake_telegram.webhook["url"] == "https://bot.example.com/webhooks/telegram"
     assert fake_telegram.webhook["secret_token"] == tg.DEFAULT_SECRET_TOKEN
-    assert fake_telegram.webhook["allowed_updates"] == ["message"]
+    assert fake_telegram.webhook["allowed_updates"] == ["message", "callback_query"], "messages and presses on cases"
     assert fake_telegram.token not in outcome.output
 
 

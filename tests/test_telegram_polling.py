@@ -60,7 +60,7 @@ def test_a_token_alone_polls_and_answers_voice_notes_without_a_webhook(polling_b
     confirming = wait_for(lambda: [c for c in fake_telegram.calls("getUpdates")
                                    if c["params"].get("offset") == update["update_id"] + 1], 10, "the next poll")
     assert confirming[0]["params"]["timeout"] == POLL_TIMEOUT_S
-    assert confirming[0]["params"]["allowed_updates"] == ["message"]
+    assert confirming[0]["params"]["allowed_updates"] == ["message", "callback_query"]
     assert Cursors(polling_bot.store).get("pull:telegram") == str(update["update_id"] + 1)
     assert fake_telegram.updates == [] and fake_telegram.poll_conflicts == 0
     assert polling_bot.client.post("/webhooks/telegram", data=b"{}").status_code == 404, "no webhook in polling mode"

@@ -127,8 +127,8 @@ def test_a_keyword_the_model_said_raises_a_case_alone_and_its_alert_quotes_the_n
                               escalation={"rules": {"telegram:*": {"keywords": ["no such word", keyword]}}})
     alerts = Alerts(settings)
     try:
-        [(case, targets)] = alerts.escalator.new_cases(result.created_at + timedelta(minutes=1))
-        assert (case.keyword, case.threshold, targets) == (keyword, None, ["telegram"])
+        [(case, steps)] = alerts.escalator.new_cases(result.created_at + timedelta(minutes=1))
+        assert (case.keyword, case.threshold, [step.target for step in steps]) == (keyword, None, ["telegram"])
 
         assert alerts.escalator.sweep(result.created_at + timedelta(minutes=1)) == {"telegram": 1}
         assert [match.result.id for match in SearchIndex(alerts.store).search(keyword)] == [result.id]

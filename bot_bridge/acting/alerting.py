@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Callable
 from zoneinfo import ZoneInfo
 
@@ -87,19 +87,39 @@ def build_targets(
     return targets
 
 
+@dataclass(frozen=True)
+class Step:
+    """A target of a source's cases: it hears of a case ``after`` it opened (if still open then), at ``level``
+    of its route (0 for a route's plain ``targets``)."""
+
+    target: str
+    after: timedelta
+    level: int
+
+
 class Routes:
-    """``routes`` of the settings: which targets hear about which source chats (``platform:chat_id``)."""
+    """``routes`` of the settings: which targets hear about which source chats (``platform:chat_id``), and
+    when (``levels``)."""
 
     def __init__(self, routes: list[RouteSettings]) -> None:
         self.routes = routes
 
-    def targets_for(self, source: str) -> list[str]:
-        """The targets routed from ``source``, each once, in the order the routes name them."""
-        found: dict[str, None] = {}
+    def steps_for(self, source: str) -> list[Step]:
+        """Each target routed from ``source`` once, at its earliest level, in the order the routes name them."""
+        found: dict[str, Step] = {}
         for route in self.routes:
-            if any(_matches(pattern, source) for pattern in route.sources):
-                found.update(dict.fromkeys(route.targets))
-        return list(found)
+            if not any(_matches(pattern, source) for pattern in route.sources):
+                continue
+            for level, step in enumerate(route.steps):
+                for target in step.targets:
+                    earlier = found.get(target)
+                    if earlier is None or timedelta(minutes=step.after_min) < earlier.after:
+                        found[target] = Step(target, timedelta(minutes=step.after_min), level)
+        return list(found.values())
+
+    def targets_for(self, source: str) -> list[str]:
+        """The targets routed from ``source``, at any level, each once, in the order the routes name them."""
+        return [step.target for step in self.steps_for(source)]
 
     def reaches(self, source: str, target: str) -> bool:
         return target in self.targets_for(source)

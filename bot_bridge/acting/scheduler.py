@@ -14,9 +14,9 @@ hosts must agree to well within ``LEASE_TTL`` (NTP does). Stopping tells
 the senders to stop waiting for rate limits (``AlertSender.stop_waiting``),
 so a job paced by a WeCom robot does not hold up a shutdown.
 
-The lease is for tidiness (one alert per target per sweep, no wasted work);
+The lease is for tidiness (one sweep at a time, no wasted work);
 exactly-once does not depend on it: every send claims its rows first
-(``bot_bridge.remembering.alert_store``).
+(``bot_bridge.remembering.case_deliveries``, ``alert_store`` for digests).
 
 Jobs are plain functions of ``now``; ``Scheduler.run(job, now)`` is what
 APScheduler calls and what tests call with a clock of their own.

@@ -41,12 +41,12 @@ import socket
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import ContextManager, Protocol
+from typing import Callable, ContextManager, Protocol
 
 from adapters import adapter_classes, enabled_adapters
 from adapters.base import ChatAdapter
 
-from ..chat.messages import ChatMessage, InboundRequest, WebhookResponse
+from ..chat.messages import CaseAction, ChatMessage, InboundRequest, WebhookResponse
 from ..chat.outbound import MaybeDelivered, OutboundError, OutboundHttp, TooLarge
 from ..config import ReplySettings, Settings
 from ..errors import AudioError, BotBridgeError, ModelUnavailable
@@ -97,10 +97,10 @@ def reply_language(reply: ReplySettings, note: VoiceNoteRow) -> str:
 
 
 class NotRecorded(Exception):
-    """A message of an update could not be made durable (``__cause__`` says why): the platform must deliver
-    the update again, so it is neither acknowledged nor confirmed."""
+    """A message (or button press) of an update could not be made durable (``__cause__`` says why): the
+    platform must deliver the update again, so it is neither acknowledged nor confirmed."""
 
-    def __init__(self, message: ChatMessage) -> None:
+    def __init__(self, message: ChatMessage | CaseAction) -> None:
         super().__init__(f"{message.platform} {message.kind} {message.delivery_id} not recorded")
         self.message = message
 
@@ -118,22 +118,25 @@ class ChatWorker:
     """Records incoming messages (web side) and answers them (queue side)."""
 
     def __init__(
-        self, settings: Settings, store: Store, queue: WorkQueue, adapters: dict[str, ChatAdapter], analyser: Analyser
+        self, settings: Settings, store: Store, queue: WorkQueue, adapters: dict[str, ChatAdapter], analyser: Analyser,
+        *, on_press: Callable[[CaseAction], None] | None = None,
     ) -> None:
+        """``on_press`` handles a button pressed on a case's message (``case_desk.CaseDesk.press``)."""
         self.settings = settings
         self.store = store
         self.adapters = adapters
         self.queue = queue
         self.analyser = analyser
+        self.on_press = on_press
         self._stopping = threading.Event()
         self._recovery: threading.Thread | None = None
 
     # -- web side ----------------------------------------------------------
 
     def receive(self, adapter: ChatAdapter, inbound: InboundRequest) -> WebhookResponse:
-        """Read a verified webhook, or an update pulled or received over a connection, and record each message
-        it carries; the answer for the platform. Raises ``NotRecorded`` if recording failed (the platform sends
-        it again)."""
+        """Read a verified webhook, or an update pulled or received over a connection, record each message it
+        carries and handle each button press; the answer for the platform. Raises ``NotRecorded`` if recording
+        failed (the platform sends it again)."""
         try:
             parsed = adapter.parse(inbound)
         except Exception as error:  # noqa: BLE001 - any shape the adapter cannot read
@@ -148,6 +151,15 @@ class ChatWorker:
                 raise NotRecorded(message) from error
             log.info("%s %s %s %s", adapter.name, message.kind, message.delivery_id,
                      "recorded" if created else "already recorded (redelivery), not processed again")
+        for action in parsed.actions:
+            if self.on_press is None:
+                log.warning("%s button press %s: this process handles no cases; ignored", adapter.name,
+                            action.delivery_id)
+                continue
+            try:
+                self.on_press(action)
+            except Exception as error:  # noqa: BLE001 - whatever broke, the platform must send it again
+                raise NotRecorded(action) from error
         return parsed.response
 
     def accept(self, message: ChatMessage) -> bool:

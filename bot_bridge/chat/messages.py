@@ -109,11 +109,40 @@ class ChatMessage:
 
 
 @dataclass(frozen=True)
+class CaseAction:
+    """Someone pressed a button on a case's message (``bot_bridge.chat.cards``).
+
+    ``value`` is the button's value as the core gave it; ``delivery_id`` the
+    platform's id of this press (Slack's action_ts, Telegram's callback_query
+    id, WeCom's TaskId+FromUserName+EventKey+CreateTime), so a press the
+    platform delivers twice is handled once. ``chat_id`` and ``message_ref``
+    say where the message is, as its adapter's ``send_case`` named it.
+    ``answer_ref`` is what the adapter needs to answer the person (a
+    Telegram callback_query id, a Slack response_url, a WeCom user id);
+    ``edit_token`` a fresh one-time permission to edit the message, where the
+    platform gives one with each press (WeCom's ResponseCode).
+    """
+
+    platform: str
+    delivery_id: str
+    value: str
+    actor_id: str
+    actor_name: str | None = None
+    chat_id: str | None = None
+    message_ref: str | None = None
+    answer_ref: str | None = None
+    edit_token: str | None = None
+
+    kind = "button press"  # what the logs call it, beside a ChatMessage's kind
+
+
+@dataclass(frozen=True)
 class ParsedWebhook:
     """An adapter's reading of one verified webhook: what to answer, what to process."""
 
     response: WebhookResponse = field(default_factory=WebhookResponse)
     messages: tuple[ChatMessage, ...] = ()
+    actions: tuple[CaseAction, ...] = ()
 
 
 @dataclass(frozen=True)

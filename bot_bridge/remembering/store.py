@@ -521,24 +521,38 @@ class Store:
 MIGRATION_LOCK_KEY = 0x626F_7462_7269_6467  # "botbridg"
 
 
-def migrate(engine) -> None:
-    """Bring the database schema to the newest migration.
+def migrate(engine, revision: str = "head") -> None:
+    """Bring the database schema to ``revision`` (the newest migration by default).
 
     Several processes may start at once on an empty PostgreSQL database; a
     transaction-scoped advisory lock lets one migrate while the others wait,
     then find nothing left to do (PostgreSQL's DDL is transactional). SQLite
-    needs no lock: its writers are serialised by the file lock.
+    needs no lock: its writers are serialised by the file lock. SQLite changes
+    a column by copying its table (Alembic's batch mode), which dropping the
+    old table refuses while foreign keys are enforced and rows point at it, so
+    they are switched off for the migration (outside its transaction, where
+    SQLite ignores the switch) and checked as a whole before it commits.
     """
     from alembic import command
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    with engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    sqlite = engine.dialect.name == "sqlite"
+    with engine.connect() as connection:
+        if sqlite:
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()
+        with connection.begin():
+            if connection.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+            if sqlite and (broken := connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()):
+                raise RuntimeError(f"the migration left rows pointing at nothing: {broken[:5]}")
+        if sqlite:
+            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+            connection.commit()
 
 
 def _engine(url: str):

@@ -19,9 +19,9 @@ Behind a reverse proxy, ``console.trusted_proxies`` says how many proxies'
 ``ProxyFix``), so the login throttle counts each person's own address.
 Times are shown in ``console.timezone``, with the zone said.
 
-The escalation and digest pages read ``bot_bridge.remembering.alert_store`` and
+The escalation and digest pages read ``bot_bridge.remembering.case_store`` and
 ``bot_bridge.acting.digest`` through the functions at the end of this module, whose
-data classes are all their templates render.
+data classes are all their templates render; the Cases pages are ``console_cases``.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ from ..emotions import BY_KEY, EMOTIONS
 from ..errors import BotBridgeError
 from ..hearing.model_files import has_random_weights
 from ..hearing.playable import PLAYABLE_FILE, PLAYABLE_MIMETYPE
-from ..remembering.alert_store import AlertStore, DeliveryState
+from ..remembering.case_store import CaseStore, DeliveryState
 from ..remembering.labels import LabelError, Labels
 from ..remembering.search import SearchIndex, query_words
 from ..service import Service
@@ -275,7 +275,9 @@ def json_error(status: int, code: str, message: str, message_zh: str):
 
 
 @console.before_request
-def _require_sign_in_and_csrf():
+def require_sign_in_and_csrf():
+    """Every console page needs a signed-in session, and every POST the session's CSRF token (the Cases pages'
+    blueprint applies it too)."""
     if request.endpoint not in _OPEN_ENDPOINTS and not signed_in():
         if request.endpoint in _DATA_ENDPOINTS:
             return json_error(
@@ -295,7 +297,7 @@ def _require_sign_in_and_csrf():
 
 
 @console.after_request
-def _security_headers(response):
+def add_security_headers(response):
     response.headers.update(SECURITY_HEADERS)
     return response
 
@@ -647,6 +649,7 @@ def _page_context() -> dict:
         "password_file": auth().password_file and auth().password_file.resolve(),
         "one_day": timedelta(days=1),
         "escalation_states": ESCALATION_STATES,
+        "case_states": CASE_STATES,
         "time_zone": service().settings.console.timezone,
     }
 
@@ -679,13 +682,16 @@ def random_weights_in_use(service: Service, state: dict) -> bool:
 # Escalations and daily digests
 #
 # The pages call only the three functions below: escalated_case and
-# escalated_cases read the cases and their deliveries from
-# bot_bridge.remembering.alert_store, digest_preview composes a day's digests with
+# escalated_cases read the escalated notes and their cases' deliveries from
+# bot_bridge.remembering.case_store, digest_preview composes a day's digests with
 # bot_bridge.acting.digest without sending or recording anything. Their templates
 # render only the data classes here.
 # --------------------------------------------------------------------------
 
 ESCALATION_STATES = {"pending": ("待发送", "pending"), "sent": ("已发送", "sent"), "failed": ("失败", "failed")}
+#: How the console words each state of a case (bot_bridge.remembering.case_store.CaseState).
+CASE_STATES = {"open": ("待处理", "open"), "acknowledged": ("已认领", "acknowledged"),
+               "snoozed": ("已推迟", "snoozed"), "resolved": ("已解决", "resolved")}
 
 
 @dataclass(frozen=True)
@@ -698,6 +704,8 @@ class TargetState:
 
 @dataclass(frozen=True)
 class EscalatedCase:
+    """A matched note, with the state of its case's message at each target."""
+
     result_id: str
     emotion: str  # the emotion whose rule matched (key of EMOTIONS)
     score: float  # that emotion's score, 0..1
@@ -705,6 +713,8 @@ class EscalatedCase:
     source: str  # "telegram · Support group · Alice"
     matched_at: datetime
     targets: tuple[TargetState, ...]
+    case_id: int
+    case_state: str  # a key of case_store.CaseState, as CASE_STATES words it
 
 
 @dataclass(frozen=True)
@@ -721,15 +731,15 @@ class DigestPreview:
 
 
 def escalated_case(service: Service, result_id: str) -> EscalatedCase | None:
-    """The escalation of one result with its state per target; ``None``: not escalated."""
-    found = _escalated(service, AlertStore(service.store).cases(result_id=result_id, limit=1))
+    """The escalation of one result with its case's state per target; ``None``: not escalated."""
+    found = _escalated(service, CaseStore(service.store).escalations(result_id=result_id, limit=1))
     return found[0] if found else None
 
 
 def escalated_cases(service: Service, *, state: str | None = None, limit: int = 200) -> list[EscalatedCase]:
-    """The newest escalations first; ``state`` keeps the cases with a target in that state."""
+    """The newest escalations first; ``state`` keeps those whose case has a target in that state."""
     states = _DELIVERY_STATES[state] if state else None
-    return _escalated(service, AlertStore(service.store).cases(states=states, limit=limit))
+    return _escalated(service, CaseStore(service.store).escalations(delivery_states=states, limit=limit))
 
 
 def digest_preview(service: Service, day: date) -> DigestPreview | None:
@@ -763,7 +773,7 @@ def _preview_targets(service: Service) -> dict[str, Target]:
         return extensions["bot_bridge_alert_targets"]
 
 
-# The console's states of a target, and the delivery states (bot_bridge.remembering.alert_store) each covers.
+# The console's states of a target, and the delivery states (bot_bridge.remembering.case_store) each covers.
 _DELIVERY_STATES = {
     "pending": (DeliveryState.PENDING, DeliveryState.SENDING),
     "sent": (DeliveryState.SENT,),
@@ -771,21 +781,28 @@ _DELIVERY_STATES = {
 }
 
 
-def _escalated(service: Service, cases) -> list[EscalatedCase]:
-    names = {key: target.name or key for key, target in service.settings.targets.items()}
+def _escalated(service: Service, escalations) -> list[EscalatedCase]:
     return [
         EscalatedCase(
-            result_id=case.result_id,
-            emotion=case.emotion,
-            score=case.score,
-            rule=rule_words({} if case.threshold is None else {case.emotion: case.threshold},
-                            [case.keyword] if case.keyword else []) + (" ‼️" if case.severe else ""),
+            result_id=escalation.result_id,
+            emotion=escalation.emotion,
+            score=escalation.score,
+            rule=rule_words({} if escalation.threshold is None else {escalation.emotion: escalation.threshold},
+                            [escalation.keyword] if escalation.keyword else []) + (" ‼️" if escalation.severe else ""),
             source=source_line(note),
-            matched_at=case.matched_at,
-            targets=tuple(_target_state(names.get(row.target, row.target), row) for row in deliveries),
+            matched_at=escalation.matched_at,
+            targets=target_states(service.settings, deliveries),
+            case_id=case.id,
+            case_state=case.state,
         )
-        for case, note, deliveries in cases
+        for escalation, note, case, deliveries in escalations
     ]
+
+
+def target_states(settings: Settings, deliveries) -> tuple[TargetState, ...]:
+    """Each delivery of a case as the console words it, under its target's name."""
+    names = {key: target.name or key for key, target in settings.targets.items()}
+    return tuple(_target_state(names.get(row.target, row.target), row) for row in deliveries)
 
 
 def _target_state(name: str, row) -> TargetState:
@@ -797,4 +814,6 @@ def _target_state(name: str, row) -> TargetState:
         detail = f"gave up after {row.attempts} tries: {row.last_error}"
     elif row.state == DeliveryState.SENT and row.maybe_sent:
         detail = "sent again after a restart while sending: may have arrived twice"
+    elif row.state == DeliveryState.SENT and row.last_error:
+        detail = f"its latest update failed, tried again at the next sweep: {row.last_error}"
     return TargetState(name, state, row.sent_at or row.updated_at, detail)

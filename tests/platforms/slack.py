@@ -5,14 +5,21 @@ base_url=fake.base_url + "/api/")`` works unchanged, including
 ``files_upload_v2`` (getUploadURLExternal -> raw POST to the returned upload
 URL -> completeUploadExternal) and the SDK's retry handlers:
 
-* ``/api/<method>``: auth.test, chat.postMessage, files.getUploadURLExternal,
+* ``/api/<method>``: auth.test, chat.postMessage, chat.update (of a message
+  posted here: ``message_not_found`` otherwise; each accepted edit lands in
+  ``updates`` and changes the message in ``messages``), files.getUploadURLExternal,
   files.completeUploadExternal, files.info, reactions.add (names checked
   against the emoji short names; each accepted one lands in ``reactions``),
   and apps.connections.open, which takes the app-level token (``xapp-``) and
   hands out a Socket Mode URL on a real WebSocket server
   (``slack_socket_mode``: ``fake.socket_mode``). Token from ``Authorization:
   Bearer`` or a ``token`` parameter; errors are HTTP 200 with
-  ``{"ok": false, "error": "not_authed" | "invalid_auth" | ...}``.
+  ``{"ok": false, "error": "not_authed" | "invalid_auth" | ...}``. Blocks are
+  checked against Block Kit's limits (``invalid_blocks``): 50 blocks, 25
+  elements in an actions block, a button's text 75 characters, its
+  ``action_id`` 255, its ``value`` 2000, a section's text 3000.
+* ``/actions/<id>``: the ``response_url`` of an interaction; what is posted
+  there (a message only its presser sees) lands in ``responses``.
 * ``/upload/v1/<id>`` (fault target ``"upload"``): pre-signed, no token, body
   raw or multipart, answers ``OK - <bytes>`` in text/plain.
 * ``/files-pri/<team>-<file>/download/<name>`` (fault target ``"download"``):
@@ -21,7 +28,10 @@ URL -> completeUploadExternal) and the SDK's retry handlers:
   fake does the same (302 to ``/?redir=...``, 200 text/html).
 * Rate limits are HTTP 429 + ``Retry-After`` + ``{"ok": false, "error": "ratelimited"}``.
 
-Inbound requests are signed with ``slack_sdk.signature.SignatureVerifier``.
+Inbound requests are signed with ``slack_sdk.signature.SignatureVerifier``:
+Events API requests (JSON) and interactivity requests (a form whose one
+field, ``payload``, is the JSON of a ``block_actions`` press built from a
+message the fake holds: ``button_press``).
 """
 
 from __future__ import annotations
@@ -34,7 +44,7 @@ import string
 import time
 import uuid
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import emoji
 from slack_sdk.signature import SignatureVerifier
@@ -54,6 +64,10 @@ DEFAULT_USER_ID = "U0HUMAN001"
 DEFAULT_CHANNEL = "C0VOICES01"
 MAX_TEXT_CHARS = 40_000
 MAX_BLOCKS = 50
+MAX_ACTION_ELEMENTS = 25
+MAX_SECTION_TEXT = 3000
+#: A button's limits: its text, action_id and value (slack_sdk's block elements).
+MAX_BUTTON_TEXT, MAX_ACTION_ID, MAX_BUTTON_VALUE = 75, 255, 2000
 
 _ID_CHARS = string.ascii_uppercase + string.digits
 #: Emoji short names Slack knows (``:angry:`` ...), from the emoji package's names and aliases.
@@ -137,6 +151,9 @@ class FakeSlack(FakePlatformServer):
         self.app_id = app_id
         self.files: dict[str, dict] = {}  # file id -> file object plus "_data"
         self._pending_uploads: dict[str, dict] = {}  # upload key -> upload slot
+        self.messages: dict[tuple[str, str], dict] = {}  # (channel, ts) -> the message as it is now
+        self.updates: list[dict] = []  # accepted chat.update calls' params
+        self.responses: list[dict] = []  # what was posted to response_urls
 
     def start(self) -> FakeSlack:
         super().start()
@@ -174,6 +191,8 @@ class FakeSlack(FakePlatformServer):
             return Route("upload", self._upload, "auto" if request.mimetype == "multipart/form-data" else "raw")
         if parts[0] == "files-pri" and len(parts) >= 3:
             return Route("download", self._download)
+        if parts[0] == "actions" and len(parts) == 2 and request.method == "POST":
+            return Route("response_url", self._response_url)
         if request.path == "/":
             return Route("sign_in_page", self._sign_in_page)
         return None
@@ -182,6 +201,7 @@ class FakeSlack(FakePlatformServer):
         return {
             "auth.test": self._auth_test,
             "chat.postMessage": self._chat_post_message,
+            "chat.update": self._chat_update,
             "files.getUploadURLExternal": self._get_upload_url,
             "files.completeUploadExternal": self._complete_upload,
             "files.info": self._files_info,
@@ -249,10 +269,7 @@ class FakeSlack(FakePlatformServer):
         if len(text) > MAX_TEXT_CHARS:
             raise SlackError("msg_too_long")
         if blocks is not None:
-            if not isinstance(blocks, list):
-                raise SlackError("invalid_blocks_format")
-            if len(blocks) > MAX_BLOCKS:
-                raise SlackError("invalid_blocks")
+            _check_blocks(blocks)
         ts = new_ts()
         message = {"type": "message", "text": text, "user": self.bot_user_id, "bot_id": self.bot_id,
                    "app_id": self.app_id, "team": self.team_id, "ts": ts}
@@ -260,8 +277,31 @@ class FakeSlack(FakePlatformServer):
             message["thread_ts"] = params["thread_ts"]
         if blocks:
             message["blocks"] = blocks
+        self.messages[(channel, ts)] = message
         self.record_sent(call, text)
         return {"channel": channel, "ts": ts, "message": message}
+
+    def _chat_update(self, call: dict) -> dict:
+        params = call["params"]
+        message = self.messages.get((params.get("channel"), params.get("ts")))
+        if message is None:
+            raise SlackError("message_not_found")
+        text, blocks = params.get("text") or "", params.get("blocks")
+        if not text and not blocks:
+            raise SlackError("no_text")
+        if len(text) > MAX_TEXT_CHARS:
+            raise SlackError("msg_too_long")
+        if blocks is not None:
+            _check_blocks(blocks)
+            message["blocks"] = blocks
+        message["text"] = text
+        message["edited"] = {"user": self.bot_user_id, "ts": new_ts()}
+        self.updates.append(params)
+        return {"channel": params["channel"], "ts": params["ts"], "text": text, "message": message}
+
+    def _response_url(self, call: dict) -> Response:
+        self.responses.append(call["params"])
+        return Response("ok", content_type="text/html")
 
     def _get_upload_url(self, call: dict) -> dict:
         params = call["params"]
@@ -357,6 +397,30 @@ class FakeSlack(FakePlatformServer):
 fake_slack = fake_fixture(FakeSlack, name="fake_slack")
 
 
+def _check_blocks(blocks: Any) -> None:
+    """Block Kit's limits, as Slack refuses what breaks them (``invalid_blocks``)."""
+    if not isinstance(blocks, list):
+        raise SlackError("invalid_blocks_format")
+    if len(blocks) > MAX_BLOCKS:
+        raise SlackError("invalid_blocks")
+    for block in blocks:
+        if block.get("type") == "section" and len((block.get("text") or {}).get("text", "")) > MAX_SECTION_TEXT:
+            raise SlackError("invalid_blocks")
+        if block.get("type") != "actions":
+            continue
+        elements = block.get("elements") or []
+        if not elements or len(elements) > MAX_ACTION_ELEMENTS:
+            raise SlackError("invalid_blocks")
+        for element in elements:
+            if element.get("type") != "button":
+                continue
+            if (not 0 < len((element.get("text") or {}).get("text", "")) <= MAX_BUTTON_TEXT
+                    or len(element.get("action_id", "")) > MAX_ACTION_ID
+                    or len(element.get("value", "")) > MAX_BUTTON_VALUE
+                    or element.get("style") not in (None, "primary", "danger")):
+                raise SlackError("invalid_blocks")
+
+
 def _bearer(headers: dict) -> str | None:
     value = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
     return value[len("Bearer "):] if value.startswith("Bearer ") else None
@@ -382,13 +446,7 @@ def signed_request(payload: dict, *, signing_secret: str = DEFAULT_SIGNING_SECRE
     # Compact JSON with escaped slashes ("https:\/\/files.slack.com\/..."), as Slack sends it:
     # an app that verifies a re-serialised body instead of the raw bytes fails here as it would live.
     body = json.dumps(payload, separators=(",", ":")).replace("/", "\\/").encode()
-    stamp = str(int(time.time()) if timestamp is None else timestamp)
-    headers = {
-        "Content-Type": "application/json",
-        "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)",
-        "X-Slack-Request-Timestamp": stamp,
-        "X-Slack-Signature": SignatureVerifier(signing_secret).generate_signature(timestamp=stamp, body=body),
-    }
+    headers = _signed_headers(body, "application/json", signing_secret, timestamp)
     if retry_num is not None:
         headers["X-Slack-Retry-Num"] = str(retry_num)
         headers["X-Slack-Retry-Reason"] = retry_reason
@@ -472,3 +530,55 @@ def bot_message(text: str = "", *, files: list[dict] | None = None, bot_user_id:
         fields.update(subtype="file_share", files=files, upload=False, display_as_bot=False)
     return _message(channel=channel, user=bot_user_id, ts=ts, thread_ts=thread_ts, channel_type=channel_type,
                     **fields)
+
+
+# -- inbound interactivity (button presses) ---------------------------------------------------
+
+
+def button_press(fake: FakeSlack, channel: str, ts: str, value: str, *, user_id: str = DEFAULT_USER_ID,
+                 user_name: str = "ada.lovelace", action_ts: str | None = None) -> dict:
+    """The ``block_actions`` payload of pressing the button whose value is ``value`` on the message ``ts`` the
+    fake holds (as Slack sends it: the message, the action with its ``action_ts``, a ``response_url``)."""
+    message = fake.messages[(channel, ts)]
+    button, block = next((element, block) for block in message.get("blocks", []) if block.get("type") == "actions"
+                         for element in block["elements"] if element.get("value") == value)
+    action = {"type": "button", "action_id": button["action_id"], "block_id": block.get("block_id", ""),
+              "text": button["text"], "value": value, "action_ts": action_ts or new_ts()}
+    if "style" in button:
+        action["style"] = button["style"]
+    return {
+        "type": "block_actions",
+        "user": {"id": user_id, "username": user_name, "name": user_name, "team_id": fake.team_id},
+        "api_app_id": fake.app_id,
+        "token": "Jhj5dZrVaK7ZwHHjRyZWjbDl",
+        "container": {"type": "message", "message_ts": ts, "channel_id": channel, "is_ephemeral": False},
+        "trigger_id": f"{secrets.randbelow(10**13)}.{secrets.randbelow(10**13)}.{secrets.token_hex(16)}",
+        "team": {"id": fake.team_id, "domain": "fake-workspace"},
+        "enterprise": None,
+        "is_enterprise_install": False,
+        "channel": {"id": channel, "name": "support"},
+        "message": message,
+        "state": {"values": {}},
+        "response_url": f"{fake.base_url}/actions/{secrets.token_urlsafe(12)}",
+        "actions": [action],
+    }
+
+
+def interaction_request(payload: dict, *, signing_secret: str = DEFAULT_SIGNING_SECRET,
+                        timestamp: int | None = None) -> InboundRequest:
+    """POST an interactivity ``payload`` as Slack does: a form with one field, ``payload`` (its JSON), signed
+    over the form body as events are."""
+    body = urlencode({"payload": json.dumps(payload, separators=(",", ":"))}).encode()
+    return InboundRequest("POST", _signed_headers(body, "application/x-www-form-urlencoded", signing_secret,
+                                                  timestamp), body)
+
+
+def _signed_headers(body: bytes, content_type: str, signing_secret: str, timestamp: int | None) -> dict:
+    """Slack's headers of a request: its timestamp (now, unless given) and the v0 signature over it and ``body``."""
+    stamp = str(int(time.time()) if timestamp is None else timestamp)
+    return {
+        "Content-Type": content_type,
+        "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)",
+        "X-Slack-Request-Timestamp": stamp,
+        "X-Slack-Signature": SignatureVerifier(signing_secret).generate_signature(timestamp=stamp, body=body),
+    }

@@ -8,6 +8,8 @@ upgrade). As Slack does (docs.slack.dev, "Using Socket Mode"):
 * a new connection first gets ``hello`` (``num_connections``, ``debug_info``);
 * ``send_event(payload)`` wraps an Events API payload in an ``events_api``
   envelope and gives it to ONE open connection (round robin: no fan-out);
+  ``send_interaction(payload)`` does the same with a button press
+  (``interactive``, which Slack is not known to send again);
 * each envelope must be acknowledged with ``{"envelope_id": ...}``; one not
   acknowledged within ``ack_timeout_s`` (3 s) is sent again as a new envelope
   with the same payload (same ``event_id``), ``retry_attempt`` counting up,
@@ -108,6 +110,10 @@ class SocketModeEndpoint:
         """Hand an Events API payload to one open connection (waiting for one); its envelope id."""
         return self._send(payload, 0, timeout)
 
+    def send_interaction(self, payload: dict, timeout: float = 10.0) -> str:
+        """Hand an interactivity payload (``block_actions``) to one open connection; its envelope id."""
+        return self._send(payload, 0, timeout, kind="interactive")
+
     def request_refresh(self, reason: str = "refresh_requested", close_after_s: float = 1.0) -> None:
         """``disconnect`` to every open connection, then close them (Slack warns ~10 s before)."""
         with self.changed:
@@ -199,7 +205,7 @@ class SocketModeEndpoint:
                 envelope.acked_at = time.monotonic()
             self.changed.notify_all()
 
-    def _send(self, payload: dict, retry_attempt: int, timeout: float) -> str:
+    def _send(self, payload: dict, retry_attempt: int, timeout: float, kind: str = "events_api") -> str:
         deadline = time.monotonic() + timeout
         with self.changed:
             while not self.connections:
@@ -210,10 +216,10 @@ class SocketModeEndpoint:
             connection = self.connections[next(self._turn) % len(self.connections)]
             envelope = Envelope(str(uuid.uuid4()), payload, connection.number, retry_attempt, time.monotonic())
             self.envelopes[envelope.envelope_id] = envelope
-        self._say(connection, {"envelope_id": envelope.envelope_id, "type": "events_api", "payload": payload,
+        self._say(connection, {"envelope_id": envelope.envelope_id, "type": kind, "payload": payload,
                                "accepts_response_payload": False, "retry_attempt": retry_attempt,
                                "retry_reason": "timeout" if retry_attempt else ""})
-        if retry_attempt < self.max_retries:
+        if kind == "events_api" and retry_attempt < self.max_retries:
             self._later(self.ack_timeout_s, lambda: self._retry_unless_acked(envelope))
         return envelope.envelope_id
 

@@ -18,6 +18,11 @@ that polls: ``push_update`` queues one, ``getUpdates`` hands them out as
 Telegram does (a long poll that answers as soon as one arrives, an offset
 that confirms and forgets what lies before it, 409 while a webhook is set or
 when a second poll cuts in).
+
+Messages with an inline keyboard can be pressed: ``press(chat_id,
+message_id, callback_data)`` builds the ``callback_query`` update Telegram
+would send (with PTB's ``CallbackQuery``), for the webhook or for
+``push_update``; the fake then expects one ``answerCallbackQuery`` for it.
 """
 
 from __future__ import annotations
@@ -51,13 +56,19 @@ MAX_CAPTION_CHARS = 1024
 WEBHOOK_PORTS = (443, 80, 88, 8443)
 
 _METHODS = ["getMe", "getFile", "sendMessage", "sendPhoto", "sendDocument", "sendChatAction",
-            "setWebhook", "deleteWebhook", "getWebhookInfo", "getUpdates", "setMessageReaction"]
+            "setWebhook", "deleteWebhook", "getWebhookInfo", "getUpdates", "setMessageReaction",
+            "answerCallbackQuery", "editMessageText", "editMessageReplyMarkup"]
 _CANONICAL = {name.lower(): name for name in _METHODS}
 _JSON_FIELDS = {"reply_parameters", "reply_markup", "allowed_updates", "entities", "caption_entities",
                 "link_preview_options", "reaction"}
 _INT_FIELDS = {"chat_id", "message_thread_id", "max_connections", "offset", "limit", "timeout", "message_id"}
 _BOOL_FIELDS = {"disable_notification", "protect_content", "drop_pending_updates",
-                "allow_sending_without_reply", "is_big"}
+                "allow_sending_without_reply", "is_big", "show_alert"}
+MAX_CALLBACK_DATA_BYTES = 64
+MAX_ANSWER_CHARS = 200
+NOT_MODIFIED = ("Bad Request: message is not modified: specified new message content and reply markup are exactly "
+                "the same as a current content and reply markup of the message")
+STALE_QUERY = "Bad Request: query is too old and response timeout expired or query ID is invalid"
 #: What getUpdates delivers when allowed_updates was never given: every kind but these (Bot API).
 _NOT_BY_DEFAULT = {"chat_member", "message_reaction", "message_reaction_count"}
 #: The emoji bots may react with (Bot API ReactionTypeEmoji), from python-telegram-bot's constants.
@@ -102,8 +113,12 @@ class TelegramError(Exception):
 class FakeTelegram(FakePlatformServer):
     """The Bot API methods the bot uses, with their real validation and error texts.
 
-    Methods: getMe, getFile (+ file download), sendMessage (text length and a
-    MarkdownV2/HTML sanity check), sendPhoto and sendDocument (multipart,
+    Methods: getMe, getFile (+ file download), sendMessage (text length, a
+    MarkdownV2/HTML sanity check, an inline keyboard's ``callback_data`` of 1-64
+    bytes; kept in ``messages``), editMessageText and editMessageReplyMarkup (of
+    a kept message; "message is not modified" when nothing changes; each
+    accepted one lands in ``edits``), answerCallbackQuery (once per press,
+    text of 200 characters at most; in ``answers``), sendPhoto and sendDocument (multipart,
     ``attach://`` or a known file_id), sendChatAction, setWebhook (url must be
     https on 443/80/88/8443, secret_token 1-256 of ``[A-Za-z0-9_-]``),
     deleteWebhook, getWebhookInfo, getUpdates (see the module docstring;
@@ -130,6 +145,10 @@ class FakeTelegram(FakePlatformServer):
         self.allowed_updates: list[str] | None = None
         self.poll_conflicts = 0
         self.reactions: list[dict] = []
+        self.messages: dict[tuple[int | str, int], dict] = {}  # (chat_id, message_id) -> text and reply_markup
+        self.edits: list[dict] = []
+        self.answers: list[dict] = []
+        self._presses: dict[str, bool] = {}  # callback_query id -> answered
         self._current_poll: object | None = None
         self._file_numbers = itertools.count()
         self._message_ids = itertools.count(1000)
@@ -149,6 +168,17 @@ class FakeTelegram(FakePlatformServer):
         with self._lock:
             self.files[file_id] = StoredFile(file_id, data, mime_type, path)
         return file_id
+
+    def press(self, chat_id: int | str, message_id: int, data: str, *, user_id: int = DEFAULT_USER_ID,
+              first_name: str = "Ada", username: str | None = "ada_l") -> dict:
+        """The ``callback_query`` update of someone pressing the button ``data`` on a message the bot sent."""
+        message = self.messages[(chat_id, message_id)]
+        query_id = str(secrets.randbits(63))
+        with self._lock:
+            self._presses[query_id] = False
+        return callback_query_update(query_id, chat_id, message_id, data, text=message["text"],
+                                     reply_markup=message["reply_markup"], user_id=user_id, first_name=first_name,
+                                     username=username)
 
     def push_update(self, update: dict) -> None:
         """A new update for the bot: answered at once to a poll waiting for one, kept until confirmed."""
@@ -248,9 +278,49 @@ class FakeTelegram(FakePlatformServer):
             raise TelegramError(400, "Bad Request: message is too long")
         _check_markup(text, params.get("parse_mode"))
         _check_reply_parameters(params)
+        _check_keyboard(params.get("reply_markup"))
         message = self._new_message(chat_id, text=text)
+        self.messages[(chat_id, message["message_id"])] = {"text": text, "reply_markup": params.get("reply_markup")}
         self.record_sent(call, text)
         return _ok(message)
+
+    def _editMessageText(self, call: dict) -> Response:
+        params = call["params"]
+        text = params.get("text") or ""
+        if not text.strip():
+            raise TelegramError(400, "Bad Request: message text is empty")
+        if len(text.encode("utf-16-le")) // 2 > MAX_TEXT_CHARS:
+            raise TelegramError(400, "Bad Request: MESSAGE_TOO_LONG")
+        return self._edit(call, text=text, reply_markup=params.get("reply_markup"))
+
+    def _editMessageReplyMarkup(self, call: dict) -> Response:
+        return self._edit(call, reply_markup=call["params"].get("reply_markup"))
+
+    def _edit(self, call: dict, **change: Any) -> Response:
+        params = call["params"]
+        key = (_chat_id(params), params.get("message_id"))
+        message = self.messages.get(key)
+        if message is None:
+            raise TelegramError(400, "Bad Request: message to edit not found")
+        _check_keyboard(change.get("reply_markup"))
+        if all(message.get(field) == value for field, value in change.items()):
+            raise TelegramError(400, NOT_MODIFIED)
+        message.update(change)
+        self.edits.append(params)
+        chat_id, message_id = key
+        edited = self._new_message(chat_id, text=message["text"])
+        return _ok({**edited, "message_id": message_id, "edit_date": int(time.time())})
+
+    def _answerCallbackQuery(self, call: dict) -> Response:
+        params = call["params"]
+        query_id = str(params.get("callback_query_id") or "")
+        if self._presses.get(query_id) is not False:
+            raise TelegramError(400, STALE_QUERY)  # unknown, or answered already
+        if len(params.get("text") or "") > MAX_ANSWER_CHARS:
+            raise TelegramError(400, "Bad Request: MESSAGE_TOO_LONG")
+        self._presses[query_id] = True
+        self.answers.append(params)
+        return _ok(True)
 
     def _sendPhoto(self, call: dict) -> Response:
         return self._send_media(call, "photo")
@@ -457,6 +527,21 @@ def _chat_id(params: dict) -> int | str:
     return chat_id
 
 
+def _check_keyboard(markup: Any) -> None:
+    """An inline keyboard: rows of buttons, each with a text and 1-64 bytes of callback_data."""
+    if markup is None:
+        return
+    rows = markup.get("inline_keyboard") if isinstance(markup, dict) else None
+    if not isinstance(rows, list) or not all(isinstance(row, list) for row in rows):
+        raise TelegramError(400, "Bad Request: can't parse inline keyboard button: InlineKeyboardMarkup expected")
+    for button in (button for row in rows for button in row):
+        if not button.get("text"):
+            raise TelegramError(400, "Bad Request: BUTTON_TEXT_EMPTY")
+        data = button.get("callback_data")
+        if data is not None and not 1 <= len(data.encode()) <= MAX_CALLBACK_DATA_BYTES:
+            raise TelegramError(400, "Bad Request: BUTTON_DATA_INVALID")
+
+
 def _check_reply_parameters(params: dict) -> None:
     reply = params.get("reply_parameters")
     if reply is not None and not (isinstance(reply, dict) and isinstance(reply.get("message_id"), int)):
@@ -579,6 +664,21 @@ def audio_document_update(file_id: str, *, file_name: str = "voice_memo.m4a", mi
     document = telegram.Document(file_id, unique_id_for(file_id), file_name=file_name,
                                  mime_type=mime_type, file_size=file_size)
     return _update(document=document, **message)
+
+
+def callback_query_update(query_id: str, chat_id: int | str, message_id: int, data: str, *, text: str,
+                          reply_markup: dict | None, user_id: int = DEFAULT_USER_ID, first_name: str = "Ada",
+                          username: str | None = "ada_l", update_id: int | None = None) -> dict:
+    """An ``Update`` carrying the ``CallbackQuery`` of pressing the button ``data`` on the bot's message."""
+    chat = telegram.Chat(chat_id, "private" if isinstance(chat_id, int) and chat_id > 0 else "supergroup",
+                         title="Support")
+    keyboard = None if reply_markup is None else telegram.InlineKeyboardMarkup.de_json(reply_markup, None)
+    message = telegram.Message(message_id, dt.datetime.now(dt.UTC).replace(microsecond=0), chat, text=text,
+                               reply_markup=keyboard)
+    sender = telegram.User(user_id, first_name, False, username=username, language_code="en")
+    query = telegram.CallbackQuery(query_id, sender, chat_instance=str(secrets.randbits(63)), message=message,
+                                   data=data)
+    return telegram.Update(update_id or next(_update_ids), callback_query=query).to_dict()
 
 
 def text_update(text: str = "/start", **message: Any) -> dict:

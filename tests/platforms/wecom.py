@@ -1,7 +1,8 @@
 """A loopback WeCom (企业微信) server API, and genuine encrypted callbacks built with wechatpy.
 
 The fake answers on ``/cgi-bin/<api>`` like qyapi.weixin.qq.com: gettoken,
-media/get, media/upload, message/send, and the group robot's webhook/send.
+media/get, media/upload, message/send, message/update_template_card, and the
+group robot's webhook/send.
 WeCom reports nearly every failure as HTTP 200 with a non-zero ``errcode``
 and an ``errmsg`` followed by a hint, e.g.::
 
@@ -16,6 +17,15 @@ at the fake with ``fake.route_session(client._http)`` (a requests transport,
 no monkeypatching). Its ``media.download`` uses the module-level
 ``requests.get`` and cannot be routed that way.
 
+Template cards (``message/send`` with ``msgtype: template_card``) are kept
+by ``task_id`` in ``cards`` (unique per app, ``[0-9a-zA-Z_-@]``, 128 bytes;
+at most 6 buttons, each key 1024 bytes). A ``button_interaction`` card's
+send answers a ``response_code``, and so does each press (``press``, which
+builds the ``template_card_event`` callback's XML): each is good for one
+``update_template_card`` within 72 hours (``age_response_codes`` moves them
+into the past). The errcode WeCom gives for a spent or expired code is not
+documented; the fake answers 40058 (invalid parameter) naming it.
+
 Callbacks are encrypted and signed with wechatpy's ``WeChatCrypto``; the
 defaults are wechatpy's published test vectors.
 """
@@ -24,6 +34,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import secrets
 import time
 from collections import deque
@@ -47,6 +58,9 @@ TEXT_LIMIT_BYTES = 2048  # message/send truncates text beyond this; the robot re
 ROBOT_MARKDOWN_LIMIT_BYTES = 4096
 ROBOT_IMAGE_LIMIT_BYTES = 2 * 1024 * 1024
 UPLOAD_LIMITS = {"image": 10 << 20, "voice": 2 << 20, "video": 10 << 20, "file": 20 << 20}
+RESPONSE_CODE_TTL_S = 72 * 3600
+INTERACTIVE_CARDS = ("button_interaction", "vote_interaction", "multiple_interaction")
+MAX_CARD_BUTTONS, MAX_BUTTON_KEY_BYTES, MAX_TASK_ID_BYTES = 6, 1024, 128
 _PNG_OR_JPEG = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")
 
 
@@ -88,6 +102,9 @@ class FakeWeCom(FakePlatformServer):
         self.robot_rate_limit = robot_rate_limit
         self.known_users = known_users
         self.media: dict[str, dict] = {}  # media_id -> {"data", "content_type", "filename"}
+        self.cards: dict[str, dict] = {}  # task_id -> the template card as it is now, and to whom it went
+        self.card_updates: list[dict] = []  # accepted update_template_card calls' params
+        self._response_codes: dict[str, dict] = {}  # code -> {"issued": monotonic time, "used": bool}
         self._token_expiry: dict[str, float] = {}  # issued token -> monotonic expiry
         self._current_token: str | None = None
         self._robot_sends: deque[float] = deque()
@@ -115,6 +132,23 @@ class FakeWeCom(FakePlatformServer):
             self._token_expiry.clear()
             self._current_token = None
 
+    def press(self, task_id: str, key: str, *, from_user: str = DEFAULT_USER_ID, create_time: int | None = None,
+              corp_id: str = DEFAULT_CORP_ID, agent_id: int = DEFAULT_AGENT_ID) -> str:
+        """Someone presses the button ``key`` of the card ``task_id``: the decrypted XML of the
+        ``template_card_event`` WeCom sends, with a fresh response_code (for ``callback_request``)."""
+        card = self.cards[task_id]["template_card"]
+        if key not in [button["key"] for button in card.get("button_list", [])]:
+            raise AssertionError(f"card {task_id} has no button {key!r}")
+        return template_card_event_xml(task_id, key, self._issue_response_code(), card_type=card["card_type"],
+                                       from_user=from_user, create_time=create_time, corp_id=corp_id,
+                                       agent_id=agent_id)
+
+    def age_response_codes(self, hours: float) -> None:
+        """Every response_code issued so far is ``hours`` older (past 72 h they no longer work)."""
+        with self._lock:
+            for code in self._response_codes.values():
+                code["issued"] -= hours * 3600
+
     @property
     def gettoken_calls(self) -> int:
         """How many times gettoken was called (the bot should cache its token)."""
@@ -132,6 +166,7 @@ class FakeWeCom(FakePlatformServer):
             "media/get": (self._with_token(self._media_get), "auto"),
             "media/upload": (self._with_token(self._media_upload), "auto"),
             "message/send": (self._with_token(self._message_send), "json"),
+            "message/update_template_card": (self._with_token(self._update_template_card), "json"),
             "webhook/send": (self._webhook_send, "json"),
         }
         if name not in handlers:
@@ -228,10 +263,44 @@ class FakeWeCom(FakePlatformServer):
         if recipients and len(invalid) == len(recipients) and not params.get("toparty"):
             raise WeComError(81013, "user & party & tag all invalid")
         text, images = self._app_message_content(params)
+        answer = {"errcode": 0, "errmsg": "ok", "invaliduser": "|".join(invalid), "invalidparty": "",
+                  "invalidtag": "", "unlicenseduser": "", "msgid": secrets.token_urlsafe(32)}
+        if params.get("msgtype") == "template_card":
+            card = params.get("template_card") or {}
+            self.cards[card["task_id"]] = {"template_card": card, "touser": params.get("touser")}
+            if card["card_type"] in INTERACTIVE_CARDS:
+                answer["response_code"] = self._issue_response_code()
         self.record_sent(call, text, images)
-        return json_response({"errcode": 0, "errmsg": "ok", "invaliduser": "|".join(invalid),
-                              "invalidparty": "", "invalidtag": "", "unlicenseduser": "",
-                              "msgid": secrets.token_urlsafe(32), "response_code": secrets.token_urlsafe(24)})
+        return json_response(answer)
+
+    def _update_template_card(self, call: dict) -> Response:
+        params = call["params"]
+        if str(params.get("agentid", "")) != str(self.agent_id):
+            raise WeComError(40056, "invalid agentid")
+        if not params.get("userids") and not params.get("partyids") and not params.get("tagids") \
+                and not params.get("atall"):
+            raise WeComError(81013, "user & party & tag all invalid")
+        self._spend_response_code(params.get("response_code"))
+        card = params.get("template_card")
+        if card is not None:
+            _check_template_card(card, known_task=True, cards=self.cards)
+            self.cards[card["task_id"]]["template_card"] = card
+        elif not (params.get("button") or {}).get("replace_name"):
+            raise WeComError(40058, "template_card or button.replace_name missing. invalid Request Parameter")
+        self.card_updates.append(params)
+        return json_response({"errcode": 0, "errmsg": "ok", "invaliduser": []})
+
+    def _issue_response_code(self) -> str:
+        code = secrets.token_urlsafe(32)
+        self._response_codes[code] = {"issued": time.monotonic(), "used": False}
+        return code
+
+    def _spend_response_code(self, code: str | None) -> None:
+        """A response_code works once, within 72 hours of being issued."""
+        known = self._response_codes.get(code or "")
+        if known is None or known["used"] or time.monotonic() - known["issued"] > RESPONSE_CODE_TTL_S:
+            raise WeComError(40058, "response_code invalid, used or expired. invalid Request Parameter")
+        known["used"] = True
 
     def _app_message_content(self, params: dict) -> tuple[str | None, list[bytes]]:
         """What the recipient sees; text and markdown beyond 2048 bytes are cut, as WeCom documents."""
@@ -246,7 +315,12 @@ class FakeWeCom(FakePlatformServer):
             if stored is None:
                 raise WeComError(40007, "invalid media_id")
             return None, [stored["data"]]
-        if msgtype in ("voice", "video", "file", "textcard", "news", "mpnews", "template_card"):
+        if msgtype == "template_card":
+            card = params.get("template_card") or {}
+            _check_template_card(card, known_task=False, cards=self.cards)
+            title = (card.get("main_title") or {}).get("title", "")
+            return "\n".join(part for part in (title, card.get("sub_title_text")) if part), []
+        if msgtype in ("voice", "video", "file", "textcard", "news", "mpnews"):
             return None, []
         raise WeComError(40008, "invalid message type")
 
@@ -291,6 +365,24 @@ def _answer_errors(handler):
             return json_response(_error_body(error.errcode, error.errmsg))
 
     return serve
+
+
+def _check_template_card(card: dict, *, known_task: bool, cards: dict) -> None:
+    """A template card as WeCom takes it: a type, a task_id (new for a send, known for an update), buttons."""
+    if card.get("card_type") not in ("text_notice", "news_notice", *INTERACTIVE_CARDS):
+        raise WeComError(40058, "template_card.card_type invalid. invalid Request Parameter")
+    task_id = card.get("task_id") or ""
+    if not re.fullmatch(r"[0-9a-zA-Z_\-@]+", task_id) or len(task_id.encode()) > MAX_TASK_ID_BYTES:
+        raise WeComError(40058, "template_card.task_id invalid. invalid Request Parameter")
+    if (task_id in cards) != known_task:
+        raise WeComError(40058, f"template_card.task_id {'unknown' if known_task else 'duplicated'}. "
+                                "invalid Request Parameter")
+    buttons = card.get("button_list") or []
+    if card["card_type"] == "button_interaction" and not 1 <= len(buttons) <= MAX_CARD_BUTTONS:
+        raise WeComError(40058, "template_card.button_list invalid. invalid Request Parameter")
+    for button in buttons:
+        if not button.get("text") or not 0 < len((button.get("key") or "").encode()) <= MAX_BUTTON_KEY_BYTES:
+            raise WeComError(40058, "template_card.button_list.key invalid. invalid Request Parameter")
 
 
 def _truncate_utf8(text: str, limit: int) -> str:
@@ -341,6 +433,17 @@ def text_message_xml(content: str, *, from_user: str = DEFAULT_USER_ID, corp_id:
     """The decrypted XML of a text message."""
     return _message_xml("text", from_user, corp_id, agent_id, msg_id, create_time,
                         f"<Content>{_cdata(content)}</Content>")
+
+
+def template_card_event_xml(task_id: str, key: str, response_code: str, *, card_type: str = "button_interaction",
+                            from_user: str = DEFAULT_USER_ID, create_time: int | None = None,
+                            corp_id: str = DEFAULT_CORP_ID, agent_id: int = DEFAULT_AGENT_ID) -> str:
+    """The decrypted XML of a press on a template card's button (``Event template_card_event``, no MsgId)."""
+    return (f"<xml><ToUserName>{_cdata(corp_id)}</ToUserName><FromUserName>{_cdata(from_user)}</FromUserName>"
+            f"<CreateTime>{create_time or int(time.time())}</CreateTime><MsgType>{_cdata('event')}</MsgType>"
+            f"<Event>{_cdata('template_card_event')}</Event><EventKey>{_cdata(key)}</EventKey>"
+            f"<TaskId>{_cdata(task_id)}</TaskId><CardType>{_cdata(card_type)}</CardType>"
+            f"<ResponseCode>{_cdata(response_code)}</ResponseCode><AgentID>{agent_id}</AgentID></xml>")
 
 
 def _message_xml(msg_type: str, from_user: str, corp_id: str, agent_id: int, msg_id: int | None,
