@@ -137,7 +137,7 @@ def test_a_keyword_the_model_said_raises_a_case_alone_and_its_alert_quotes_the_n
     alert = texts(fake_telegram)[-1]
     assert fake_telegram.sent_messages[-1]["params"]["chat_id"] == int(TELEGRAM_CHAT)
     assert f"🔑 关键词「{keyword}」" in alert  # the telegram target speaks Chinese
-    quote = alert.split("\n")[-1]
+    [quote] = [line for line in alert.split("\n") if line.startswith("💬")]
     assert quote.startswith("💬 (随机权重，文字没有意义) ") and quote.endswith("…")
     assert result.transcript.text.startswith(quote.removeprefix("💬 (随机权重，文字没有意义) ")[:-1].rstrip())
     said = [result.transcript.text[start:start + 12] for start in range(0, len(result.transcript.text) - 12, 12)]
