@@ -154,6 +154,8 @@ class DingTalkAdapter(ChatAdapter):
             media = Media(ref=content["downloadCode"], file_name=content["fileName"])
         elif msgtype == "text" and is_help_request((payload.get("text") or {}).get("content")):
             media = None
+            if payload.get("conversationType") == "2":  # how an operator finds a group's id for a target
+                log.info("dingtalk: help asked in group %s (its openConversationId)", payload.get("conversationId"))
         else:
             return ParsedWebhook()  # pictures, rich text, other text: nothing to answer
         if not payload.get("msgId") or not payload.get("conversationId"):

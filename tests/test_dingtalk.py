@@ -29,8 +29,9 @@ from tests.alert_helpers import NOON, PUBLIC_URL, Alerts, add_chat_note, texts
 from tests.audio_fixtures import encode, speech_clip
 from tests.chat_helpers import TEST_QUEUE, running_bot
 from tests.platforms import dingtalk
-from tests.platforms.dingtalk import fake_dingtalk  # noqa: F401 - the fixture
 from tests.processes import free_port, serve, wait_for
+
+fake_dingtalk = dingtalk.fake_dingtalk
 
 HOUR_MS = 3600 * 1000
 
@@ -90,11 +91,11 @@ def test_a_signed_voice_message_is_answered_once_through_its_session_webhook(bot
 ])
 def test_forged_stale_and_foreign_callbacks_are_refused_before_anything_is_stored(bot, fake_dingtalk, voice_amr,
                                                                                   tamper, status):
-    message = dingtalk.voice_message(fake_dingtalk.add_file(voice_amr),
-                                     robot_code="dingotherrobot" if tamper == "other_robot" else dingtalk.DEFAULT_CLIENT_ID)
+    robot_code = "dingotherrobot" if tamper == "other_robot" else dingtalk.DEFAULT_CLIENT_ID
+    an_hour_and_a_minute_ago = int(time.time() * 1000) - HOUR_MS - 60_000
+    message = dingtalk.voice_message(fake_dingtalk.add_file(voice_amr), robot_code=robot_code)
     request = dingtalk.callback_request(message, forged=tamper == "forged",
-                                        timestamp_ms=int(time.time() * 1000) - HOUR_MS - 60_000 if tamper == "stale"
-                                        else None)
+                                        timestamp_ms=an_hour_and_a_minute_ago if tamper == "stale" else None)
     if tamper == "no_sign":
         request = request.with_headers(sign="")
     if tamper == "not_json":
