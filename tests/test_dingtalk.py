@@ -261,6 +261,18 @@ def test_the_connection_comes_back_after_dingtalks_disconnect(stream_bot, fake_d
     assert len(fake_dingtalk.calls("gateway/connections/open")) == 2 and gateway.protocol_errors == []
 
 
+def test_a_dropped_connection_is_opened_again_by_the_sdk_after_its_pause(stream_bot, fake_dingtalk, voice_amr):
+    gateway = fake_dingtalk.stream
+
+    gateway.drop_connections()
+    wait_for(lambda: gateway.connections_opened == 2 and len(gateway.connections) == 1, 30, "a new connection")
+    gateway.wait_for_ack(gateway.send_callback(dingtalk.voice_message(fake_dingtalk.add_file(voice_amr),
+                                                                      fake=fake_dingtalk)))
+
+    fake_dingtalk.wait_for_messages(1, timeout=30)
+    assert len(stream_bot.wait_until_finished()) == 1 and gateway.protocol_errors == []
+
+
 def test_a_wrong_client_secret_is_named_in_the_log_and_tried_again(tmp_path, tiny_model_dir, tiny_model,
                                                                    fake_dingtalk, caplog):
     caplog.set_level(logging.ERROR, logger="bot_bridge.acting.listeners")

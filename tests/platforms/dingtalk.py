@@ -24,11 +24,13 @@ gives for an expired one is not documented, the fake answers 300001),
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import itertools
 import json
 import secrets
+import socket
 import threading
 import time
 import uuid
@@ -426,6 +428,16 @@ class StreamGateway:
         timer.daemon = True
         self._timers.append(timer)
         timer.start()
+
+    def drop_connections(self) -> None:
+        """Cut every open connection without a close frame, as a dead network or a reset does."""
+        with self.changed:
+            dropped = list(self.connections)
+        for connection in dropped:
+            # shutdown, not close alone: the server's reading thread is blocked on this socket
+            with contextlib.suppress(OSError):
+                connection.websocket.socket.shutdown(socket.SHUT_RDWR)
+            connection.websocket.socket.close()
 
     def wait_for_connections(self, count: int, timeout: float = 10.0) -> list[_Connection]:
         deadline = time.monotonic() + timeout
