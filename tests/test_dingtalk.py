@@ -19,6 +19,7 @@ from datetime import timedelta
 import pytest
 import yaml
 
+from adapters.dingtalk import DingTalkAdapter
 from adapters.dingtalk_robot import DingTalkRobot
 from bot_bridge.acting.replies import label
 from bot_bridge.chat.outbound import OutboundError, OutboundHttp
@@ -391,3 +392,17 @@ def test_the_custom_robot_keeps_to_20_messages_a_minute_and_a_wrong_secret_is_re
     with pytest.raises(OutboundError, match="errcode 310000"):
         robot.send_alert(f"{dingtalk.DEFAULT_ROBOT_TOKEN}:SECwrong", "forged")
 
+
+
+def test_an_alert_to_one_person_goes_through_batch_send_and_an_unknown_staff_id_is_refused(fake_dingtalk):
+    fake_dingtalk.known_staff = {dingtalk.DEFAULT_STAFF_ID}
+    settings = {"client_id": fake_dingtalk.client_id, "client_secret": fake_dingtalk.client_secret,
+                "api_base": fake_dingtalk.base_url, "oapi_base": fake_dingtalk.base_url}
+    adapter = DingTalkAdapter(settings, OutboundHttp(sleep=lambda _s: None))
+
+    assert adapter.send_alert(f"user:{dingtalk.DEFAULT_STAFF_ID}", "🚨 Case 1")
+    with pytest.raises(OutboundError, match="no staff member"):
+        adapter.send_alert("user:left-the-company", "🚨 Case 2")
+
+    assert [message["params"]["userIds"] for message in fake_dingtalk.sent_messages] == [[dingtalk.DEFAULT_STAFF_ID]]
+    assert fake_dingtalk.token_calls == 1, "one token for both"
