@@ -9,6 +9,7 @@ bytes are).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -406,3 +407,21 @@ def test_an_alert_to_one_person_goes_through_batch_send_and_an_unknown_staff_id_
 
     assert [message["params"]["userIds"] for message in fake_dingtalk.sent_messages] == [[dingtalk.DEFAULT_STAFF_ID]]
     assert fake_dingtalk.token_calls == 1, "one token for both"
+
+
+def test_an_audio_file_is_heard_and_other_files_pictures_and_chatter_are_not():
+    from bot_bridge.chat.messages import InboundRequest
+
+    adapter = DingTalkAdapter({"client_id": "dingapp", "client_secret": "s"})
+
+    def parsed(msgtype: str, body: dict):
+        message = dingtalk.robot_message(msgtype, body, robot_code="dingapp")
+        return adapter.parse(InboundRequest.carrying(json.dumps(message).encode(), "test")).messages
+
+    [note] = parsed("file", {"content": {"downloadCode": "dc1", "fileName": "客户来电.M4A"}})
+    assert (note.kind, note.media.ref, note.media.file_name) == ("voice", "dc1", "客户来电.M4A")
+    assert parsed("file", {"content": {"downloadCode": "dc2", "fileName": "合同.pdf"}}) == ()
+    assert parsed("picture", {"content": {"downloadCode": "dc3"}}) == ()
+    assert parsed("text", {"text": {"content": "hello"}}) == ()
+    [help_note] = parsed("text", {"text": {"content": " 帮助"}})
+    assert help_note.kind == "help" and help_note.thread_id == "1", "no session webhook: the robot API later"
