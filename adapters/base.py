@@ -39,11 +39,14 @@ from __future__ import annotations
 
 import re
 import time
+from urllib.parse import urlsplit
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 import threading
 from typing import Callable, ClassVar, Literal
+
+import requests
 
 from bot_bridge.chat.cards import CaseCard
 from bot_bridge.chat.messages import CaseAction, ChatMessage, InboundRequest, ParsedWebhook, Pulled
@@ -283,3 +286,27 @@ def check_fresh(timestamp: str | None, now: float) -> None:
         raise Refused(401, "missing or malformed request timestamp")
     if abs(now - int(timestamp)) > FRESHNESS_WINDOW_S:
         raise Refused(403, f"stale request: timestamp {int(now) - int(timestamp)} s away from now")
+
+
+def goes_only_to(url: str, domains: tuple[str, ...], origins: tuple[str, ...]) -> bool:
+    """Whether ``url`` goes where a credential may follow it: HTTPS to one of ``domains`` (or a subdomain), or
+    to exactly one of ``origins`` (a configured API base: a private deployment, the tests' fake).
+
+    Judged on the URL ``requests`` will really fetch, since parsers disagree
+    (``https://evil.example\\@files.slack.com/`` is files.slack.com to
+    ``urlsplit`` and evil.example to ``requests``).
+    """
+    if "\\" in url or any(ord(c) < 0x21 for c in url):
+        return False
+    try:
+        parts = urlsplit(requests.Request("GET", url).prepare().url)
+    except (requests.RequestException, ValueError):
+        return False
+    if parts.username or parts.password or not parts.hostname:
+        return False
+    for origin in origins:
+        allowed = urlsplit(origin)
+        if (parts.scheme, parts.hostname, parts.port) == (allowed.scheme, allowed.hostname, allowed.port):
+            return True
+    host = parts.hostname
+    return parts.scheme == "https" and any(host == d or host.endswith("." + d) for d in domains)

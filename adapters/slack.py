@@ -52,7 +52,6 @@ import threading
 from typing import Callable
 from urllib.parse import parse_qs, urlsplit
 
-import requests
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.socket_mode import SocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
@@ -62,7 +61,8 @@ from bot_bridge.chat.cards import CaseCard
 from bot_bridge.chat.messages import CaseAction, ChatMessage, InboundRequest, Media, ParsedWebhook, WebhookResponse
 from bot_bridge.chat.outbound import OutboundError, Rejected, TryAgain, check_status, raise_for_transient
 
-from .base import CONNECTION, WEBHOOK, ChatAdapter, PostedCard, Refused, TextLimit, check_fresh, is_help_request
+from .base import (CONNECTION, WEBHOOK, ChatAdapter, PostedCard, Refused, TextLimit, check_fresh, goes_only_to,
+                   is_help_request)
 
 log = logging.getLogger(__name__)
 
@@ -283,22 +283,8 @@ class SlackAdapter(ChatAdapter):
         )
 
     def may_carry_token(self, url: str) -> bool:
-        """Whether ``url`` goes to Slack: HTTPS on its file hosts, or the configured API's own origin.
-
-        Judged on the URL ``requests`` will really fetch, since parsers disagree
-        (``https://evil.example\\@files.slack.com/`` is files.slack.com to
-        ``urlsplit`` and evil.example to ``requests``).
-        """
-        if "\\" in url or any(ord(c) < 0x21 for c in url):
-            return False
-        parts = urlsplit(requests.Request("GET", url).prepare().url)
-        if parts.username or parts.password or not parts.hostname:
-            return False
-        api = urlsplit(self.api_base)
-        if (parts.scheme, parts.hostname, parts.port) == (api.scheme, api.hostname, api.port):
-            return True
-        host = parts.hostname
-        return parts.scheme == "https" and any(host == d or host.endswith("." + d) for d in SLACK_FILE_DOMAINS)
+        """Whether ``url`` goes to Slack: HTTPS on its file hosts, or the configured API's own origin."""
+        return goes_only_to(url, SLACK_FILE_DOMAINS, (self.api_base,))
 
 
 class _SocketModeClient(SocketModeClient):

@@ -13,8 +13,8 @@ What WeCom allows a robot, and how this module keeps to it:
   alert text limit, which the splitter measures in bytes;
 * 20 messages a minute per robot (errcode 45009 beyond): sends are paced
   here, waiting for a free slot, so a long escalation or a digest with its
-  chart is not refused halfway. A send waits for its own robot only, and
-  stops waiting when the scheduler stops (``stop_waiting``);
+  chart is not refused halfway (``adapters._pacing``). A send waits for its
+  own robot only, and stops waiting when the scheduler stops (``stop_waiting``);
 * markdown has no escape character: in names people chose (chats, senders)
   the characters it reads as markup become their full-width forms
   (``escape_user_text``), so a Telegram user named ``[处理](http://x)``
@@ -35,11 +35,11 @@ import hashlib
 import logging
 import threading
 import time
-from collections import defaultdict, deque
 from typing import Callable
 
 from bot_bridge.chat.outbound import OutboundError
 
+from ._pacing import Pace, Stopping
 from .base import AlertSender, TextLimit
 from .wecom import check_answer
 
@@ -54,13 +54,6 @@ MARKDOWN_INERT = str.maketrans({
     "#": "＃", "*": "＊", "_": "＿", "[": "［", "]": "］", "(": "（", ")": "）", "`": "｀", ">": "＞", "<": "＜",
     "\n": " ", "\r": " ",
 })
-
-
-class Stopping(OutboundError):
-    """A send given up because the process is stopping; the next sweep (in whichever process) sends it."""
-
-    def __init__(self) -> None:
-        super().__init__(CALL, "bot-bridge is stopping; not sent, left for the next try", retryable=True)
 
 
 class WeComRobot(AlertSender):
@@ -81,7 +74,7 @@ class WeComRobot(AlertSender):
         """``sleep(seconds)`` waits for a turn; by default it returns early, and True, on ``stop_waiting``."""
         super().__init__(settings, http)
         self._stopping = threading.Event()
-        self._pace = _Pace(MESSAGES_PER_MINUTE, 60.0, clock, sleep or self._stopping.wait)
+        self._pace = Pace(MESSAGES_PER_MINUTE, 60.0, clock, sleep or self._stopping.wait, log=log, what="wecom robot")
 
     def send_alert(self, chat_id: str, text: str, image: bytes | None = None) -> str:
         """Post ``text`` as markdown, then ``image``; ``chat_id`` is the robot's key. Returns ``""``:
@@ -106,7 +99,7 @@ class WeComRobot(AlertSender):
 
     def _send(self, key: str, body: dict) -> None:
         if not self._pace.wait_for_turn(key) or self._stopping.is_set():
-            raise Stopping()
+            raise Stopping(CALL)
         self.http.call(
             "POST",
             f"{self.api_base}/cgi-bin/webhook/send",
@@ -116,37 +109,3 @@ class WeComRobot(AlertSender):
             check=functools.partial(check_answer, token_errors=frozenset()),
             delivers=True,
         )
-
-
-class _Pace:
-    """At most ``count`` sends per ``window_s`` seconds for each key; a send over that waits for its turn.
-
-    Each send books its turn under the lock (now, or a window after the
-    ``count``-th send before it) and waits for it outside the lock, so a
-    robot at its limit delays only its own sends. Counted in this process
-    only: the scheduler sends every alert of a deployment from the one
-    process that holds its lease.
-    """
-
-    def __init__(
-        self, count: int, window_s: float, clock: Callable[[], float], sleep: Callable[[float], bool | None]
-    ) -> None:
-        self.count = count
-        self.window_s = window_s
-        self.clock = clock
-        self.sleep = sleep
-        self._turns: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=count))  # each key's last turns
-        self._lock = threading.Lock()
-
-    def wait_for_turn(self, key: str) -> bool:
-        """Wait until ``key`` may send; False when the wait was cut short (the process is stopping)."""
-        with self._lock:
-            now = self.clock()
-            turns = self._turns[key]
-            turn = now if len(turns) < self.count else max(now, turns[0] + self.window_s)
-            turns.append(turn)
-        wait = turn - now
-        if wait <= 0:
-            return True
-        log.info("wecom robot: %d messages a minute at most; waiting %.0f s", self.count, wait)
-        return not self.sleep(wait)
