@@ -182,6 +182,9 @@ class ChatAdapter(AlertSender):
     max_download_bytes: ClassVar[int | None] = None
     #: Whether the platform can put an emoji on a message (``send_reaction``); without it, reaction mode is silent.
     can_react: ClassVar[bool] = False
+    #: Whether the people who write to the bot are customers, not colleagues (a customer-service channel): its
+    #: chats are silent unless ``reply.modes`` names the platform or the chat (``acting/reply_modes.py``).
+    speaks_to_customers: ClassVar[bool] = False
     #: The longest text that goes with an image (Telegram: a photo's caption), when shorter than a message's.
     caption_limit: ClassVar[TextLimit | None] = None
     #: Path under ``/webhooks/`` where the platform posts button presses, when not ``webhook_path`` (Slack's

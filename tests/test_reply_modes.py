@@ -74,6 +74,21 @@ def test_the_most_precise_mode_wins_and_a_platform_without_reactions_is_silent(c
                                "as if silent"]
 
 
+def test_a_customer_channel_is_silent_unless_a_mode_names_it():
+    from adapters.telegram import TelegramAdapter
+
+    class CustomerChannel(TelegramAdapter):  # as a customer-service platform's adapter declares itself
+        speaks_to_customers = True
+
+    customers = CustomerChannel({"bot_token": "1:x"})
+    colleagues_everywhere = ReplySettings(mode="message", modes={"*": "reaction"})
+    assert chat_mode(colleagues_everywhere, customers, "telegram", "7") == "silent"
+    named = ReplySettings(mode="silent", modes={"telegram:*": "reaction", "telegram:8": "message"})
+    assert chat_mode(named, customers, "telegram", "7") == "reaction"
+    assert chat_mode(named, customers, "telegram", "8") == "message"
+    assert chat_mode(colleagues_everywhere, TelegramAdapter({"bot_token": "1:x"}), "telegram", "7") == "reaction"
+
+
 def test_a_reply_mode_source_must_name_a_platform():
     from bot_bridge.config import ConfigError
 

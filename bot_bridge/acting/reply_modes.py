@@ -20,6 +20,11 @@ about themselves. The bot can still listen there, and escalate.
 
 A platform without reactions (WeCom) answers ``reaction`` chats as
 ``silent``, and the log says so when the service starts.
+
+A platform whose senders are customers (``ChatAdapter.speaks_to_customers``)
+is ``silent`` unless a ``reply.modes`` entry names that platform or one of its
+chats: neither ``reply.mode`` nor a ``"*"`` entry, written with colleagues'
+chats in mind, makes the bot speak to a customer.
 """
 
 from __future__ import annotations
@@ -41,7 +46,11 @@ COULD_NOT_TELL = "unknown"
 def chat_mode(reply: ReplySettings, adapter: ChatAdapter | None, platform: str, chat_id: str) -> str:
     """The mode a note of this chat is answered in: the most precise setting, ``silent`` for ``reaction``
     where the platform has no reactions."""
-    mode = for_chat(reply.modes, platform, chat_id) or reply.mode
+    if adapter is not None and adapter.speaks_to_customers:
+        own = {source: mode for source, mode in reply.modes.items() if source.startswith(f"{platform}:")}
+        mode = for_chat(own, platform, chat_id) or SILENT
+    else:
+        mode = for_chat(reply.modes, platform, chat_id) or reply.mode
     if mode == REACTION and adapter is not None and not adapter.can_react:
         return SILENT
     return mode
