@@ -10,15 +10,21 @@ the database or the fakes with deadlines, never fixed sleeps.
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import yaml
+
 from bot_bridge.config import Settings, load_settings
-from bot_bridge.remembering.store import NoteStatus
+from bot_bridge.remembering.store import NoteStatus, Store
 from bot_bridge.service import Service
 from bot_bridge.web import create_app
 from tests.platforms import slack, wecom
 from tests.platforms import telegram as tg
+from tests.processes import free_port, serve, wait_for
 
 FINISHED = (NoteStatus.REPLIED, NoteStatus.FAILED, NoteStatus.UNCONFIRMED, NoteStatus.SILENT)
 # Each platform's own voice note format: Telegram Ogg/Opus, Slack clips M4A/AAC, WeCom AMR-NB 8 kHz.
@@ -152,3 +158,54 @@ def delivered_after_retries(bot: ChatBot, fake, method: str) -> list[dict]:
     assert bot.wait_until_finished()[0].status == NoteStatus.REPLIED
     assert len(fake.sent_messages) == 1
     return fake.calls(method)
+
+
+def killed_mid_download_then_restarted(tmp_path: Path, model_dir: Path, environ: dict[str, str],
+                                       deliver: Callable[[str], None], held: list[tuple[object, str]],
+                                       notes: int = 1, settings: dict | None = None) -> tuple[list, str]:
+    """A real ``bot-bridge serve`` with the platforms of ``environ``, SIGKILLed mid-note, then started again.
+
+    ``deliver(base_url)`` sends the webhooks. Each ``(fake, call)`` of ``held``
+    is held back (the first process never gets its audio); once every one has
+    been asked for, the process is killed and a second one started. Returns the
+    ``notes`` finished notes, after a full lease and recovery sweep more (room
+    for a wrong repeat to show itself), and both processes' logs. ``settings``
+    adds to the configuration file.
+    """
+    port = free_port()
+    config = tmp_path / "bot-bridge.yaml"
+    config.write_text(yaml.safe_dump({
+        "data_dir": str(tmp_path / "data"),
+        "model": {"name": str(model_dir), "threads": 1},
+        "server": {"host": "127.0.0.1", "port": port},
+        "queue": {**TEST_QUEUE, "worker_threads": max(2, notes)},
+        **(settings or {}),
+    }))
+    environ = {**os.environ, **environ, "BOT_BRIDGE_CONFIG": str(config)}
+    for fake, call in held:
+        fake.delay_next(call, 120)
+    # Web up (/healthz) is enough: a worker downloads before it needs the model, which goes on loading.
+    first = serve(environ, port, tmp_path / "first.log")
+    try:
+        deliver(f"http://127.0.0.1:{port}")
+        for fake, call in held:
+            fake.wait_until(lambda f=fake, c=call: f.calls(c), timeout=60, what=f"the held {call}")
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    second = serve(environ, port, tmp_path / "second.log")
+    try:
+        store = Store(f"sqlite:///{tmp_path / 'data' / 'bot-bridge.db'}", tmp_path / "data" / "outputs")
+        wait_for(lambda: _finished(store, notes), timeout=90)
+        time.sleep(TEST_QUEUE["lease_s"] + TEST_QUEUE["recovery_interval_s"] * 2)
+        finished = store.voice_notes()
+        store.close()
+    finally:
+        os.killpg(second.pid, signal.SIGTERM)
+        second.wait(30)
+    return finished, (tmp_path / "first.log").read_text() + (tmp_path / "second.log").read_text()
+
+
+def _finished(store: Store, count: int) -> list | None:
+    notes = store.voice_notes()
+    return notes if len(notes) >= count and all(note.status in FINISHED for note in notes) else None

@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
 import sqlite3
 import time
 from datetime import timedelta
 
 import pytest
-import yaml
 
 from adapters.dingtalk import DingTalkAdapter
 from adapters.dingtalk_robot import DingTalkRobot
@@ -26,12 +23,12 @@ from bot_bridge.acting.replies import label
 from bot_bridge.chat.outbound import OutboundError, OutboundHttp
 from bot_bridge.config import ConfigError, load_settings
 from bot_bridge.remembering.alert_store import DigestState
-from bot_bridge.remembering.store import NoteStatus, Store
+from bot_bridge.remembering.store import NoteStatus
 from tests.alert_helpers import NOON, PUBLIC_URL, Alerts, add_chat_note, texts
 from tests.audio_fixtures import encode, speech_clip
-from tests.chat_helpers import TEST_QUEUE, running_bot
+from tests.chat_helpers import killed_mid_download_then_restarted, running_bot
 from tests.platforms import dingtalk
-from tests.processes import free_port, serve, wait_for
+from tests.processes import wait_for
 
 fake_dingtalk = dingtalk.fake_dingtalk
 
@@ -293,39 +290,13 @@ def test_a_wrong_client_secret_is_named_in_the_log_and_tried_again(tmp_path, tin
 
 def test_a_worker_killed_mid_note_then_restarted_replies_exactly_once(tmp_path, tiny_model_dir, fake_dingtalk,
                                                                       voice_amr):
-    port = free_port()
-    config = tmp_path / "bot-bridge.yaml"
-    config.write_text(yaml.safe_dump({
-        "data_dir": str(tmp_path / "data"),
-        "model": {"name": str(tiny_model_dir), "threads": 1},
-        "server": {"host": "127.0.0.1", "port": port},
-        "queue": {**TEST_QUEUE, "worker_threads": 2},
-    }))
-    environ = {**os.environ, **dingtalk_environment(fake_dingtalk, "http"), "BOT_BRIDGE_CONFIG": str(config)}
-    fake_dingtalk.delay_next("robot/messageFiles/download", 120)  # the first process never gets its audio
+    request = voice_callback(fake_dingtalk, voice_amr)
 
-    first = serve(environ, port, tmp_path / "first.log")
-    try:
-        request = voice_callback(fake_dingtalk, voice_amr)
-        assert request.send(f"http://127.0.0.1:{port}/webhooks/dingtalk").status_code == 200
-        fake_dingtalk.wait_until(lambda: fake_dingtalk.calls("robot/messageFiles/download"), timeout=60,
-                                 what="the audio download")
-    finally:
-        os.killpg(first.pid, signal.SIGKILL)
-        first.wait()
+    [note], logs = killed_mid_download_then_restarted(
+        tmp_path, tiny_model_dir, dingtalk_environment(fake_dingtalk, "http"),
+        lambda base: request.send(f"{base}/webhooks/dingtalk"), held=[(fake_dingtalk, "robot/messageFiles/download")])
 
-    second = serve(environ, port, tmp_path / "second.log")
-    try:
-        fake_dingtalk.wait_for_messages(1, timeout=60)
-        store = Store(f"sqlite:///{tmp_path / 'data' / 'bot-bridge.db'}", tmp_path / "data" / "outputs")
-        [note] = wait_for(lambda: [n for n in store.voice_notes() if n.status == NoteStatus.REPLIED], timeout=30)
-        time.sleep(TEST_QUEUE["lease_s"] + TEST_QUEUE["recovery_interval_s"] * 2)  # room for a wrong repeat
-        assert len(fake_dingtalk.sent_messages) == 1 and note.attempts == 2
-        store.close()
-    finally:
-        os.killpg(second.pid, signal.SIGTERM)
-        second.wait(30)
-    logs = (tmp_path / "first.log").read_text() + (tmp_path / "second.log").read_text()
+    assert (note.status, note.attempts, len(fake_dingtalk.sent_messages)) == (NoteStatus.REPLIED, 2, 1)
     assert fake_dingtalk.client_secret not in logs
 
 
