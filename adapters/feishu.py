@@ -228,6 +228,9 @@ class FeishuAdapter(ChatAdapter):
         from lark_oapi.ws import client as ws
 
         _route_sdk_log_through_ours()
+        # The SDK runs on one event loop per process, made when it was imported; its client's helpers look
+        # for the current thread's loop, which must be that one.
+        asyncio.set_event_loop(ws.loop)
         sdk = ws.Client(self.settings["app_id"], self.settings["app_secret"], log_level=LogLevel.WARNING,
                         event_handler=_Recorder(receive), domain=self.api_base)
         ended = threading.Event()

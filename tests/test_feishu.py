@@ -4,8 +4,10 @@ and the SDK's long connection against the fake's protobuf WebSocket endpoint."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
+import sqlite3
 import time
 from datetime import timedelta
 
@@ -254,28 +256,86 @@ def test_a_card_button_press_is_answered_at_once_then_the_card_is_updated(tmp_pa
 # -- the long connection ----------------------------------------------------------------------------------------
 
 
-def test_the_long_connection_records_each_event_before_acknowledging_it_and_survives_a_drop(
-        tmp_path, tiny_model_dir, tiny_model, fake_feishu, voice_opus):
-    environ = {"FEISHU_APP_ID": fake_feishu.app_id, "FEISHU_APP_SECRET": fake_feishu.app_secret,
-               "FEISHU_API_BASE": fake_feishu.base_url}
-    with running_bot(tmp_path, tiny_model_dir, tiny_model, fakes={}, environ=environ) as bot:
-        fake_feishu.long_connection.wait_for_connections(1, timeout=60)
-        event = feishu.voice_event(fake_feishu.add_voice(voice_opus))
+def long_connection_environment(fake) -> dict[str, str]:
+    """App ID and Secret alone: the long connection, no public URL."""
+    return {"FEISHU_APP_ID": fake.app_id, "FEISHU_APP_SECRET": fake.app_secret, "FEISHU_API_BASE": fake.base_url}
 
-        delivery = fake_feishu.long_connection.wait_for_ack(fake_feishu.long_connection.send_event(event))
-        [sent] = fake_feishu.wait_for_messages(1, timeout=30)
-        [note] = bot.wait_until_finished()
-        fake_feishu.long_connection.drop_connections()
-        fake_feishu.long_connection.wait_for_connections(1, timeout=30)
-        again = fake_feishu.long_connection.wait_for_ack(fake_feishu.long_connection.send_event(event))
-        webhook = bot.client.post("/webhooks/feishu", data=b"{}").status_code
+
+@pytest.fixture
+def connected_bot(tmp_path, tiny_model_dir, tiny_model, fake_feishu):
+    with running_bot(tmp_path, tiny_model_dir, tiny_model, fakes={}, environ=long_connection_environment(fake_feishu),
+                     targets=TARGETS, routes=ROUTES, public_url=PUBLIC_URL) as bot:
+        fake_feishu.long_connection.wait_for_connections(1, timeout=60)
+        yield bot
+
+
+def test_the_long_connection_answers_a_voice_message_once_and_survives_a_drop(connected_bot, fake_feishu,
+                                                                              voice_opus):
+    endpoint = fake_feishu.long_connection
+    event = feishu.voice_event(fake_feishu.add_voice(voice_opus))
+
+    delivery = endpoint.wait_for_ack(endpoint.send_event(event))
+    [sent] = fake_feishu.wait_for_messages(1, timeout=30)
+    [note] = connected_bot.wait_until_finished()
+    endpoint.drop_connections()
+    endpoint.wait_for_connections(1, timeout=30)
+    again = endpoint.wait_for_ack(endpoint.send_event(event))  # pushed again after the drop: absorbed
 
     assert delivery.ack_code == 200 and delivery.acked_at - delivery.sent_at < 3.0
-    assert again.ack_code == 200 and len(bot.notes()) == 1 and len(fake_feishu.sent_messages) == 1
+    assert again.ack_code == 200 and len(connected_bot.notes()) == 1 and len(fake_feishu.sent_messages) == 1
     assert note.status == NoteStatus.REPLIED and sent["method"] == "reply"
-    assert fake_feishu.long_connection.connections_opened == 2
-    assert fake_feishu.long_connection.protocol_errors == []
-    assert webhook == 404, "no Request URL in long-connection mode"
+    assert endpoint.connections_opened == 2 and endpoint.protocol_errors == []
+    assert connected_bot.client.post("/webhooks/feishu", data=b"{}").status_code == 404, "no Request URL"
+
+
+def test_an_event_is_acknowledged_only_once_it_is_recorded(connected_bot, fake_feishu, voice_opus, tmp_path):
+    database = sqlite3.connect(tmp_path / "bot-bridge.db", isolation_level=None)
+    database.execute("BEGIN IMMEDIATE")  # the database takes no write until this ends
+    try:
+        frame = fake_feishu.long_connection.send_event(feishu.voice_event(fake_feishu.add_voice(voice_opus)))
+        with pytest.raises(AssertionError, match="not acknowledged"):
+            fake_feishu.long_connection.wait_for_ack(frame, timeout=1.5)
+        assert connected_bot.notes() == []
+    finally:
+        database.execute("ROLLBACK")
+        database.close()
+
+    assert fake_feishu.long_connection.wait_for_ack(frame).ack_code == 200
+    assert len(connected_bot.notes()) == 1
+    fake_feishu.wait_for_messages(1, timeout=30)
+
+
+def test_a_card_press_over_the_long_connection_updates_the_card(connected_bot, fake_feishu):
+    add_chat_note(connected_bot.store, received_at=utc_now() - timedelta(minutes=1), emotions={"angry": 0.9})
+    settings = connected_bot.service.settings
+    Escalator(connected_bot.store, settings, build_targets(settings, connected_bot.service.chat.adapters)
+              ).sweep(utc_now())
+    [card] = fake_feishu.sent_messages
+    card_id = card["response"]["data"]["message_id"]
+    value = next(b["value"]["bot_bridge_case"] for b in feishu.card_buttons(fake_feishu.messages[card_id]["content"])
+                 if b.get("value", {}).get("bot_bridge_case", "").endswith(":resolve"))
+
+    press = fake_feishu.long_connection.wait_for_ack(
+        fake_feishu.long_connection.send_event(feishu.card_press(fake_feishu, card_id, value)))
+
+    wait_for(lambda: fake_feishu.patches, 10, "the card updated")
+    assert press.ack_code == 200 and CaseStore(connected_bot.store).view(1).case.state == CaseState.RESOLVED
+    left = [b["value"]["bot_bridge_case"].rsplit(":", 1)[1] for b in feishu.card_buttons(fake_feishu.patches[0]["card"])
+            if "value" in b]
+    assert left == ["right", "wrong"], "a resolved case keeps only the verdict buttons"
+
+
+def test_wrong_app_credentials_are_named_in_the_log_and_tried_again(tmp_path, tiny_model_dir, tiny_model,
+                                                                    fake_feishu, caplog):
+    caplog.set_level(logging.ERROR, logger="bot_bridge.acting.listeners")
+    environ = {**long_connection_environment(fake_feishu), "FEISHU_APP_SECRET": "WrongSecret0123456789"}
+
+    with running_bot(tmp_path, tiny_model_dir, tiny_model, fakes={}, environ=environ):
+        wait_for(lambda: len(fake_feishu.calls("endpoint")) >= 2, 10, "a second try")
+
+    assert "feishu: cannot open its connection" in caplog.text and "app secret invalid" in caplog.text
+    assert "WrongSecret0123456789" not in caplog.text
+    assert fake_feishu.long_connection.connections_opened == 0
 
 
 # -- a killed worker ----------------------------------------------------------------------------------------------
