@@ -236,17 +236,21 @@ def test_a_card_button_press_is_answered_at_once_then_the_card_is_updated(tmp_pa
         value = next(b["value"]["bot_bridge_case"] for b in feishu.card_buttons(posted)
                      if b.get("value", {}).get("bot_bridge_case", "").endswith(":acknowledge"))
         press = feishu.event_request(feishu.card_press(fake_feishu, card_id, value))
+        too_late = feishu.event_request(feishu.card_press(fake_feishu, card_id, value, open_id="ou_second_presser"))
 
         started = time.perf_counter()
         answer = bot.deliver(press, "feishu")
         answered_in = time.perf_counter() - started
         again = bot.deliver(press, "feishu")
         wait_for(lambda: fake_feishu.patches, 10, "the card updated")
+        assert bot.deliver(too_late, "feishu").status_code == 200
+        [told] = wait_for(lambda: fake_feishu.calls("reply"), 10, "a reply under the card")
         case = CaseStore(bot.store).view(1).case
 
     assert answer.status_code == 200 and answer.get_json() == {} and answered_in < 3
     assert again.status_code == 200
     assert case.state == CaseState.ACKNOWLEDGED and case.acknowledged_via == "feishu"
+    assert told["path"] == f"/open-apis/im/v1/messages/{card_id}/reply", "the second presser is told why"
     [patch] = fake_feishu.patches
     assert patch["message_id"] == card_id and patch["text"].startswith("🚨 案件 1 · 已认领")
     left = [b["value"]["bot_bridge_case"].rsplit(":", 1)[1] for b in feishu.card_buttons(patch["card"]) if "value" in b]
