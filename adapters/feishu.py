@@ -327,6 +327,8 @@ def _stop_when(stopping: threading.Event, ended: threading.Event, sdk, loop: asy
             return
 
     async def close() -> None:
+        if ended.is_set():
+            return  # that listen is over: this runs on the loop of a later one, which is not ours to stop
         await sdk._disconnect()  # noqa: SLF001 - the pinned SDK's only way to close its connection
         loop.stop()
 

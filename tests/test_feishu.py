@@ -27,10 +27,10 @@ from bot_bridge.remembering.store import NoteStatus, Store
 from tests.alert_helpers import PUBLIC_URL, Alerts, add_chat_note
 from tests.audio_fixtures import encode, speech_clip
 from tests.chat_helpers import TEST_QUEUE, delivered_after_retries, platform_environment, running_bot
-from tests.platforms import feishu
+from tests.platforms import feishu, fixtures
 from tests.processes import free_port, serve, wait_for
 
-fake_feishu = feishu.fake_feishu
+fake_feishu = fixtures.fake_feishu
 TARGETS = {"feishu": {"platform": "feishu", "chat_id": feishu.DEFAULT_CHAT_ID, "name": "客服群", "language": "zh"}}
 ROUTES = [{"sources": ["*"], "targets": ["feishu"]}]
 
