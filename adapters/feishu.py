@@ -194,7 +194,7 @@ class FeishuAdapter(ChatAdapter):
 
     def send_reply(self, message: ChatMessage, text: str, image: bytes | None = None) -> str:
         body = {**self._post(text, image), "reply_in_thread": message.thread_id != message.message_id}
-        return self._api("POST", f"messages/{quote(message.message_id, safe='')}/reply", delivers=True,
+        return self._api("POST", f"messages/{quote(message.message_id, safe='')}/reply", "reply", delivers=True,
                          json=body)["data"]["message_id"]
 
     def send_alert(self, chat_id: str, text: str, image: bytes | None = None) -> str:
@@ -204,18 +204,19 @@ class FeishuAdapter(ChatAdapter):
         return PostedCard(self._send(chat_id, {"msg_type": "interactive", "content": _dumps(_card(card))}))
 
     def update_case(self, chat_id: str, posted: PostedCard, card: CaseCard) -> str | None:
-        self._api("PATCH", f"messages/{quote(posted.ref, safe='')}", json={"content": _dumps(_card(card))})
+        self._api("PATCH", f"messages/{quote(posted.ref, safe='')}", "card update",
+                  json={"content": _dumps(_card(card))})
         return None
 
     def answer_press(self, action: CaseAction, text: str, *, refused: bool = False) -> None:
         """A press that changed nothing: a reply under the card says why."""
         if refused and action.answer_ref:
-            self._api("POST", f"messages/{quote(action.answer_ref, safe='')}/reply", delivers=True,
+            self._api("POST", f"messages/{quote(action.answer_ref, safe='')}/reply", "reply", delivers=True,
                       json=self._post(text, None))
 
     def send_reaction(self, message: ChatMessage, emotion: str) -> str:
         emoji = REACTION_TYPES[emotion]
-        self._api("POST", f"messages/{quote(message.message_id, safe='')}/reactions", delivers=True,
+        self._api("POST", f"messages/{quote(message.message_id, safe='')}/reactions", "reaction", delivers=True,
                   json={"reaction_type": {"emoji_type": emoji}})
         return emoji
 
@@ -264,7 +265,7 @@ class FeishuAdapter(ChatAdapter):
         )
 
     def _send(self, chat_id: str, message: dict) -> str:
-        sent = self._api("POST", "messages", params={"receive_id_type": "chat_id"}, delivers=True,
+        sent = self._api("POST", "messages", "send", params={"receive_id_type": "chat_id"}, delivers=True,
                          json={"receive_id": chat_id, **message})
         return sent["data"]["message_id"]
 
@@ -272,16 +273,17 @@ class FeishuAdapter(ChatAdapter):
         """A ``post`` message: one paragraph of literal text per line, then the chart (uploaded first)."""
         paragraphs = [[{"tag": "text", "text": line}] for line in text.split("\n")]
         if image is not None:
-            uploaded = self._api("POST", "images", data={"image_type": "message"},
+            uploaded = self._api("POST", "images", "image upload", data={"image_type": "message"},
                                  files={"image": ("timeline.png", image, "image/png")})
             paragraphs.append([{"tag": "img", "image_key": uploaded["data"]["image_key"]}])
         return {"msg_type": "post", "content": _dumps({"zh_cn": {"title": "", "content": paragraphs}})}
 
-    def _api(self, method: str, path: str, **kwargs) -> dict:
+    def _api(self, method: str, path: str, what: str, **kwargs) -> dict:
+        """A call to the messenger API (``/open-apis/im/v1/<path>``) with the tenant token; ``what`` names it in
+        logs and errors (``feishu reply``)."""
         url = f"{self.api_base}/open-apis/im/v1/{path}"
         return self._token.run(lambda token: self.http.call(
-            method, url, call=f"feishu {method} {path.split('/')[0]}", check=check_answer, headers=_bearer(token),
-            **kwargs))
+            method, url, call=f"feishu {what}", check=check_answer, headers=_bearer(token), **kwargs))
 
     def _fetch_token(self) -> tuple[str, float]:
         answer = self.http.call(
