@@ -96,6 +96,8 @@ REACTION_TYPES = {
     "surprised": "SHOCKED",
     "unknown": "WHAT",
 }
+#: The most of a case's text a card shows (a card's JSON must stay under 30 KB); its page in the console has it all.
+CARD_TEXT_CHARS = 4000
 #: How long ``listen`` waits for the SDK's event loop to close its connection when stopping.
 SHUTDOWN_WAIT_S = 5.0
 
@@ -410,7 +412,8 @@ def _media(message_type: str | None, content: dict) -> Media | None:
 def _card(card: CaseCard) -> dict:
     """An interactive card: the title, the text (plain: shown literally), a button per action, and the link to
     the case's page; ``update_multi`` so that an edit shows to everyone in the chat."""
-    elements: list[dict] = [{"tag": "div", "text": {"tag": "plain_text", "content": card.text}}]
+    text = card.text if len(card.text) <= CARD_TEXT_CHARS else card.text[: CARD_TEXT_CHARS - 1] + "…"
+    elements: list[dict] = [{"tag": "div", "text": {"tag": "plain_text", "content": text}}]
     buttons = [{"tag": "button", "text": {"tag": "plain_text", "content": button.label},
                 "type": BUTTON_TYPES.get(button.style, "default"), "value": {CASE_VALUE_KEY: button.value}}
                for button in card.buttons]

@@ -22,9 +22,10 @@ from bot_bridge.acting.replies import label
 from bot_bridge.acting.scheduler import utc_now
 from bot_bridge.chat.messages import CaseInsensitiveDict, InboundRequest
 from bot_bridge.config import ConfigError, load_settings
+from bot_bridge.remembering.alert_store import DigestState
 from bot_bridge.remembering.case_store import CaseState, CaseStore
 from bot_bridge.remembering.store import NoteStatus, Store
-from tests.alert_helpers import PUBLIC_URL, Alerts, add_chat_note
+from tests.alert_helpers import NOON, PUBLIC_URL, Alerts, add_chat_note
 from tests.audio_fixtures import encode, speech_clip
 from tests.chat_helpers import TEST_QUEUE, delivered_after_retries, platform_environment, running_bot
 from tests.platforms import feishu, fixtures
@@ -205,11 +206,9 @@ def test_cases_and_digests_reach_a_feishu_chat(tmp_path, fake_feishu):
                              digest={"targets": {"feishu": {"at": "18:00"}}})
     alerts = Alerts(settings)
     try:
-        add_chat_note(alerts.store, received_at=utc_now() - timedelta(minutes=1), emotions={"angry": 0.9})
-        assert alerts.escalator.sweep(utc_now()) == {"feishu": 1}
-        day = utc_now().astimezone(alerts.targets["feishu"].zone).date()
-        due = utc_now().replace(hour=10, minute=0, second=0, microsecond=0)  # 18:00 in Shanghai
-        alerts.digests.send_due(due if due.date() == day else due + timedelta(days=1))
+        add_chat_note(alerts.store, received_at=NOON, emotions={"angry": 0.9})
+        assert alerts.escalator.sweep(NOON + timedelta(minutes=1)) == {"feishu": 1}
+        assert alerts.digests.send_due(NOON + timedelta(hours=4)) == {"feishu": DigestState.SENT}  # 18:00 Shanghai
     finally:
         alerts.close()
 
@@ -221,6 +220,21 @@ def test_cases_and_digests_reach_a_feishu_chat(tmp_path, fake_feishu):
     assert [value.rsplit(":", 1)[1] for value in values] == ["acknowledge", "resolve", "snooze", "right", "wrong"]
     assert [b["url"] for b in feishu.card_buttons(posted) if "url" in b] == [f"{PUBLIC_URL}/cases/1"]
     assert digest and digest[0]["params"]["msg_type"] == "post" and "每日情绪摘要" in digest[0]["text"]
+
+
+def test_a_case_with_the_longest_names_fits_a_card(tmp_path, fake_feishu):
+    settings = load_settings(environ=platform_environment(feishu_fake=fake_feishu), data_dir=str(tmp_path / "data"),
+                             targets=TARGETS, routes=ROUTES)
+    alerts = Alerts(settings)
+    try:
+        case = add_chat_note(alerts.store, received_at=NOON, emotions={"angry": 0.9},
+                             chat_name="客户服务投诉处理中心" * 30, sender_name="客" * 185)
+        assert alerts.escalator.sweep(NOON + timedelta(minutes=5)) == {"feishu": 1}
+    finally:
+        alerts.close()
+
+    [card] = fake_feishu.sent_messages  # the fake refuses a card over 30 KB (code 230025)
+    assert card["status"] == 200 and case in card["text"]
 
 
 def test_a_card_button_press_is_answered_at_once_then_the_card_is_updated(tmp_path, tiny_model_dir, tiny_model,
