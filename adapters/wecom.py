@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import threading
-import time
 import xml.etree.ElementTree as ElementTree
 from datetime import timedelta
 
@@ -44,6 +42,7 @@ from bot_bridge.chat.cards import CaseCard
 from bot_bridge.chat.messages import CaseAction, ChatMessage, InboundRequest, Media, ParsedWebhook, WebhookResponse
 from bot_bridge.chat.outbound import OutboundError, RateLimited, Rejected, TryAgain, check_status, raise_for_transient
 
+from ._tokens import CachedToken, TokenRejected
 from .base import ChatAdapter, PostedCard, Refused, TextLimit, check_fresh, is_help_request
 
 log = logging.getLogger(__name__)
@@ -51,16 +50,10 @@ log = logging.getLogger(__name__)
 TOKEN_ERRORS = frozenset({40001, 40014, 42001})  # invalid credential, invalid token, token expired
 RATE_LIMITED = 45009  # api freq out of limit
 SYSTEM_BUSY = -1
-# A cached token is renewed this long before WeCom's expiry, so no call races the deadline.
-TOKEN_MARGIN_S = 300
 #: What a template card's fields hold (WeCom's documented lengths, in characters).
 CARD_TITLE_CHARS = 26
 CARD_TEXT_CHARS = 112
 CARD_BUTTON_CHARS = 10
-
-
-class _TokenRejected(Exception):
-    """An API call said the access token expired or is invalid."""
 
 
 class WeComAdapter(ChatAdapter):
@@ -87,9 +80,7 @@ class WeComAdapter(ChatAdapter):
         if len(key) != 43:
             raise ValueError(f"WECOM_ENCODING_AES_KEY must be the 43 characters WeCom shows, not {len(key)}")
         self._crypto = WeChatCrypto(settings["token"], key, settings["corp_id"])
-        self._token_lock = threading.Lock()
-        self._access_token: str | None = None
-        self._token_renew_at = 0.0
+        self._token = CachedToken(self._fetch_token, name="wecom")
 
     def verify(self, request: InboundRequest) -> None:
         check_fresh(request.query.get("timestamp"), self.clock())
@@ -137,7 +128,7 @@ class WeComAdapter(ChatAdapter):
                 check=_check_media,
             )
 
-        return self._with_token(download)
+        return self._token.run(download)
 
     def send_reply(self, message: ChatMessage, text: str, image: bytes | None = None) -> str:
         return self.send_alert(message.chat_id, text, image)
@@ -200,38 +191,17 @@ class WeComAdapter(ChatAdapter):
                 **kwargs,
             )
 
-        return self._with_token(call)
+        return self._token.run(call)
 
-    def _with_token(self, call):
-        """Run ``call(token)``; if WeCom rejects the token, fetch a new one and run it once more."""
-        token = self._token()
-        try:
-            return call(token)
-        except _TokenRejected:
-            self._forget(token)
-        try:
-            return call(self._token())
-        except _TokenRejected as error:
-            raise OutboundError("wecom", f"a fresh access token was rejected too ({error})", retryable=True) from None
-
-    def _token(self) -> str:
-        with self._token_lock:
-            if self._access_token is None or time.monotonic() >= self._token_renew_at:
-                answer = self.http.call(
-                    "GET",
-                    f"{self.api_base}/cgi-bin/gettoken",
-                    params={"corpid": self.settings["corp_id"], "corpsecret": self.settings["corp_secret"]},
-                    call="wecom gettoken",
-                    check=functools.partial(check_answer, token_errors=frozenset()),
-                )
-                self._access_token = answer["access_token"]
-                self._token_renew_at = time.monotonic() + max(0, int(answer.get("expires_in", 7200)) - TOKEN_MARGIN_S)
-            return self._access_token
-
-    def _forget(self, token: str) -> None:
-        with self._token_lock:
-            if self._access_token == token:
-                self._access_token = None
+    def _fetch_token(self) -> tuple[str, float]:
+        answer = self.http.call(
+            "GET",
+            f"{self.api_base}/cgi-bin/gettoken",
+            params={"corpid": self.settings["corp_id"], "corpsecret": self.settings["corp_secret"]},
+            call="wecom gettoken",
+            check=functools.partial(check_answer, token_errors=frozenset()),
+        )
+        return answer["access_token"], float(answer.get("expires_in", 7200))
 
     def _decrypt(self, request: InboundRequest) -> str:
         query = request.query
@@ -269,7 +239,7 @@ def check_answer(response, token_errors: frozenset[int] = TOKEN_ERRORS) -> dict:
     if code == 0:
         return body
     if code in token_errors:
-        raise _TokenRejected(f"errcode {code}")
+        raise TokenRejected(f"errcode {code}")
     if code == RATE_LIMITED:
         raise RateLimited(None, "WeCom errcode 45009 (api freq out of limit)")
     if code == SYSTEM_BUSY:

@@ -22,7 +22,7 @@ from bot_bridge.config import Settings, load_settings
 from bot_bridge.remembering.store import NoteStatus, Store
 from bot_bridge.service import Service
 from bot_bridge.web import create_app
-from tests.platforms import slack, wecom
+from tests.platforms import feishu, slack, wecom
 from tests.platforms import telegram as tg
 from tests.processes import free_port, serve, wait_for
 
@@ -35,7 +35,7 @@ TEST_QUEUE = {"retry_delay_s": 0.2, "lease_s": 2.0, "recovery_interval_s": 0.25,
 TEST_INBOUND = {"lease_s": 2.0, "retry_delay_s": 0.2}
 
 
-def platform_environment(telegram=None, slack_fake=None, wecom_fake=None) -> dict[str, str]:
+def platform_environment(telegram=None, slack_fake=None, wecom_fake=None, feishu_fake=None) -> dict[str, str]:
     """The variables an operator would set, pointing the API bases at the given fakes."""
     environ = {}
     if telegram is not None:
@@ -58,6 +58,14 @@ def platform_environment(telegram=None, slack_fake=None, wecom_fake=None) -> dic
             WECOM_TOKEN=wecom.DEFAULT_CALLBACK_TOKEN,
             WECOM_ENCODING_AES_KEY=wecom.DEFAULT_ENCODING_AES_KEY,
             WECOM_API_BASE=wecom_fake.base_url,
+        )
+    if feishu_fake is not None:
+        environ.update(
+            FEISHU_APP_ID=feishu_fake.app_id,
+            FEISHU_APP_SECRET=feishu_fake.app_secret,
+            FEISHU_VERIFICATION_TOKEN=feishu.DEFAULT_VERIFICATION_TOKEN,
+            FEISHU_ENCRYPT_KEY=feishu.DEFAULT_ENCRYPT_KEY,
+            FEISHU_API_BASE=feishu_fake.base_url,
         )
     return environ
 

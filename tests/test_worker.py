@@ -285,7 +285,7 @@ def _all_finished(store: Store):
     return notes if len(notes) == 3 and all(n.status == NoteStatus.REPLIED for n in notes) else None
 
 
-@pytest.mark.parametrize("path", ["telegram", "slack/events", "wecom"])
+@pytest.mark.parametrize("path", ["telegram", "slack/events", "wecom", "feishu"])
 def test_a_platform_without_its_secrets_is_off(client, path):
     assert client.post(f"/webhooks/{path}", data=b"{}").status_code == 404
     assert client.get(f"/webhooks/{path}").status_code == 404
