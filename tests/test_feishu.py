@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
 import sqlite3
 import time
 from datetime import timedelta
@@ -24,12 +22,13 @@ from bot_bridge.chat.messages import CaseInsensitiveDict, InboundRequest
 from bot_bridge.config import ConfigError, load_settings
 from bot_bridge.remembering.alert_store import DigestState
 from bot_bridge.remembering.case_store import CaseState, CaseStore
-from bot_bridge.remembering.store import NoteStatus, Store
+from bot_bridge.remembering.store import NoteStatus
 from tests.alert_helpers import NOON, PUBLIC_URL, Alerts, add_chat_note
 from tests.audio_fixtures import encode, speech_clip
-from tests.chat_helpers import TEST_QUEUE, delivered_after_retries, platform_environment, running_bot
+from tests.chat_helpers import (delivered_after_retries, killed_mid_download_then_restarted, platform_environment,
+                                running_bot)
 from tests.platforms import feishu, fixtures
-from tests.processes import free_port, serve, wait_for
+from tests.processes import wait_for
 
 fake_feishu = fixtures.fake_feishu
 TARGETS = {"feishu": {"platform": "feishu", "chat_id": feishu.DEFAULT_CHAT_ID, "name": "客服群", "language": "zh"}}
@@ -361,37 +360,12 @@ def test_wrong_app_credentials_are_named_in_the_log_and_tried_again(tmp_path, ti
 
 def test_a_worker_killed_mid_note_then_restarted_replies_exactly_once(tmp_path, tiny_model_dir, fake_feishu,
                                                                       voice_opus):
-    port = free_port()
-    config = tmp_path / "bot-bridge.yaml"
-    config.write_text(yaml.safe_dump({
-        "data_dir": str(tmp_path / "data"),
-        "model": {"name": str(tiny_model_dir), "threads": 1},
-        "server": {"host": "127.0.0.1", "port": port},
-        "queue": {**TEST_QUEUE, "worker_threads": 1},
-    }))
-    environ = {**os.environ, **platform_environment(feishu_fake=fake_feishu), "BOT_BRIDGE_CONFIG": str(config)}
-    fake_feishu.delay_next("resources", 120)  # the first process never gets its audio
     request = feishu.event_request(feishu.voice_event(fake_feishu.add_voice(voice_opus)))
 
-    first = serve(environ, port, tmp_path / "first.log")
-    try:
-        assert request.send(f"http://127.0.0.1:{port}/webhooks/feishu").status_code == 200
-        fake_feishu.wait_until(lambda: fake_feishu.calls("resources"), timeout=60, what="the audio download")
-    finally:
-        os.killpg(first.pid, signal.SIGKILL)
-        first.wait()
+    [note], logs = killed_mid_download_then_restarted(
+        tmp_path, tiny_model_dir, platform_environment(feishu_fake=fake_feishu),
+        lambda base: request.send(f"{base}/webhooks/feishu"), held=[(fake_feishu, "resources")])
 
-    second = serve(environ, port, tmp_path / "second.log")
-    try:
-        fake_feishu.wait_for_messages(1, timeout=60)
-        store = Store(f"sqlite:///{tmp_path / 'data' / 'bot-bridge.db'}", tmp_path / "data" / "outputs")
-        [note] = wait_for(lambda: [n for n in store.voice_notes() if n.status == NoteStatus.REPLIED], timeout=30)
-        time.sleep(TEST_QUEUE["lease_s"] + TEST_QUEUE["recovery_interval_s"] * 2)  # room for a wrong repeat
-        assert len(fake_feishu.sent_messages) == 1 and note.attempts == 2
-        store.close()
-    finally:
-        os.killpg(second.pid, signal.SIGTERM)
-        second.wait(30)
-    logs = (tmp_path / "first.log").read_text() + (tmp_path / "second.log").read_text()
+    assert (note.status, note.attempts, len(fake_feishu.sent_messages)) == (NoteStatus.REPLIED, 2, 1)
     for secret in (fake_feishu.app_secret, feishu.DEFAULT_ENCRYPT_KEY, feishu.DEFAULT_VERIFICATION_TOKEN):
         assert secret not in logs
