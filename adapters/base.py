@@ -187,6 +187,9 @@ class ChatAdapter(AlertSender):
     speaks_to_customers: ClassVar[bool] = False
     #: The longest text that goes with an image (Telegram: a photo's caption), when shorter than a message's.
     caption_limit: ClassVar[TextLimit | None] = None
+    #: Whether a pulling adapter still takes its platform's webhook: a signal that there is something to pull
+    #: (微信客服's callback), verified as any webhook is, which ``parse`` turns into a wake-up for ``pull``.
+    wakes_by_webhook: ClassVar[bool] = False
     #: Path under ``/webhooks/`` where the platform posts button presses, when not ``webhook_path`` (Slack's
     #: interactivity Request URL); verified as the webhook is.
     interaction_path: ClassVar[str | None] = None

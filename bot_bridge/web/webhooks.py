@@ -7,7 +7,8 @@ message is committed to the database and queued before the answer leaves.
 Downloading, decoding, the model and the reply happen in the queue's
 workers, so the platforms' deadlines (Slack 3 s, WeCom 5 s) hold whatever
 the model is doing. A platform without its secrets is off: 404; so is one
-that receives without a webhook (Telegram polling, Slack Socket Mode).
+that receives without a webhook (Telegram polling, Slack Socket Mode), unless
+its webhook only wakes its puller (微信客服).
 Button presses on cases' messages come the same way, verified the same
 way, at the webhook or at the adapter's ``interaction_path`` (Slack's
 ``/webhooks/slack/interactions``).
@@ -36,7 +37,8 @@ webhooks = Blueprint("webhooks", __name__)
 def receive(path: str):
     chat = current_app.extensions["bot_bridge"].chat
     adapter = next((a for a in chat.adapters.values()
-                    if path in (a.webhook_path, a.interaction_path) and a.receives == WEBHOOK), None)
+                    if path in (a.webhook_path, a.interaction_path)
+                    and (a.receives == WEBHOOK or a.wakes_by_webhook)), None)
     if adapter is None or request.method not in adapter.webhook_methods:
         abort(404)
     inbound = InboundRequest(

@@ -28,6 +28,14 @@ documented; the fake answers 40058 (invalid parameter) naming it.
 
 Callbacks are encrypted and signed with wechatpy's ``WeChatCrypto``; the
 defaults are wechatpy's published test vectors.
+
+微信客服 (``kf/sync_msg``, ``kf/send_msg``): ``add_kf_voice`` and
+``add_kf_message`` put a customer's message in the account's log and
+``kf_callback`` builds the ``kf_msg_or_event`` that announces it, with a
+sync token good for 10 minutes. ``kf/sync_msg`` pages through the log from
+a cursor (``limit``, ``has_more``, ``next_cursor``); without a token it
+answers as WeCom says it does, only under a stricter rate limit, which the
+fake does not impose.
 """
 
 from __future__ import annotations
@@ -54,6 +62,8 @@ DEFAULT_AGENT_ID = 1000002
 DEFAULT_ROBOT_KEY = "693a91f6-7xxx-4bc4-97a0-0ec2sifa5aaa"
 DEFAULT_USER_ID = "zhangsan"
 DEFAULT_ECHO = "5927782489442352469"
+DEFAULT_OPEN_KFID = "wkAJ2GCAAASSm4_FhToWMFea0xAFfd3Q"
+DEFAULT_KF_CUSTOMER = "wmAJ2GCAAAme1XQRC-NI-q0_ZM9ukoAw"
 TEXT_LIMIT_BYTES = 2048  # message/send truncates text beyond this; the robot rejects it
 ROBOT_MARKDOWN_LIMIT_BYTES = 4096
 ROBOT_IMAGE_LIMIT_BYTES = 2 * 1024 * 1024
@@ -108,6 +118,8 @@ class FakeWeCom(FakePlatformServer):
         self._token_expiry: dict[str, float] = {}  # issued token -> monotonic expiry
         self._current_token: str | None = None
         self._robot_sends: deque[float] = deque()
+        self.kf_log: list[dict] = []  # 微信客服 messages in the order kf/sync_msg hands them out
+        self._kf_tokens: dict[str, float] = {}  # callback Token -> monotonic expiry
 
     # -- test set-up and control ---------------------------------------------------
 
@@ -149,6 +161,29 @@ class FakeWeCom(FakePlatformServer):
             for code in self._response_codes.values():
                 code["issued"] -= hours * 3600
 
+    def add_kf_voice(self, data: bytes, *, customer: str = DEFAULT_KF_CUSTOMER,
+                     open_kfid: str = DEFAULT_OPEN_KFID) -> str:
+        """A customer sends the account a voice note (AMR); returns its msgid."""
+        return self.add_kf_message({"origin": 3, "external_userid": customer, "open_kfid": open_kfid,
+                                    "msgtype": "voice", "voice": {"media_id": self.add_media(data)}})
+
+    def add_kf_message(self, message: dict) -> str:
+        """Append any 微信客服 message or event (``msgid`` and ``send_time`` added); returns its msgid."""
+        msgid = secrets.token_hex(16)
+        with self._lock:
+            self.kf_log.append({"msgid": msgid, "send_time": int(time.time()), **message})
+        return msgid
+
+    def kf_callback(self, open_kfid: str = DEFAULT_OPEN_KFID, **options: Any) -> InboundRequest:
+        """The ``kf_msg_or_event`` callback announcing new messages, with a fresh sync token."""
+        token = "ENC" + secrets.token_urlsafe(24)
+        with self._lock:
+            self._kf_tokens[token] = time.monotonic() + 600
+        xml = (f"<xml><ToUserName>{_cdata(self.corp_id)}</ToUserName><CreateTime>{int(time.time())}</CreateTime>"
+               f"<MsgType>{_cdata('event')}</MsgType><Event>{_cdata('kf_msg_or_event')}</Event>"
+               f"<Token>{_cdata(token)}</Token><OpenKfId>{_cdata(open_kfid)}</OpenKfId></xml>")
+        return callback_request(xml, corp_id=self.corp_id, **options)
+
     @property
     def gettoken_calls(self) -> int:
         """How many times gettoken was called (the bot should cache its token)."""
@@ -168,6 +203,8 @@ class FakeWeCom(FakePlatformServer):
             "message/send": (self._with_token(self._message_send), "json"),
             "message/update_template_card": (self._with_token(self._update_template_card), "json"),
             "webhook/send": (self._webhook_send, "json"),
+            "kf/sync_msg": (self._with_token(self._kf_sync_msg), "json"),
+            "kf/send_msg": (self._with_token(self._kf_send_msg), "json"),
         }
         if name not in handlers:
             return None
@@ -272,6 +309,26 @@ class FakeWeCom(FakePlatformServer):
                 answer["response_code"] = self._issue_response_code()
         self.record_sent(call, text, images)
         return json_response(answer)
+
+    def _kf_sync_msg(self, call: dict) -> Response:
+        params = call["params"]
+        token = params.get("token")
+        if token and self._kf_tokens.get(token, float("-inf")) <= time.monotonic():
+            raise WeComError(95007, "invalid msg token")
+        cursor = params.get("cursor") or "0"
+        if not cursor.isdigit() or int(cursor) > len(self.kf_log):
+            raise WeComError(95000, "invalid cursor")
+        start, limit = int(cursor), min(int(params.get("limit") or 1000), 1000)
+        page = self.kf_log[start:start + limit]
+        return json_response({"errcode": 0, "errmsg": "ok", "next_cursor": str(start + len(page)),
+                              "has_more": int(start + len(page) < len(self.kf_log)), "msg_list": page})
+
+    def _kf_send_msg(self, call: dict) -> Response:
+        params = call["params"]
+        if params.get("msgtype") != "text" or not params.get("touser") or not params.get("open_kfid"):
+            raise WeComError(47001, "data format error")
+        self.record_sent(call, params["text"]["content"])
+        return json_response({"errcode": 0, "errmsg": "ok", "msgid": secrets.token_hex(16)})
 
     def _update_template_card(self, call: dict) -> Response:
         params = call["params"]

@@ -1,0 +1,154 @@
+"""WeChat Customer Service (微信客服): customers' voice notes heard, escalated and digested, silent by default.
+
+Why silent: the people on the other side are a business's customers, on
+WeChat, not its colleagues; a customer must never read what the bot heard in
+their voice (``speaks_to_customers``). Their notes reach the support team's
+chats as cases and in the digest.
+
+* The callback is WeCom's own (the same signature, AES and CorpID checks,
+  through ``WeComAdapter``), at ``/webhooks/wecom_kf``. Its
+  ``kf_msg_or_event`` carries no message, only a ``Token`` (valid 10 minutes)
+  that lets ``kf/sync_msg`` be called often. So this adapter pulls
+  (``PULL``): one process of the deployment holds the lease and calls
+  ``kf/sync_msg`` from the stored cursor; the cursor advances only after
+  the batch is recorded (``acting/listeners.py``), so nothing is missed or
+  heard twice across restarts, and one puller means no two syncs race. A
+  callback wakes the puller at once when it reaches the same process, and
+  hands it its token; otherwise the puller syncs every ``SYNC_INTERVAL_S``
+  without one (WeCom then applies a stricter rate limit).
+* Messages: only ``origin`` 3 (the customer) is heard; voice is AMR, fetched
+  with ``media/get``. Events (``enter_session``, ``msg_send_fail``, session
+  changes), the business's own messages (origin 5) and other types are
+  skipped. The chat is the customer service account (``open_kfid``), the
+  sender the customer (``external_userid``), so rules can differ per account
+  and a case is one customer of one account.
+* Which messages the API sees: ``kf/sync_msg`` returns every message of
+  accounts handed to the API (微信客服 → API), in every session state: 智能
+  助手接待 (1), 待接入池 (2) and 人工接待 (3, a person answering in the WeCom
+  client) alike, so notes are heard even while a person serves the customer.
+  Sending (``kf/send_msg``) is allowed only in states 0 and 1, within 48
+  hours of the customer's last message, at most 5 messages per customer
+  message; a reply refused for these reasons ends as a failure that says so.
+* A 微信客服 account is not a place for alerts: its only readers are
+  customers. Alerts and digests about it go to the team's own chats.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import xml.etree.ElementTree as ElementTree
+from datetime import datetime, timezone
+
+from bot_bridge.chat.messages import ChatMessage, InboundRequest, Media, ParsedWebhook, Pulled, WebhookResponse
+from bot_bridge.chat.outbound import OutboundError
+
+from .base import PULL, AlertSender
+from .wecom import WeComAdapter
+
+#: How often the puller syncs when no callback wakes it.
+SYNC_INTERVAL_S = 5.0
+#: How long a callback's Token lets ``kf/sync_msg`` be called (WeCom: 10 minutes), less a margin.
+SYNC_TOKEN_LIFETIME_S = 9 * 60
+#: The most messages one ``kf/sync_msg`` returns.
+SYNC_LIMIT = 1000
+CUSTOMER = 3
+#: ``kf/send_msg`` refusals that are WeCom's sending rules, not faults: said plainly.
+SEND_RULES = ("微信客服 refused the message: a reply is allowed only while the session is with the API (not with a "
+              "person or in the queue), within 48 hours of the customer's last message, and 5 times per "
+              "customer message")
+NOT_A_TARGET = "a 微信客服 account's only readers are customers: send alerts and digests to a team chat"
+
+
+class WeComKfAdapter(WeComAdapter):
+    name = "wecom_kf"
+    webhook_path = "wecom_kf"
+    environment = {
+        "corp_id": "WECOM_KF_CORP_ID",
+        "corp_secret": "WECOM_KF_SECRET",
+        "token": "WECOM_KF_TOKEN",
+        "encoding_aes_key": "WECOM_KF_ENCODING_AES_KEY",
+        "api_base": "WECOM_KF_API_BASE",
+    }
+    required = ("corp_id", "corp_secret", "token", "encoding_aes_key")
+    edits_cases = False
+    edit_token_lifetime = None
+    speaks_to_customers = True
+    wakes_by_webhook = True
+
+    def __init__(self, settings: dict, http=None) -> None:
+        super().__init__(settings, http)
+        self._wake = threading.Event()
+        self._sync_token: tuple[str, float] | None = None  # the latest callback's Token, and when it came
+
+    @property
+    def receives(self) -> str:
+        return PULL
+
+    def parse(self, request: InboundRequest) -> ParsedWebhook:
+        if request.method == "RECEIVED":
+            return ParsedWebhook(messages=tuple(filter(None, [self._note(json.loads(request.body))])))
+        plaintext = self._decrypt(request)
+        if request.method == "GET":
+            return ParsedWebhook(WebhookResponse(body=plaintext))
+        event = ElementTree.fromstring(plaintext)
+        if event.findtext("Event") == "kf_msg_or_event" and event.findtext("Token"):
+            self._sync_token = (event.findtext("Token"), time.monotonic())
+            self._wake.set()
+        return ParsedWebhook()  # what it announces is pulled and recorded by the puller
+
+    def pull(self, cursor: str | None) -> Pulled:
+        """``kf/sync_msg`` from ``cursor``; with nothing new, waits for a callback (or ``SYNC_INTERVAL_S``)."""
+        self._wake.clear()  # a callback during the call below wakes the next wait
+        query = {"limit": SYNC_LIMIT, "voice_format": 0}
+        if cursor:
+            query["cursor"] = cursor
+        token = self._fresh_sync_token()
+        if token:
+            query["token"] = token
+        answer = self._api("kf/sync_msg", json=query)
+        messages = answer.get("msg_list") or []
+        if not messages and not answer.get("has_more"):
+            self._wake.wait(SYNC_INTERVAL_S)
+        received = tuple(InboundRequest.carrying(json.dumps(message).encode(), "kf/sync_msg") for message in messages)
+        return Pulled(received, answer.get("next_cursor") or cursor)
+
+    def send_reply(self, message: ChatMessage, text: str, image: bytes | None = None) -> str:
+        """Only where ``reply.modes`` names 微信客服: text to the customer (a chart is not sent to customers)."""
+        try:
+            sent = self._api("kf/send_msg", delivers=True, json={
+                "touser": message.sender_id, "open_kfid": message.chat_id, "msgtype": "text",
+                "text": {"content": text}})
+        except OutboundError as error:
+            if error.reason.startswith("WeCom errcode 95"):
+                raise OutboundError(error.call, f"{SEND_RULES} ({error.reason})", retryable=False) from None
+            raise
+        return str(sent.get("msgid", ""))
+
+    def send_alert(self, chat_id: str, text: str, image: bytes | None = None) -> str:
+        raise OutboundError("wecom_kf", NOT_A_TARGET, retryable=False)
+
+    # Not WeCom's template cards: a case's message would go through send_alert, which refuses.
+    send_case = AlertSender.send_case
+    update_case = AlertSender.update_case
+
+    def _note(self, message: dict) -> ChatMessage | None:
+        if message.get("origin") != CUSTOMER or message.get("msgtype") != "voice":
+            return None  # events, the business's own messages, pictures, text
+        return ChatMessage(
+            platform=self.name,
+            delivery_id=str(message["msgid"]),
+            kind="voice",
+            chat_id=str(message["open_kfid"]),
+            sender_id=str(message["external_userid"]),
+            message_id=str(message["msgid"]),
+            media=Media(ref=message["voice"]["media_id"], mime_type="audio/amr", file_name="voice.amr"),
+            received_at=datetime.fromtimestamp(int(message.get("send_time") or time.time()), timezone.utc),
+        )
+
+    def _fresh_sync_token(self) -> str | None:
+        latest = self._sync_token
+        if latest is None or time.monotonic() - latest[1] > SYNC_TOKEN_LIFETIME_S:
+            return None
+        return latest[0]
