@@ -29,8 +29,9 @@ chats as cases and in the digest.
   Sending (``kf/send_msg``) is allowed only in states 0 and 1, within 48
   hours of the customer's last message, at most 5 messages per customer
   message; a reply refused for these reasons ends as a failure that says so.
-* A 微信客服 account is not a place for alerts: its only readers are
-  customers. Alerts and digests about it go to the team's own chats.
+* Alerts and digests go to the team's own chats; a 微信客服 target is one
+  person who writes to the account (``open_kfid:external_userid``, an
+  on-call lead on WeChat), reached under the same sending rules.
 """
 
 from __future__ import annotations
@@ -58,7 +59,6 @@ CUSTOMER = 3
 SEND_RULES = ("微信客服 refused the message: a reply is allowed only while the session is with the API (not with a "
               "person or in the queue), within 48 hours of the customer's last message, and 5 times per "
               "customer message")
-NOT_A_TARGET = "a 微信客服 account's only readers are customers: send alerts and digests to a team chat"
 
 
 class WeComKfAdapter(WeComAdapter):
@@ -116,22 +116,33 @@ class WeComKfAdapter(WeComAdapter):
 
     def send_reply(self, message: ChatMessage, text: str, image: bytes | None = None) -> str:
         """Only where ``reply.modes`` names 微信客服: text to the customer (a chart is not sent to customers)."""
+        return self._kf_send(message.chat_id, message.sender_id, "text", {"content": text})
+
+    def send_alert(self, chat_id: str, text: str, image: bytes | None = None) -> str:
+        """To one person who writes to the account (``open_kfid:external_userid``: an on-call lead on WeChat),
+        under the same sending rules as any reply; a chart follows as an image."""
+        open_kfid, _, person = chat_id.partition(":")
+        if not (open_kfid and person):
+            raise OutboundError("wecom_kf", f"a target is open_kfid:external_userid, not {chat_id!r}",
+                                retryable=False)
+        sent = self._kf_send(open_kfid, person, "text", {"content": text})
+        if image is not None:
+            self._kf_send(open_kfid, person, "image", {"media_id": self._upload_image(image)})
+        return sent
+
+    # Not WeCom's template cards: a case is a text message with a link to its page in the console.
+    send_case = AlertSender.send_case
+    update_case = AlertSender.update_case
+
+    def _kf_send(self, open_kfid: str, person: str, msg_type: str, content: dict) -> str:
         try:
             sent = self._api("kf/send_msg", delivers=True, json={
-                "touser": message.sender_id, "open_kfid": message.chat_id, "msgtype": "text",
-                "text": {"content": text}})
+                "touser": person, "open_kfid": open_kfid, "msgtype": msg_type, msg_type: content})
         except OutboundError as error:
             if error.reason.startswith("WeCom errcode 95"):
                 raise OutboundError(error.call, f"{SEND_RULES} ({error.reason})", retryable=False) from None
             raise
         return str(sent.get("msgid", ""))
-
-    def send_alert(self, chat_id: str, text: str, image: bytes | None = None) -> str:
-        raise OutboundError("wecom_kf", NOT_A_TARGET, retryable=False)
-
-    # Not WeCom's template cards: a case's message would go through send_alert, which refuses.
-    send_case = AlertSender.send_case
-    update_case = AlertSender.update_case
 
     def _note(self, message: dict) -> ChatMessage | None:
         if message.get("origin") != CUSTOMER or message.get("msgtype") != "voice":

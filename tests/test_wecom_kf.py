@@ -8,18 +8,21 @@ Customers hear nothing; the support team's Telegram chat gets the case.
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import pytest
 
-from adapters.wecom_kf import NOT_A_TARGET, SYNC_INTERVAL_S, WeComKfAdapter
+from adapters.wecom_kf import SYNC_INTERVAL_S, WeComKfAdapter
 from bot_bridge.acting.alerting import build_targets
 from bot_bridge.acting.escalation import Escalator
 from bot_bridge.acting.scheduler import utc_now
 from bot_bridge.chat.outbound import OutboundError
 from bot_bridge.config import load_settings
 from bot_bridge.emotions import EMOTION_KEYS
+from bot_bridge.remembering.alert_store import DigestState
 from bot_bridge.remembering.cursors import Cursors
 from bot_bridge.remembering.store import NoteStatus
+from tests.alert_helpers import NOON, PUBLIC_URL, Alerts, add_chat_note, texts
 from tests.audio_fixtures import encode, speech_clip
 from tests.chat_helpers import killed_mid_download_then_restarted, running_bot
 from tests.platforms import telegram, wecom
@@ -146,10 +149,33 @@ def test_where_the_business_lets_it_the_customer_gets_a_text_reply(tmp_path, tin
                                                                         wecom.DEFAULT_OPEN_KFID)
 
 
-def test_a_kf_account_is_refused_as_an_alert_target(fake_wecom):
+def test_cases_and_digests_reach_a_person_who_writes_to_the_account(tmp_path, fake_wecom):
+    lead = f"{wecom.DEFAULT_OPEN_KFID}:wmOnCallLeadOnWeChat"
+    targets = {"lead": {"platform": "wecom_kf", "chat_id": lead, "name": "值班主管"}}
+    settings = load_settings(environ=kf_environment(fake_wecom), data_dir=str(tmp_path / "data"), targets=targets,
+                             routes=[{"sources": ["*"], "targets": ["lead"]}],
+                             digest={"targets": {"lead": {"at": "18:00"}}}, public_url=PUBLIC_URL)
+    alerts = Alerts(settings)
+    try:
+        add_chat_note(alerts.store, received_at=NOON, emotions={"angry": 0.87}, sender_name="Alice")
+        assert alerts.escalator.sweep(NOON + timedelta(minutes=5)) == {"lead": 1}
+        assert alerts.digests.send_due(NOON.replace(hour=10)) == {"lead": DigestState.SENT}  # 18:00 in Shanghai
+    finally:
+        alerts.close()
+
+    case, *digest = texts(fake_wecom)
+    assert case.startswith("🚨") and "😠 愤怒 Angry · 87%" in case and f"{PUBLIC_URL}/cases/1" in case
+    assert any("每日情绪" in text or "Daily emotion digest" in text for text in digest)
+    assert {(m["params"]["open_kfid"], m["params"]["touser"]) for m in fake_wecom.sent_messages} == {
+        tuple(lead.split(":"))}
+    assert any(message["images"] for message in fake_wecom.sent_messages), "the digest's chart as an image"
+
+
+def test_a_target_that_names_no_person_is_refused_with_the_form_it_needs(fake_wecom):
     adapter = WeComKfAdapter(load_settings(environ=kf_environment(fake_wecom)).platforms["wecom_kf"])
-    with pytest.raises(OutboundError, match=NOT_A_TARGET):
+    with pytest.raises(OutboundError, match="open_kfid:external_userid"):
         adapter.send_alert(wecom.DEFAULT_OPEN_KFID, "🚨")
+    assert fake_wecom.requests == []
 
 
 def test_a_worker_killed_mid_note_then_restarted_finishes_it_once(tmp_path, tiny_model_dir, fake_wecom, voice_amr):

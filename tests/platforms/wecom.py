@@ -325,9 +325,9 @@ class FakeWeCom(FakePlatformServer):
 
     def _kf_send_msg(self, call: dict) -> Response:
         params = call["params"]
-        if params.get("msgtype") != "text" or not params.get("touser") or not params.get("open_kfid"):
+        if params.get("msgtype") not in ("text", "image") or not params.get("touser") or not params.get("open_kfid"):
             raise WeComError(47001, "data format error")
-        self.record_sent(call, params["text"]["content"])
+        self.record_sent(call, *self._app_message_content(params))
         return json_response({"errcode": 0, "errmsg": "ok", "msgid": secrets.token_hex(16)})
 
     def _update_template_card(self, call: dict) -> Response:
