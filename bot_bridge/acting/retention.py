@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 
 from ..config import RetentionSettings
 from ..remembering.audit import AuditLog
+from ..remembering.case_store import BOT_BRIDGE
 from ..remembering.forgetting import Counted, Forgetting, Selection
 from ..remembering.store import ResultRow, Store, VoiceNoteRow
 
@@ -28,7 +29,6 @@ log = logging.getLogger(__name__)
 
 SWEEP_ACTION = "retention.sweep"
 ACTOR = "retention"
-VIA = "bot-bridge"
 
 
 @dataclass(frozen=True)
@@ -63,9 +63,9 @@ class Retention:
         finished = self.forgetting.finish()
         deleted = Counted()
         for selection in self._due(now, "results_days"):
-            deleted += self.forgetting.forget(selection, actor=ACTOR, via=VIA, audited=False)
+            deleted += self.forgetting.forget(selection, actor=ACTOR, via=BOT_BRIDGE, audited=False)
         recordings = sum(self.forgetting.forget_audio(selection) for selection in self._due(now, "audio_days"))
-        self.audit.record(ACTOR, VIA, SWEEP_ACTION, detail={
+        self.audit.record(ACTOR, BOT_BRIDGE, SWEEP_ACTION, detail={
             "notes": deleted.notes, "results": deleted.results, "recordings": recordings,
             "finished_after_a_crash": finished}, at=now)
         log.info("retention sweep: %d notes, %d results and %d recordings deleted", deleted.notes, deleted.results,

@@ -95,6 +95,13 @@ class Selection:
                    results=results)
 
     @classmethod
+    def of_platform_item(cls, platform: str, ref: str) -> Selection:
+        """The notes made from an item the platform deleted (``ChatMessage`` kind ``deleted``): their delivery
+        id ends with ``:<ref>`` or their message is ``ref``."""
+        return cls(f"deleted:{platform}:{ref}", notes=and_(VoiceNoteRow.platform == platform, or_(
+            VoiceNoteRow.delivery_id.endswith(f":{ref}", autoescape=True), VoiceNoteRow.message_id == ref)))
+
+    @classmethod
     def of_results(cls, result_ids: Iterable[str]) -> Selection:
         ids = list(result_ids)
         return cls(f"results:{','.join(ids[:5])}", results=ResultRow.id.in_(ids))
