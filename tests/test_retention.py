@@ -209,3 +209,26 @@ def test_retention_settings_refuse_what_cannot_be_meant(tmp_path, rule):
 
     with pytest.raises(ConfigError):
         load_settings(environ={}, data_dir=str(tmp_path), retention=rule)
+
+
+def test_metrics_show_what_is_kept_the_rules_and_the_next_sweep(tmp_path, tiny_model_dir, tiny_model):
+    from bot_bridge.service import Service
+    from bot_bridge.web import create_app
+    from tests.processes import parse_metrics
+
+    settings = load_settings(environ={}, data_dir=str(tmp_path / "data"), model__name=str(tiny_model_dir),
+                             retention={"audio_days": 7})
+    service = Service(settings, model=tiny_model)
+    kept_note(service.store)
+    upload(service.store)
+    swept_at = datetime.now(timezone.utc)
+    Retention(service.store, settings.retention).sweep(swept_at)
+
+    samples = parse_metrics(create_app(service=service).test_client().get("/metrics").get_data(as_text=True))
+    service.close()
+
+    by_name = {(s.name, s.labels.get("what")): s.value for s in samples if "kept" in s.name or "retention" in s.name}
+    assert by_name == {("bot_bridge_kept", "results"): 2, ("bot_bridge_kept", "notes"): 1,
+                       ("bot_bridge_kept", "recordings"): 0, ("bot_bridge_retention_days", "audio"): 7,
+                       ("bot_bridge_retention_next_sweep_timestamp_seconds", None):
+                           pytest.approx((swept_at + timedelta(hours=24)).timestamp())}

@@ -67,6 +67,7 @@ class CaseNote:
 class CaseDetail:
     case: CaseSummary
     notes: tuple[CaseNote, ...]
+    deleted: int  # notes counted in the case but deleted since (on request or by retention)
     actions: tuple[tuple[str, str, str], ...]  # the actions still open to the case: (action, zh, en)
     trail: tuple[AuditEntry, ...]  # newest first
 
@@ -122,7 +123,7 @@ def case_detail(case_id: int) -> CaseDetail | None:
     trail = tuple(AuditLog(service().store).entries(subject=f"case:{case_id}"))
     summary = _summary(view, store.deliveries([case_id]).get(case_id, []))
     actions = tuple((action, *action_words(action, view.case.emotion)) for action in open_actions(view.case))
-    return CaseDetail(summary, notes, actions, trail)
+    return CaseDetail(summary, notes, view.case.notes - len(notes), actions, trail)
 
 
 def _summary(view: CaseView, deliveries) -> CaseSummary:
