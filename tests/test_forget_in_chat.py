@@ -4,14 +4,18 @@ the sender's notes, results and recordings (not other people's) and answers how 
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from bot_bridge.remembering.audit import AuditLog
+from bot_bridge.remembering.forgetting import Forgetting, Selection
 from bot_bridge.remembering.store import NoteStatus
 from tests.audio_fixtures import encode, speech_clip
 from tests.chat_helpers import running_bot
 from tests.platforms import fixtures, slack, wecom
 from tests.platforms import telegram as tg
+from tests.processes import wait_for
 
 fake_telegram, fake_slack, fake_wecom = fixtures.fake_telegram, fixtures.fake_slack, fixtures.fake_wecom
 
@@ -97,3 +101,19 @@ def test_forget_with_nothing_kept_says_so(tmp_path, tiny_model_dir, tiny_model, 
         bot.deliver(wecom.text_callback("forget", from_user="wangwu"), "wecom")
         [answer] = fake_wecom.wait_for_messages(1, timeout=30)
     assert "没有需要删除的内容" in answer["text"] and "nothing to delete" in answer["text"]
+
+
+def test_a_note_deleted_while_it_is_analysed_gets_no_reply_and_its_result_goes(tmp_path, tiny_model_dir, tiny_model,
+                                                                               fake_telegram, speech, caplog):
+    caplog.set_level(logging.INFO, logger="bot_bridge.acting.worker")
+    with running_bot(tmp_path, tiny_model_dir, tiny_model, fakes={"telegram": fake_telegram}) as bot:
+        fake_telegram.delay_next("download", 2)
+        file_id = fake_telegram.add_file(encode(speech, 16000, "ogg_opus"), "audio/ogg")
+        bot.deliver(tg.webhook_request(tg.voice_update(file_id, user_id=333)), "telegram")
+        wait_for(lambda: [note.status for note in bot.notes()] == [NoteStatus.WORKING], 30, "the note in work")
+
+        Forgetting(bot.store).forget(Selection.of_sender("telegram", "333"), actor="admin", via="console")
+
+        wait_for(lambda: "deleted while analysed" in caplog.text, 30, "the worker dropping its result")
+        assert bot.notes() == [] and result_folders(bot) == []
+        assert fake_telegram.calls("download") and fake_telegram.sent_messages == []

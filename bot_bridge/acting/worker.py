@@ -343,13 +343,16 @@ class _Attempt:
         deleted = Counted() if note.sender_id is None else forgetting.forget(
             Selection.of_sender(note.platform, note.sender_id), actor=f"{note.platform}:{note.sender_id}",
             via=note.platform, keep_note=note.id)
-        return _Reply(SILENT) if self.mode == SILENT else _Reply(MESSAGE, render_forgotten(self.language, deleted.notes))
+        if self.mode == SILENT:
+            return _Reply(SILENT)
+        return _Reply(MESSAGE, render_forgotten(self.language, deleted.notes))
 
     def _drop_if_deleted(self, result_id: str | None) -> None:
         """A result analysed for a note deleted meanwhile (``forget`` during the analysis) goes too."""
         note = self.store.voice_note(self.note.id)
         if result_id is not None and (note is None or note.status == FORGETTING):
-            Forgetting(self.store).forget(Selection.of_results([result_id]), actor=BOT_BRIDGE, via=BOT_BRIDGE, audited=False)
+            Forgetting(self.store).forget(Selection.of_results([result_id]), actor=BOT_BRIDGE, via=BOT_BRIDGE,
+                                          audited=False)
             log.info("%s: deleted while analysed; its result is deleted too", self.what)
 
     def _analyse(self, adapter: ChatAdapter):
