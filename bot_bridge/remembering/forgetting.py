@@ -37,7 +37,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from ..hearing.playable import PLAYABLE_FILE
 from .alert_store import DigestRow, DigestState, EscalationRow
-from .audit import AuditLog
+from .audit import AuditLog, AuditRow
 from .labels import LabelRow
 from .search import SearchIndex
 from .store import Base, ResultRow, Store, UTCDateTime, VoiceNoteRow
@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 
 #: How many results and notes one batch marks and deletes: one short transaction each, whatever the total.
 BATCH = 200
+#: The longest actor and subject an audit entry holds (a sender's or chat's id may be long).
+ACTOR_LIMIT, SUBJECT_LIMIT = (AuditRow.__table__.c[name].type.length for name in ("actor", "subject"))
 #: A note's status while it is being deleted: no worker claims it, replies to it or queues it again.
 FORGETTING = "forgetting"
 
@@ -140,18 +142,19 @@ class Forgetting:
         """Delete what ``selection`` names, batch after batch, and record one audit entry; how many went.
 
         ``keep_note``: a note not to delete (the chat message that asked for the deletion, still being
-        answered). ``audited`` False: no entry, for a result the service made and drops at once (a worker's
-        analysis of a note deleted meanwhile)."""
+        answered). ``audited`` False: no entry of its own, for a caller that records one for the whole
+        (a retention sweep) or a result the service made and drops at once (a worker's analysis of a note
+        deleted meanwhile)."""
         self.finish()
         total = Counted()
         while marked := self._mark_batch(selection, keep_note):
             total += marked
             self.finish()
         if audited:
-            self.audit.record(actor, via, "data.delete", selection.what,
+            self.audit.record(actor[:ACTOR_LIMIT], via, "data.delete", selection.what[:SUBJECT_LIMIT],
                               detail={"notes": total.notes, "results": total.results})
-        log.info("deleted %d notes and %d results (%s, asked by %s via %s)", total.notes, total.results,
-                 selection.what.split(":")[0], actor, via)
+        log.info("deleted %d notes and %d results (%s, asked via %s)", total.notes, total.results,
+                 selection.what.split(":")[0], via)
         return total
 
     def count(self, selection: Selection, *, keep_note: int | None = None) -> Counted:
