@@ -43,6 +43,9 @@ def test_deleting_a_sender_from_the_console_keeps_the_case_count_and_says_so(bro
     assert "1 of its notes were deleted" in case_page and first not in case_page and second in case_page
     browser.post("/data/delete", data={"what": "chat", "key": "telegram:-100777", "csrf_token": page_token(browser)})
     assert store.voice_notes() == [] and folders(store) == set()
+    emptied = browser.get(f"/cases/{case_id}").get_data(as_text=True)
+    assert "2 of its notes were deleted" in emptied and 'id="case-actions"' not in emptied
+    assert f'/cases/{case_id}"' in browser.get("/cases").get_data(as_text=True)
     page = browser.get("/data?deleted=2/2").get_data(as_text=True)
     assert "Deleted 2 voice notes and 2 results." in page
     assert [(e.actor, e.via, e.subject) for e in AuditLog(store).entries() if e.action == "data.delete"] == [
