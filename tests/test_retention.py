@@ -22,6 +22,7 @@ from bot_bridge.chat.messages import ChatMessage
 from bot_bridge.cli import cli
 from bot_bridge.config import load_settings
 from bot_bridge.hearing.playable import PLAYABLE_FILE
+from bot_bridge.remembering.alert_store import DigestRow, DigestState
 from bot_bridge.remembering.audit import AuditLog
 from bot_bridge.remembering.case_store import CaseRow, CaseStore, MatchedNote
 from bot_bridge.remembering.forgetting import Counted, Forgetting, ForgettingRow, Selection
@@ -81,6 +82,9 @@ def test_forgetting_a_sender_takes_notes_results_folders_words_labels_and_keeps_
     case_id = CaseStore(store).record_note(MatchedNote(note, store.result_row(first), "angry", 0.7, 0.5, False), [],
                                            NOON, timedelta(minutes=30))
     Labels(store).record(first, emotion="angry", verdict=Verdict.CONFIRMED, actor="agent", via="console")
+    with store.session.begin() as session:  # the day's digest went out quoting her; its texts are kept to resend
+        session.add(DigestRow(target="slack", day=NOON.date(), state=DigestState.SENT, parts_sent=1, attempts=1,
+                              maybe_sent=False, texts=["“refund my order please”"], updated_at=NOON))
     search = SearchIndex(store)
     assert len(search.search("refund")) == 3
 
@@ -96,6 +100,7 @@ def test_forgetting_a_sender_takes_notes_results_folders_words_labels_and_keeps_
     with store.session() as session:
         assert session.get(CaseRow, case_id).notes == 1  # the count stays; the note's content is gone
         assert session.scalar(select(ForgettingRow.id)) is None
+        assert session.scalar(select(DigestRow.texts)) is None and session.scalar(select(DigestRow.state)) == "sent"
     assert CaseStore(store).notes(case_id) == []
     [entry] = AuditLog(store).entries(actor="telegram:alice")
     assert (entry.action, entry.subject, entry.detail) == ("data.delete", "sender:telegram:alice",

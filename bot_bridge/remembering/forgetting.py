@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import shutil
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterable
 
@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 
 #: How many results and notes one batch marks and deletes: one short transaction each, whatever the total.
 BATCH = 200
+#: A digest's day is in its target's time zone, a note's time in UTC: the days either side may quote it too.
+ONE_DAY = timedelta(days=1)
 #: The longest actor and subject an audit entry holds (a sender's or chat's id may be long).
 ACTOR_LIMIT, SUBJECT_LIMIT = (AuditRow.__table__.c[name].type.length for name in ("actor", "subject"))
 #: A note's status while it is being deleted: no worker claims it, replies to it or queues it again.
@@ -228,7 +230,8 @@ class Forgetting:
             if days:  # a sent digest keeps its texts only to resend them, and they may quote these notes
                 session.execute(update(DigestRow).where(
                     DigestRow.state.in_((DigestState.SENT, DigestState.SKIPPED)),
-                    DigestRow.day.between(min(days).date(), max(days).date()), DigestRow.texts.is_not(None),
+                    DigestRow.day.between((min(days) - ONE_DAY).date(), (max(days) + ONE_DAY).date()),
+                    DigestRow.texts.is_not(None),
                 ).values(texts=None))
             session.execute(delete(ForgettingRow).where(or_(ForgettingRow.result_id.in_(result_ids),
                                                             ForgettingRow.voice_note_id.in_(note_ids))))
