@@ -237,3 +237,19 @@ def test_metrics_show_what_is_kept_the_rules_and_the_next_sweep(tmp_path, tiny_m
                        ("bot_bridge_kept", "recordings"): 0, ("bot_bridge_retention_days", "audio"): 7,
                        ("bot_bridge_retention_next_sweep_timestamp_seconds", None):
                            pytest.approx((swept_at + timedelta(hours=24)).timestamp())}
+
+
+def test_the_sweep_runs_in_one_process_of_a_deployment_the_lease_holder(database_url, tmp_path):
+    settings = load_settings(environ={}, data_dir=str(tmp_path / "data"), database_url=database_url,
+                             retention={"results_days": 1})
+    stores = [Store(settings.resolved_database_url, settings.outputs_dir) for _ in range(2)]
+    kept_note(stores[0])
+    schedulers = [build_scheduler(settings, store, {}, clock=lambda: NOON + timedelta(days=3), holder=f"p{n}")
+                  for n, store in enumerate(stores)]
+
+    ran = [scheduler.run("retention sweep") for scheduler in schedulers]
+
+    assert ran == [True, False] and stores[1].voice_notes() == [] and folders(stores[1]) == set()
+    assert [entry.detail["notes"] for entry in AuditLog(stores[1]).entries(actor="retention")] == [1]
+    for store in stores:
+        store.close()
