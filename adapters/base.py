@@ -58,6 +58,8 @@ FRESHNESS_WINDOW_S = 300
 WEBHOOK, PULL, CONNECTION = "webhook", "pull", "connection"
 #: Texts that ask for the help message (after a leading ``/`` and any @mention are removed).
 HELP_WORDS = frozenset({"start", "help", "帮助", "?", "？"})
+#: Texts that ask the bot to delete the sender's notes, results and recordings (docs/retention-and-deletion.md).
+FORGET_WORDS = frozenset({"forget", "删除我的数据"})
 
 
 class Refused(Exception):
@@ -274,12 +276,15 @@ class ChatAdapter(AlertSender):
         return cls.set_webhook is not ChatAdapter.set_webhook
 
 
-def is_help_request(text: str | None) -> bool:
-    """``/start``, ``/help@my_bot``, ``help``, ``<@U123> help``, ``帮助``..."""
+def text_request(text: str | None) -> str | None:
+    """The kind of message a text is: ``help`` (``/start``, ``/help@my_bot``, ``<@U123> help``, ``帮助``...),
+    ``forget`` (``forget``, ``/forget``, ``删除我的数据``), or None for any other text."""
     if not text:
-        return False
+        return None
     words = re.sub(r"<@\w+>|@\w+", " ", text).strip().lower().lstrip("/").split()
-    return len(words) == 1 and words[0] in HELP_WORDS
+    if len(words) != 1:
+        return None
+    return "help" if words[0] in HELP_WORDS else "forget" if words[0] in FORGET_WORDS else None
 
 
 def check_fresh(timestamp: str | None, now: float) -> None:

@@ -68,7 +68,7 @@ from dingtalk_stream import AckMessage, CallbackHandler, ChatbotMessage, Credent
 from bot_bridge.chat.messages import ChatMessage, InboundRequest, Media, ParsedWebhook
 from bot_bridge.chat.outbound import OutboundError, RateLimited, Rejected, TryAgain, raise_for_transient
 
-from .base import CONNECTION, WEBHOOK, ChatAdapter, Refused, TextLimit, goes_only_to, is_help_request
+from .base import CONNECTION, WEBHOOK, ChatAdapter, Refused, TextLimit, goes_only_to, text_request
 
 log = logging.getLogger(__name__)
 
@@ -152,9 +152,9 @@ class DingTalkAdapter(ChatAdapter):
                           file_name="voice")
         elif msgtype == "file" and content.get("downloadCode") and _is_audio_name(content.get("fileName")):
             media = Media(ref=content["downloadCode"], file_name=content["fileName"])
-        elif msgtype == "text" and is_help_request((payload.get("text") or {}).get("content")):
+        elif msgtype == "text" and (asked := text_request((payload.get("text") or {}).get("content"))):
             media = None
-            if payload.get("conversationType") == "2":  # how an operator finds a group's id for a target
+            if asked == "help" and payload.get("conversationType") == "2":  # how an operator finds a group's id
                 log.info("dingtalk: help asked in group %s (its openConversationId)", payload.get("conversationId"))
         else:
             return ParsedWebhook()  # pictures, rich text, other text: nothing to answer
@@ -163,7 +163,7 @@ class DingTalkAdapter(ChatAdapter):
         note = ChatMessage(
             platform=self.name,
             delivery_id=payload["msgId"],
-            kind="help" if media is None else "voice",
+            kind="voice" if media is not None else asked,
             chat_id=payload["conversationId"],
             sender_id=payload.get("senderStaffId") or payload.get("senderId"),
             message_id=payload["msgId"],

@@ -70,7 +70,7 @@ from bot_bridge.chat.messages import CaseAction, ChatMessage, InboundRequest, Me
 from bot_bridge.chat.outbound import RateLimited, Rejected, TryAgain, check_status
 
 from ._tokens import CachedToken, TokenRejected
-from .base import CONNECTION, WEBHOOK, ChatAdapter, PostedCard, Refused, TextLimit, check_fresh, is_help_request
+from .base import CONNECTION, WEBHOOK, ChatAdapter, PostedCard, Refused, TextLimit, check_fresh, text_request
 
 log = logging.getLogger(__name__)
 
@@ -182,8 +182,9 @@ class FeishuAdapter(ChatAdapter):
         media = _media(message.get("message_type"), content)
         if media is not None:
             return ParsedWebhook(messages=(ChatMessage(kind="voice", media=media, **where),))
-        if message.get("message_type") == "text" and is_help_request(content.get("text")):
-            return ParsedWebhook(messages=(ChatMessage(kind="help", **where),))
+        asked = text_request(content.get("text")) if message.get("message_type") == "text" else None
+        if asked:
+            return ParsedWebhook(messages=(ChatMessage(kind=asked, **where),))
         return ParsedWebhook()
 
     def fetch_audio(self, message: ChatMessage, max_bytes: int) -> bytes:

@@ -20,6 +20,8 @@
 * Verification (events mode): ``X-Slack-Signature`` with slack_sdk's ``SignatureVerifier``
   (HMAC-SHA256 of ``v0:timestamp:body`` with the signing secret, timestamps
   within 5 minutes); ``url_verification`` is answered with its challenge.
+* ``forget`` / ``删除我的数据`` deletes the sender's data; a ``file_deleted``
+  event (the app subscribes to it) deletes the notes made from that file.
 * Voice: ``message`` events whose ``files`` include audio. Clips recorded in
   Slack are ``subtype: slack_audio`` files labelled ``audio/mp4``, sometimes
   ``video/mp4`` or ``audio/webm``; the label decides nothing beyond "this is
@@ -62,7 +64,7 @@ from bot_bridge.chat.messages import CaseAction, ChatMessage, InboundRequest, Me
 from bot_bridge.chat.outbound import OutboundError, Rejected, TryAgain, check_status, raise_for_transient
 
 from .base import (CONNECTION, WEBHOOK, ChatAdapter, PostedCard, Refused, TextLimit, check_fresh, goes_only_to,
-                   is_help_request)
+                   text_request)
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +141,8 @@ class SlackAdapter(ChatAdapter):
         if payload.get("type") == "url_verification":
             return ParsedWebhook(WebhookResponse(body=payload["challenge"]))
         event = payload.get("event") or {}
+        if payload.get("type") == "event_callback" and event.get("type") == "file_deleted":
+            return ParsedWebhook(messages=(_file_deleted(payload["event_id"], event, self.name),))
         if (
             payload.get("type") != "event_callback"
             or event.get("type") != "message"
@@ -158,8 +162,8 @@ class SlackAdapter(ChatAdapter):
         if clips:
             notes = (ChatMessage(delivery_id=f"{event_id}:{clip['id']}", kind="voice", media=_media(clip), **where) for clip in clips)
             return ParsedWebhook(messages=tuple(notes))
-        if is_help_request(event.get("text")):
-            return ParsedWebhook(messages=(ChatMessage(delivery_id=event_id, kind="help", **where),))
+        if asked := text_request(event.get("text")):
+            return ParsedWebhook(messages=(ChatMessage(delivery_id=event_id, kind=asked, **where),))
         return ParsedWebhook()
 
     def fetch_audio(self, message: ChatMessage, max_bytes: int) -> bytes:
@@ -366,6 +370,13 @@ def _is_audio(file: dict) -> bool:
         or (file.get("mimetype") or "").startswith("audio/")
     )
     return audio and bool(file.get("url_private_download"))
+
+
+def _file_deleted(event_id: str, event: dict, platform: str) -> ChatMessage:
+    """A ``file_deleted`` event: the notes made from that file are deleted (their delivery ids end with it)."""
+    channels = event.get("channel_ids") or [""]
+    return ChatMessage(platform=platform, delivery_id=event_id, kind="deleted", chat_id=channels[0],
+                       media=Media(ref=event["file_id"]))
 
 
 def _media(file: dict) -> Media:

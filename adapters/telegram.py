@@ -18,6 +18,9 @@
   type or name says audio. ``getFile`` then the file server; the public Bot
   API refuses files over 20 MB, so those get a reply saying so without a
   download.
+* ``/forget`` or ``删除我的数据`` deletes the sender's data. Telegram does not
+  tell bots when a message is deleted, so a deleted voice message stays
+  until the person asks or retention removes it.
 * Replies quote the voice message (``reply_parameters``), in its forum topic
   if it has one; a chart goes as a photo with the reply as its caption, so a
   reply is always one message.
@@ -50,7 +53,7 @@ from bot_bridge.chat.messages import CaseAction, ChatMessage, InboundRequest, Me
 from bot_bridge.chat.outbound import OutboundError, RateLimited, Rejected, raise_for_transient
 from bot_bridge.errors import AudioError
 
-from .base import PULL, WEBHOOK, ChatAdapter, PostedCard, Refused, TextLimit, is_help_request
+from .base import PULL, WEBHOOK, ChatAdapter, PostedCard, Refused, TextLimit, text_request
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024
@@ -128,13 +131,14 @@ class TelegramAdapter(ChatAdapter):
         if not message:
             return ParsedWebhook()  # edits, channel posts, member updates: nothing to answer
         media = _media(message)
-        if media is None and not is_help_request(message.get("text")):
+        asked = None if media is not None else text_request(message.get("text"))
+        if media is None and asked is None:
             return ParsedWebhook()
         chat, sender = message["chat"], message.get("from") or {}
         note = ChatMessage(
             platform=self.name,
             delivery_id=str(update["update_id"]),
-            kind="help" if media is None else "voice",
+            kind=asked or "voice",
             chat_id=str(chat["id"]),
             chat_name=chat.get("title") or chat.get("username") or chat.get("first_name"),
             sender_id=None if "id" not in sender else str(sender["id"]),

@@ -8,7 +8,8 @@
   GET is the URL check made when the callback is saved: the answer is the
   decrypted ``echostr``, bare.
 * Voice: ``MsgType voice`` (AMR, 8 kHz), fetched with ``media/get``. Text
-  ``help``/``帮助`` gets the help message. Deliveries are deduplicated on
+  ``help``/``帮助`` gets the help message, ``forget``/``删除我的数据`` deletes
+  the sender's data (docs/retention-and-deletion.md). Deliveries are deduplicated on
   ``MsgId``.
 * The access token is cached per app for its ``expires_in`` (7200 s; WeCom
   throttles ``gettoken``) and fetched again when an API call says it expired
@@ -43,7 +44,7 @@ from bot_bridge.chat.messages import CaseAction, ChatMessage, InboundRequest, Me
 from bot_bridge.chat.outbound import OutboundError, RateLimited, Rejected, TryAgain, check_status, raise_for_transient
 
 from ._tokens import CachedToken, TokenRejected
-from .base import ChatAdapter, PostedCard, Refused, TextLimit, check_fresh, is_help_request
+from .base import ChatAdapter, PostedCard, Refused, TextLimit, check_fresh, text_request
 
 log = logging.getLogger(__name__)
 
@@ -101,16 +102,17 @@ class WeComAdapter(ChatAdapter):
         msg_type, msg_id, user = (message.findtext(tag) for tag in ("MsgType", "MsgId", "FromUserName"))
         if msg_type == "event" and message.findtext("Event") == "template_card_event":
             return ParsedWebhook(actions=(self._press(message),))
+        asked = text_request(message.findtext("Content")) if msg_type == "text" else None
         if msg_type == "voice":
             media = Media(ref=message.findtext("MediaId"), mime_type="audio/amr", file_name="voice.amr")
-        elif msg_type == "text" and is_help_request(message.findtext("Content")):
+        elif asked is not None:
             media = None
         else:
             return ParsedWebhook()  # events, images, other text: nothing to answer
         note = ChatMessage(
             platform=self.name,
             delivery_id=msg_id,
-            kind="help" if media is None else "voice",
+            kind=asked or "voice",
             chat_id=user,
             sender_id=user,
             message_id=msg_id,

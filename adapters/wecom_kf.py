@@ -17,7 +17,7 @@ chats as cases and in the digest.
   hands it its token; otherwise the puller syncs every ``SYNC_INTERVAL_S``
   without one (WeCom then applies a stricter rate limit).
 * Messages: only ``origin`` 3 (the customer) is heard; voice is AMR, fetched
-  with ``media/get``. Events (``enter_session``, ``msg_send_fail``, session
+  with ``media/get``; ``删除我的数据`` / ``forget`` deletes the customer's data. Events (``enter_session``, ``msg_send_fail``, session
   changes), the business's own messages (origin 5) and other types are
   skipped. The chat is the customer service account (``open_kfid``), the
   sender the customer (``external_userid``), so rules can differ per account
@@ -45,7 +45,7 @@ from datetime import datetime, timezone
 from bot_bridge.chat.messages import ChatMessage, InboundRequest, Media, ParsedWebhook, Pulled, WebhookResponse
 from bot_bridge.chat.outbound import OutboundError
 
-from .base import PULL, AlertSender
+from .base import PULL, AlertSender, text_request
 from .wecom import WeComAdapter
 
 #: How often the puller syncs when no callback wakes it.
@@ -55,6 +55,7 @@ SYNC_TOKEN_LIFETIME_S = 9 * 60
 #: The most messages one ``kf/sync_msg`` returns.
 SYNC_LIMIT = 1000
 CUSTOMER = 3
+FORGET = "forget"
 #: ``kf/send_msg`` refusals that are WeCom's sending rules, not faults: said plainly.
 SEND_RULES = ("微信客服 refused the message: a reply is allowed only while the session is with the API (not with a "
               "person or in the queue), within 48 hours of the customer's last message, and 5 times per "
@@ -145,16 +146,23 @@ class WeComKfAdapter(WeComAdapter):
         return str(sent.get("msgid", ""))
 
     def _note(self, message: dict) -> ChatMessage | None:
-        if message.get("origin") != CUSTOMER or message.get("msgtype") != "voice":
-            return None  # events, the business's own messages, pictures, text
+        if message.get("origin") != CUSTOMER:
+            return None  # events, the business's own messages
+        if message.get("msgtype") == "voice":
+            kind, media = "voice", Media(ref=message["voice"]["media_id"], mime_type="audio/amr",
+                                         file_name="voice.amr")
+        elif message.get("msgtype") == "text" and text_request((message.get("text") or {}).get("content")) == FORGET:
+            kind, media = FORGET, None  # a customer may ask for their data to be deleted; help is for colleagues
+        else:
+            return None  # pictures, other text
         return ChatMessage(
             platform=self.name,
             delivery_id=str(message["msgid"]),
-            kind="voice",
+            kind=kind,
             chat_id=str(message["open_kfid"]),
             sender_id=str(message["external_userid"]),
             message_id=str(message["msgid"]),
-            media=Media(ref=message["voice"]["media_id"], mime_type="audio/amr", file_name="voice.amr"),
+            media=media,
             received_at=datetime.fromtimestamp(int(message.get("send_time") or time.time()), timezone.utc),
         )
 

@@ -50,7 +50,7 @@ from bot_bridge.chat.outbound import OutboundError, RateLimited, Rejected, raise
 from bot_bridge.emotions import BY_KEY
 from bot_bridge.errors import AudioError
 
-from .base import ChatAdapter, Refused, TextLimit, goes_only_to, is_help_request
+from .base import ChatAdapter, Refused, TextLimit, goes_only_to, text_request
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 DEFAULT_API_VERSION = "v21.0"
@@ -141,7 +141,8 @@ class WhatsAppAdapter(ChatAdapter):
     def _note(self, message: dict, names: dict) -> ChatMessage | None:
         audio = message.get("audio") if message.get("type") == "audio" else None
         text = (message.get("text") or {}).get("body") if message.get("type") == "text" else None
-        if audio is None and not is_help_request(text):
+        asked = None if audio is not None else text_request(text)
+        if audio is None and asked is None:
             return None  # pictures, stickers, chatter, reactions: nothing to answer
         sender = str(message["from"])
         media = None if audio is None else Media(
@@ -150,7 +151,7 @@ class WhatsAppAdapter(ChatAdapter):
         return ChatMessage(
             platform=self.name,
             delivery_id=str(message["id"]),
-            kind="help" if audio is None else "voice",
+            kind=asked or "voice",
             chat_id=sender,
             chat_name=names.get(sender),
             sender_id=sender,

@@ -296,6 +296,44 @@ def export_labels(settings, directory: str) -> None:
     click.echo("\n".join(export_report(summary)))
 
 
+@cli.command()
+@click.option("--sender", metavar="PLATFORM:ID", help="every note of this chat user, with its results")
+@click.option("--chat", metavar="PLATFORM:ID", help="every note of this chat, with its results")
+@click.option("--before", metavar="DATE", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
+              help="every note and result (uploads too) from before this UTC date")
+@click.option("--dry-run", is_flag=True, help="only count what would be deleted")
+@click.pass_obj
+def purge(settings, sender: str | None, chat: str | None, before, dry_run: bool) -> None:
+    """Delete notes, results, transcripts, recordings and output folders for good (one audit entry remains).
+
+    Exactly one of --sender, --chat and --before. Prints how many notes and
+    results were (with --dry-run: would be) deleted.
+    """
+    import getpass
+    from datetime import timezone
+
+    from .remembering.forgetting import Forgetting, Selection
+
+    chosen = [option for option in (sender, chat, before) if option is not None]
+    if len(chosen) != 1:
+        raise click.UsageError("give exactly one of --sender PLATFORM:ID, --chat PLATFORM:ID, --before DATE")
+    if before is not None:
+        selection = Selection.before(before.replace(tzinfo=timezone.utc))
+    else:
+        platform, _, key = (sender or chat).partition(":")
+        if not platform or not key:
+            raise click.UsageError(f"{sender or chat!r}: write PLATFORM:ID, such as telegram:123456")
+        selection = (Selection.of_sender if sender else Selection.of_chat)(platform, key)
+    with _store(settings) as store:
+        forgetting = Forgetting(store, batch=settings.retention.batch)
+        if dry_run:
+            counted = forgetting.count(selection)
+        else:
+            counted = forgetting.forget(selection, actor=getpass.getuser(), via="cli")
+    verb = "would delete" if dry_run else "deleted"
+    click.echo(f"{verb} {counted.notes} voice notes and {counted.results} results")
+
+
 @contextlib.contextmanager
 def _store(settings):
     from .remembering.store import Store

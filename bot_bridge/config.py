@@ -400,6 +400,24 @@ class DigestSettings(_Section):
         return value
 
 
+class ChatRetentionSettings(_Section):
+    audio_days: float | None = Field(None, gt=0, description="kept recordings of these chats: stricter than the "
+                                     "deployment's rule, never laxer")
+    results_days: float | None = Field(None, gt=0, description="results, transcripts, notes of these chats")
+
+
+class RetentionSettings(_Section):
+    """How long people's data is kept (docs/retention-and-deletion.md); empty keeps it for ever."""
+
+    audio_days: float | None = Field(None, gt=0, description="kept recordings and their playable copies")
+    results_days: float | None = Field(None, gt=0, description="results, transcripts, embeddings, output folders, "
+                                       "chat voice notes")
+    chats: PerChat[ChatRetentionSettings] = Field(
+        default_factory=dict, description="stricter rules by source: platform:chat_id, platform:* or *")
+    sweep_interval_h: float = Field(24.0, gt=0, description="how often the sweep deletes what is due")
+    batch: int = Field(200, ge=1, description="results and notes deleted per transaction")
+
+
 class Settings(_Section):
     data_dir: Path = Path("var")
     database_url: str | None = None
@@ -423,6 +441,7 @@ class Settings(_Section):
     routes: list[RouteSettings] = Field(default_factory=list)
     escalation: EscalationSettings = Field(default_factory=EscalationSettings)
     digest: DigestSettings = Field(default_factory=DigestSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
 
     @field_validator("public_url")
     @classmethod

@@ -15,6 +15,11 @@
   retries and give-ups).
 * ``bot_bridge_notes_total{mode}``: chat notes finished, by how they were
   answered (``message``, ``reaction``, ``silent``: docs/reply-modes.md).
+* ``bot_bridge_kept{what}``: results, voice notes and recordings the
+  deployment holds; ``bot_bridge_retention_days{what}`` its rules
+  (``audio``, ``results``; absent: kept for ever) and
+  ``bot_bridge_retention_next_sweep_timestamp_seconds`` when the next
+  retention sweep runs (0: at the next start), all read at scrape time.
 * ``bot_bridge_process_*{pid}``: resident memory, CPU time and whether the
   process holds the model, for each live process; ``bot_bridge_process_info``
   says its role.
@@ -173,8 +178,9 @@ def count_note(mode: str) -> None:
 
 
 class Observed(Protocol):
-    """What metrics read of a running service: its model's state, the store and the work queue."""
+    """What metrics read of a running service: its settings, its model's state, the store and the work queue."""
 
+    settings: Settings
     store: Any
     queue: Any
 
@@ -220,6 +226,7 @@ def exposition(service: Observed) -> tuple[bytes, str]:
     _metrics()  # declared, so that an idle process still shows every metric
     queue = CollectorRegistry()
     queue.register(_QueueCollector(service))
+    queue.register(_RetentionCollector(service))
     if os.environ.get(MULTIPROC_VARIABLE):
         processes = CollectorRegistry()
         MultiProcessCollector(processes)
@@ -246,3 +253,31 @@ class _QueueCollector:
             "Tasks in the work queue (voice notes and uploads from web processes)",
             value=self.service.queue.huey.pending_count(),
         )
+
+
+class _RetentionCollector:
+    """What is kept and when the next retention sweep runs, from the database at scrape time."""
+
+    def __init__(self, service: Observed) -> None:
+        self.service = service
+
+    def collect(self):
+        from prometheus_client.core import GaugeMetricFamily
+
+        from .acting.retention import Retention
+
+        rules = self.service.settings.retention
+        kept = Retention(self.service.store, rules).kept()
+        held = GaugeMetricFamily("bot_bridge_kept", "Results, chat voice notes and recordings held", labels=["what"])
+        for what, count in (("results", kept.results), ("notes", kept.notes), ("recordings", kept.recordings)):
+            held.add_metric([what], count)
+        yield held
+        days = GaugeMetricFamily("bot_bridge_retention_days", "How long data is kept (absent: for ever)",
+                                 labels=["what"])
+        for what, value in (("audio", rules.audio_days), ("results", rules.results_days)):
+            if value is not None:
+                days.add_metric([what], value)
+        yield days
+        yield GaugeMetricFamily("bot_bridge_retention_next_sweep_timestamp_seconds",
+                                "When the next retention sweep runs (0: at the next start)",
+                                value=kept.next_sweep.timestamp() if kept.next_sweep else 0)

@@ -99,6 +99,15 @@ def render_help(language: str, *, max_duration_s: float, chart_min_duration_s: f
     return {"zh": zh, "en": en}.get(language, f"{zh}\n\n{en}")
 
 
+def render_forgotten(language: str, notes: int) -> str:
+    """The answer to ``forget`` / ``删除我的数据``: how many of the person's voice notes were deleted."""
+    zh = (f"🗑️ 好的，已删除你的 {notes} 条语音，以及它们的分析结果、文字记录和录音。" if notes
+          else "🗑️ 我这里没有保存你的语音，没有需要删除的内容。")
+    en = (f"🗑️ Done: I deleted {notes} voice note{'s' if notes != 1 else ''} of yours, with their results, "
+          "transcripts and recordings." if notes else "🗑️ I keep no voice notes of yours: there was nothing to delete.")
+    return {"zh": zh, "en": en}.get(language, f"{zh}\n\n{en}")
+
+
 def label(emotion: str, confidence: float, language: str = "both") -> str:
     """``😠 愤怒 Angry · 87%`` (both), ``😠 愤怒 · 87%`` (zh) or ``😠 Angry · 87%`` (en)."""
     e = BY_KEY[emotion]

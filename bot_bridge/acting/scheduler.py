@@ -1,4 +1,4 @@
-"""The periodic work of a deployment (escalation sweeps, daily digests), run by one process at a time.
+"""The periodic work of a deployment (escalation sweeps, daily digests, retention), run by one process at a time.
 
 Every bot-bridge process starts a ``Scheduler`` (APScheduler's
 ``BackgroundScheduler``), and every job first takes or renews the
@@ -44,6 +44,7 @@ from ..remembering.store import Store
 from .alerting import build_targets
 from .digest import Digests
 from .escalation import Escalator
+from .retention import Retention, has_rules
 
 log = logging.getLogger(__name__)
 
@@ -161,20 +162,22 @@ class Scheduler:
 
 def build_scheduler(settings: Settings, store: Store, chat_adapters: dict[str, ChatAdapter], *,
                     clock: Clock = utc_now, holder: str | None = None) -> Scheduler | None:
-    """The scheduler of a deployment, or None when no target is configured."""
-    if not settings.targets:
+    """The scheduler of a deployment, or None when it has neither a target nor a retention rule."""
+    jobs: dict[str, tuple[timedelta, Callable[[datetime], object]]] = {}
+    senders = set()
+    if settings.targets:
+        targets = build_targets(settings, chat_adapters)
+        escalator = Escalator(store, settings, targets)
+        escalation = settings.escalation
+        jobs["escalation sweep"] = (timedelta(minutes=escalation.sweep_interval_min), escalator.sweep)
+        jobs["daily digests"] = (DIGEST_CHECK, Digests(store, settings, targets).send_due)
+        if escalation.immediate:
+            jobs["urgent escalations"] = (timedelta(seconds=escalation.immediate_check_s),
+                                          lambda now: escalator.sweep(now, severe_only=True))
+        senders = {target.sender for target in targets.values() if target.sender is not None}
+    if has_rules(settings.retention):
+        jobs["retention sweep"] = (timedelta(hours=settings.retention.sweep_interval_h),
+                                   Retention(store, settings.retention).sweep)
+    if not jobs:
         return None
-    targets = build_targets(settings, chat_adapters)
-    escalator = Escalator(store, settings, targets)
-    digests = Digests(store, settings, targets)
-    escalation = settings.escalation
-    jobs: dict[str, tuple[timedelta, Callable[[datetime], object]]] = {
-        "escalation sweep": (timedelta(minutes=escalation.sweep_interval_min), escalator.sweep),
-        "daily digests": (DIGEST_CHECK, digests.send_due),
-    }
-    if escalation.immediate:
-        jobs["urgent escalations"] = (timedelta(seconds=escalation.immediate_check_s),
-                                      lambda now: escalator.sweep(now, severe_only=True))
-    senders = {target.sender for target in targets.values() if target.sender is not None}
-    return Scheduler(store, jobs, clock=clock, holder=holder,
-                     on_stop=[sender.stop_waiting for sender in senders])
+    return Scheduler(store, jobs, clock=clock, holder=holder, on_stop=[sender.stop_waiting for sender in senders])

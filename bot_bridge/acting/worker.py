@@ -52,12 +52,14 @@ from ..config import ReplySettings, Settings
 from ..errors import AudioError, BotBridgeError, ModelUnavailable
 from ..logs import secret_values
 from ..metrics import count_error, count_note, observe_time_to_reply, timed_stage
+from ..remembering.case_store import BOT_BRIDGE
+from ..remembering.forgetting import FORGETTING, Counted, Forgetting, Selection
 from ..remembering.results import Result
 from ..remembering.store import Store, VoiceNoteRow
 from .charts import changing_emotions, timeline_chart
 from .heartbeat import Heartbeat
 from .queue import WorkQueue
-from .replies import render_error, render_help, render_result
+from .replies import render_error, render_forgotten, render_help, render_result
 from .reply_modes import (
     COULD_NOT_TELL,
     MESSAGE,
@@ -283,6 +285,7 @@ class _Attempt:
             self._send(adapter, reply)
         else:
             log.warning("%s: lease lost before sending; another worker has it", self.what)
+            self._drop_if_deleted(reply.result_id)
 
     # -- what to say -----------------------------------------------------------
 
@@ -299,6 +302,8 @@ class _Attempt:
             return self._after_failure(failure)
 
     def _compose(self, adapter: ChatAdapter) -> _Reply:
+        if self.note.kind in ("forget", "deleted"):
+            return self._forget()
         if self.note.kind == "help":
             if self.mode == SILENT:
                 return _Reply(SILENT)
@@ -326,6 +331,29 @@ class _Attempt:
         text = render_result(result, self.language, transcript=reply.transcript_for(note.platform, note.chat_id),
                              limit=adapter.reply_limit(with_chart))
         return _Reply(MESSAGE, text, result.id)
+
+    def _forget(self) -> _Reply:
+        """Delete what the sender asked to (``forget``) or what the platform deleted (``deleted``)."""
+        note = self.note
+        forgetting = Forgetting(self.store, batch=self.settings.retention.batch)
+        if note.kind == "deleted":
+            forgetting.forget(Selection.of_platform_item(note.platform, note.media["ref"]),
+                              actor=f"{note.platform}:platform", via=note.platform, keep_note=note.id)
+            return _Reply(SILENT)
+        deleted = Counted() if note.sender_id is None else forgetting.forget(
+            Selection.of_sender(note.platform, note.sender_id), actor=f"{note.platform}:{note.sender_id}",
+            via=note.platform, keep_note=note.id)
+        if self.mode == SILENT:
+            return _Reply(SILENT)
+        return _Reply(MESSAGE, render_forgotten(self.language, deleted.notes))
+
+    def _drop_if_deleted(self, result_id: str | None) -> None:
+        """A result analysed for a note deleted meanwhile (``forget`` during the analysis) goes too."""
+        note = self.store.voice_note(self.note.id)
+        if result_id is not None and (note is None or note.status == FORGETTING):
+            Forgetting(self.store).forget(Selection.of_results([result_id]), actor=BOT_BRIDGE, via=BOT_BRIDGE,
+                                          audited=False)
+            log.info("%s: deleted while analysed; its result is deleted too", self.what)
 
     def _analyse(self, adapter: ChatAdapter):
         media = self.message.media
@@ -380,6 +408,7 @@ class _Attempt:
         if not self.store.finish_silently(self.note.id, self.owner, result_id=reply.result_id,
                                           error_code=reply.error_code, error_detail=reply.error_detail):
             log.warning("%s: lease lost before finishing; another worker has it", self.what)
+            self._drop_if_deleted(reply.result_id)
             return
         count_note(SILENT)
         log.info("%s: kept, nothing sent (reply mode silent)%s", self.what,

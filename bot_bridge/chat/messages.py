@@ -88,8 +88,12 @@ class Media:
 class ChatMessage:
     """A message the bot must answer exactly once.
 
-    ``kind`` is ``voice`` (analyse ``media`` and reply with the emotion) or
-    ``help`` (reply with what the bot does). ``delivery_id`` is the
+    ``kind`` is ``voice`` (analyse ``media`` and reply with the emotion),
+    ``help`` (reply with what the bot does), ``forget`` (delete the sender's
+    notes and results, reply with how many) or ``deleted`` (the platform
+    deleted the file ``media.ref`` names: delete the notes whose delivery id
+    ends with ``:<ref>`` or whose ``message_id`` is it, reply nothing).
+    ``delivery_id`` is the
     platform's idempotency key (Telegram ``update_id``, Slack ``event_id``,
     WeCom ``MsgId``).
     """

@@ -159,9 +159,9 @@ class CaseView:
     """A case with its latest note: what its message and the console show."""
 
     case: CaseRow
-    escalation: EscalationRow  # how the latest note met its rule
-    note: VoiceNoteRow
-    result: ResultRow
+    escalation: EscalationRow | None  # how the latest note met its rule; None (with ``note`` and ``result``):
+    note: VoiceNoteRow | None  # every note of the case was deleted (only ``views(emptied=True)`` returns it)
+    result: ResultRow | None
 
 
 class _AlreadyRecorded(Exception):
@@ -286,9 +286,11 @@ class CaseStore:
         return found[0] if found else None
 
     def views(self, *, case_ids: list[int] | None = None, states: tuple[str, ...] | None = None,
-              target: str | None = None, source: str | None = None, limit: int = 200) -> list[CaseView]:
+              target: str | None = None, source: str | None = None, limit: int = 200,
+              emptied: bool = False) -> list[CaseView]:
         """Cases, newest first, each with its latest note; filtered by ids, states, a target they went to or
-        their source."""
+        their source. ``emptied``: also the cases whose notes were all deleted (``remembering/forgetting.py``),
+        with no note; without it they are left out (their messages cannot be shown again)."""
         query = select(CaseRow).order_by(CaseRow.opened_at.desc(), CaseRow.id.desc()).limit(limit)
         if case_ids is not None:
             query = query.where(CaseRow.id.in_(case_ids))
@@ -301,7 +303,8 @@ class CaseStore:
         with self.session() as session:
             cases = list(session.scalars(query))
             latest = _latest_notes(session, [case.id for case in cases])
-        return [CaseView(case, *latest[case.id]) for case in cases if case.id in latest]
+        return [CaseView(case, *latest.get(case.id, (None, None, None))) for case in cases
+                if emptied or case.id in latest]
 
     def deliveries(self, case_ids: list[int]) -> dict[int, list[CaseDeliveryRow]]:
         """Each case's deliveries, by target."""

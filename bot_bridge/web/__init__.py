@@ -16,6 +16,7 @@ from ..service import Service
 from .api import api
 from .console import init_console
 from .console_cases import cases
+from .console_data import data
 from .health import health
 from .request_limits import upload_limit
 from .webhooks import webhooks
@@ -31,6 +32,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     app.register_blueprint(webhooks)
     init_console(app, service)  # the web console's pages, signed sessions and password
     app.register_blueprint(cases)  # its Cases pages
+    app.register_blueprint(data)  # its Data page: retention and deleting on request
     if hops := settings.console.trusted_proxies:  # behind reverse proxies: the client's own address and scheme
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
     return app

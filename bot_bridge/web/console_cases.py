@@ -67,6 +67,7 @@ class CaseNote:
 class CaseDetail:
     case: CaseSummary
     notes: tuple[CaseNote, ...]
+    deleted: int  # notes counted in the case but deleted since (on request or by retention)
     actions: tuple[tuple[str, str, str], ...]  # the actions still open to the case: (action, zh, en)
     trail: tuple[AuditEntry, ...]  # newest first
 
@@ -78,7 +79,7 @@ def cases_page():
     target = request.args.get("target") if request.args.get("target") in settings.targets else None
     chat = request.args.get("chat") or None
     store = CaseStore(service().store)
-    views = store.views(states=(state,) if state else None, target=target, source=chat)
+    views = store.views(states=(state,) if state else None, target=target, source=chat, emptied=True)
     deliveries = store.deliveries([view.case.id for view in views])
     return render_template(
         "cases.html",
@@ -114,15 +115,18 @@ def case_action(case_id: int):
 def case_detail(case_id: int) -> CaseDetail | None:
     """A case with its notes, its messages, the actions still open and its audit trail; None: no such case."""
     store = CaseStore(service().store)
-    view = store.view(case_id)
-    if view is None:
+    found = store.views(case_ids=[case_id], emptied=True)
+    if not found:
         return None
+    view = found[0]
     notes = tuple(CaseNote(escalation.result_id, escalation.emotion, escalation.score, note.received_at)
                   for escalation, note in store.notes(case_id))
     trail = tuple(AuditLog(service().store).entries(subject=f"case:{case_id}"))
     summary = _summary(view, store.deliveries([case_id]).get(case_id, []))
-    actions = tuple((action, *action_words(action, view.case.emotion)) for action in open_actions(view.case))
-    return CaseDetail(summary, notes, actions, trail)
+    # a case whose notes were all deleted is kept for its count and trail, not worked any more
+    actions = () if view.note is None else tuple((action, *action_words(action, view.case.emotion))
+                                                 for action in open_actions(view.case))
+    return CaseDetail(summary, notes, view.case.notes - len(notes), actions, trail)
 
 
 def _summary(view: CaseView, deliveries) -> CaseSummary:
@@ -134,5 +138,5 @@ def _summary(view: CaseView, deliveries) -> CaseSummary:
         (f"反馈（{case.feedback}）", f"feedback ({case.feedback}) from", case.feedback_by, case.feedback_via),
     ) if name]
     return CaseSummary(case.id, case.state, case.emotion, case.score, case.threshold, case.severe, case.notes,
-                       source_line(view.note), case.opened_at, case.last_note_at, tuple(people),
+                       case.source if view.note is None else source_line(view.note), case.opened_at, case.last_note_at, tuple(people),
                        target_states(service().settings, deliveries))

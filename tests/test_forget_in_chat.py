@@ -1,0 +1,119 @@
+"""Deletion on request from the chat: ``forget`` / ``删除我的数据`` through each platform's loopback fake deletes
+the sender's notes, results and recordings (not other people's) and answers how many, in both languages; Slack's
+``file_deleted`` deletes the note made from that file. On SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from bot_bridge.remembering.audit import AuditLog
+from bot_bridge.remembering.forgetting import Forgetting, Selection
+from bot_bridge.remembering.store import NoteStatus
+from tests.audio_fixtures import encode, speech_clip
+from tests.chat_helpers import running_bot
+from tests.platforms import fixtures, slack, wecom
+from tests.platforms import telegram as tg
+from tests.processes import wait_for
+
+fake_telegram, fake_slack, fake_wecom = fixtures.fake_telegram, fixtures.fake_slack, fixtures.fake_wecom
+
+
+@pytest.fixture(scope="module")
+def speech():
+    return speech_clip(3)
+
+
+def result_folders(bot) -> list[str]:
+    outputs = bot.service.settings.outputs_dir
+    return sorted(path.name for path in outputs.iterdir()) if outputs.exists() else []
+
+
+def assert_only_the_request_is_left(bot, sender: str, kept_sender: str) -> None:
+    notes = bot.wait_until_finished(2)
+    assert sorted((note.kind, note.sender_id) for note in notes) == [("forget", sender), ("voice", kept_sender)]
+    [kept] = [note for note in notes if note.kind == "voice"]
+    assert [folder.endswith(kept.result_id) for folder in result_folders(bot)] == [True]
+    [entry] = [entry for entry in AuditLog(bot.store).entries() if entry.action == "data.delete"]
+    assert entry.detail == {"notes": 1, "results": 1} and entry.actor.endswith(sender)
+
+
+def test_forget_from_telegram(tmp_path, tiny_model_dir, tiny_model, fake_telegram, database_url, speech):
+    with running_bot(tmp_path, tiny_model_dir, tiny_model, fakes={"telegram": fake_telegram},
+                     database_url=database_url) as bot:
+        for user_id in (111, 222):
+            file_id = fake_telegram.add_file(encode(speech, 16000, "ogg_opus"), "audio/ogg")
+            bot.deliver(tg.webhook_request(tg.voice_update(file_id, user_id=user_id)), "telegram")
+        fake_telegram.wait_for_messages(2, timeout=30)
+        bot.wait_until_finished(2)
+
+        bot.deliver(tg.webhook_request(tg.text_update("/forget", user_id=111)), "telegram")
+
+        *_, answer = fake_telegram.wait_for_messages(3, timeout=30)
+        assert "deleted 1 voice note of yours" in answer["text"]  # the sender's app is in English
+        assert_only_the_request_is_left(bot, "111", "222")
+
+
+def test_forget_from_slack_and_a_deleted_file(tmp_path, tiny_model_dir, tiny_model, fake_slack, database_url, speech):
+    clip = encode(speech, 16000, "m4a_aac_moov_end")
+    with running_bot(tmp_path, tiny_model_dir, tiny_model, fakes={"slack_fake": fake_slack},
+                     database_url=database_url) as bot:
+        files = [fake_slack.add_file(clip) for _ in range(3)]
+        for file, user in zip(files, ("U0FORGET1", "U0KEEPS02", "U0KEEPS02")):
+            bot.deliver(slack.event_request(slack.voice_clip_message(file, user=user)), "slack/events")
+        fake_slack.wait_for_messages(3, timeout=30)
+        bot.wait_until_finished(3)
+
+        bot.deliver(slack.event_request({"type": "file_deleted", "file_id": files[2]["id"],
+                                         "event_ts": slack.new_ts()}), "slack/events")
+        bot.wait_until_finished(3)
+        bot.deliver(slack.event_request(slack.text_message("删除我的数据", user="U0FORGET1")), "slack/events")
+
+        *_, answer = fake_slack.wait_for_messages(4, timeout=30)
+        assert "已删除你的 1 条语音" in answer["text"] and "deleted 1 voice note" in answer["text"]
+        notes = bot.wait_until_finished(3)
+        assert sorted((note.kind, note.sender_id) for note in notes) == [
+            ("deleted", None), ("forget", "U0FORGET1"), ("voice", "U0KEEPS02")]
+        [kept] = [note for note in notes if note.kind == "voice"]
+        assert kept.delivery_id.endswith(files[1]["id"]) and len(result_folders(bot)) == 1
+        assert next(note for note in notes if note.kind == "deleted").status == NoteStatus.SILENT
+
+
+def test_forget_from_wecom(tmp_path, tiny_model_dir, tiny_model, fake_wecom, database_url, speech):
+    with running_bot(tmp_path, tiny_model_dir, tiny_model, fakes={"wecom_fake": fake_wecom},
+                     database_url=database_url) as bot:
+        for user in ("zhangsan", "lisi"):
+            bot.deliver(wecom.voice_callback(fake_wecom.add_media(encode(speech, 16000, "amr")), from_user=user),
+                        "wecom")
+        fake_wecom.wait_for_messages(2, timeout=30)
+        bot.wait_until_finished(2)
+
+        bot.deliver(wecom.text_callback("删除我的数据", from_user="zhangsan"), "wecom")
+
+        *_, answer = fake_wecom.wait_for_messages(3, timeout=30)
+        assert "已删除你的 1 条语音" in answer["text"]
+        assert_only_the_request_is_left(bot, "zhangsan", "lisi")
+
+
+def test_forget_with_nothing_kept_says_so(tmp_path, tiny_model_dir, tiny_model, fake_wecom):
+    with running_bot(tmp_path, tiny_model_dir, tiny_model, fakes={"wecom_fake": fake_wecom}) as bot:
+        bot.deliver(wecom.text_callback("forget", from_user="wangwu"), "wecom")
+        [answer] = fake_wecom.wait_for_messages(1, timeout=30)
+    assert "没有需要删除的内容" in answer["text"] and "nothing to delete" in answer["text"]
+
+
+def test_a_note_deleted_while_it_is_analysed_gets_no_reply_and_its_result_goes(tmp_path, tiny_model_dir, tiny_model,
+                                                                               fake_telegram, speech, caplog):
+    caplog.set_level(logging.INFO, logger="bot_bridge.acting.worker")
+    with running_bot(tmp_path, tiny_model_dir, tiny_model, fakes={"telegram": fake_telegram}) as bot:
+        fake_telegram.delay_next("download", 2)
+        file_id = fake_telegram.add_file(encode(speech, 16000, "ogg_opus"), "audio/ogg")
+        bot.deliver(tg.webhook_request(tg.voice_update(file_id, user_id=333)), "telegram")
+        wait_for(lambda: [note.status for note in bot.notes()] == [NoteStatus.WORKING], 30, "the note in work")
+
+        Forgetting(bot.store).forget(Selection.of_sender("telegram", "333"), actor="admin", via="console")
+
+        wait_for(lambda: "deleted while analysed" in caplog.text, 30, "the worker dropping its result")
+        assert bot.notes() == [] and result_folders(bot) == []
+        assert fake_telegram.calls("download") and fake_telegram.sent_messages == []
