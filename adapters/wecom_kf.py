@@ -17,7 +17,8 @@ chats as cases and in the digest.
   hands it its token; otherwise the puller syncs every ``SYNC_INTERVAL_S``
   without one (WeCom then applies a stricter rate limit).
 * Messages: only ``origin`` 3 (the customer) is heard; voice is AMR, fetched
-  with ``media/get``; ``删除我的数据`` / ``forget`` deletes the customer's data. Events (``enter_session``, ``msg_send_fail``, session
+  with ``media/get``; ``删除我的数据`` / ``forget`` deletes the customer's data.
+  Events (``enter_session``, ``msg_send_fail``, session
   changes), the business's own messages (origin 5) and other types are
   skipped. The chat is the customer service account (``open_kfid``), the
   sender the customer (``external_userid``), so rules can differ per account

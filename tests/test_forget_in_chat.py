@@ -15,9 +15,11 @@ from tests.audio_fixtures import encode, speech_clip
 from tests.chat_helpers import running_bot
 from tests.platforms import fixtures, slack, wecom
 from tests.platforms import telegram as tg
+from tests.platforms import whatsapp as wa
 from tests.processes import wait_for
 
 fake_telegram, fake_slack, fake_wecom = fixtures.fake_telegram, fixtures.fake_slack, fixtures.fake_wecom
+fake_whatsapp = wa.fake_whatsapp
 
 
 @pytest.fixture(scope="module")
@@ -117,3 +119,40 @@ def test_a_note_deleted_while_it_is_analysed_gets_no_reply_and_its_result_goes(t
         wait_for(lambda: "deleted while analysed" in caplog.text, 30, "the worker dropping its result")
         assert bot.notes() == [] and result_folders(bot) == []
         assert fake_telegram.calls("download") and fake_telegram.sent_messages == []
+
+
+def test_a_customer_asks_whatsapp_to_forget_them_and_hears_nothing_back(tmp_path, tiny_model_dir, tiny_model,
+                                                                         fake_whatsapp, database_url, speech):
+    clip = encode(speech, 16000, "ogg_opus")
+    with running_bot(tmp_path, tiny_model_dir, tiny_model, fakes={}, environ=wa.environment(fake_whatsapp),
+                     database_url=database_url) as bot:
+        for sender in ("8613800000001", "8613800000002"):
+            message = wa.voice_message(fake_whatsapp.add_media(clip), sender=sender, message_id=f"wamid.{sender}")
+            bot.deliver(wa.webhook_request(message, fake=fake_whatsapp), "whatsapp")
+        bot.wait_until_finished(2)
+
+        forget = wa.text_message("删除我的数据", sender="8613800000001", message_id="wamid.forget")
+        bot.deliver(wa.webhook_request(forget, fake=fake_whatsapp), "whatsapp")
+
+        assert_only_the_request_is_left(bot, "8613800000001", "8613800000002")
+        assert fake_whatsapp.sent_messages == [], "silent towards customers, even about their own data"
+
+
+def test_a_customer_asks_wecom_customer_service_to_forget_them(tmp_path, tiny_model_dir, tiny_model, fake_wecom,
+                                                               database_url, speech):
+    clip = encode(speech, 8000, "amr")
+    with running_bot(tmp_path, tiny_model_dir, tiny_model, fakes={}, environ=wecom.kf_environment(fake_wecom),
+                     database_url=database_url) as bot:
+        for customer in ("wmForgetMe", "wmKeepMe"):
+            fake_wecom.add_kf_voice(clip, customer=customer)
+        bot.deliver(fake_wecom.kf_callback(), "wecom_kf")
+        bot.wait_until_finished(2)
+
+        fake_wecom.add_kf_message({"origin": 3, "msgtype": "text", "open_kfid": wecom.DEFAULT_OPEN_KFID,
+                                   "external_userid": "wmForgetMe", "text": {"content": "删除我的数据"}})
+        bot.deliver(fake_wecom.kf_callback(), "wecom_kf")
+
+        wait_for(lambda: len(bot.notes()) == 2 and {n.kind for n in bot.notes()} == {"forget", "voice"}, 30,
+                 "the forget request to be done")
+        assert_only_the_request_is_left(bot, "wmForgetMe", "wmKeepMe")
+        assert fake_wecom.calls("kf/send_msg") == []

@@ -32,13 +32,6 @@ fake_telegram = telegram.fake_telegram  # the support team's chat
 CURSOR = "pull:wecom_kf"
 
 
-def kf_environment(fake) -> dict[str, str]:
-    """The variables an operator sets for 微信客服, pointed at the fake."""
-    return {"WECOM_KF_CORP_ID": fake.corp_id, "WECOM_KF_SECRET": fake.corp_secret,
-            "WECOM_KF_TOKEN": wecom.DEFAULT_CALLBACK_TOKEN,
-            "WECOM_KF_ENCODING_AES_KEY": wecom.DEFAULT_ENCODING_AES_KEY, "WECOM_KF_API_BASE": fake.base_url}
-
-
 @pytest.fixture(scope="module")
 def voice_amr():
     return encode(speech_clip(3), 16000, "amr")
@@ -46,7 +39,7 @@ def voice_amr():
 
 @pytest.fixture
 def bot(tmp_path, tiny_model_dir, tiny_model, fake_wecom):
-    with running_bot(tmp_path, tiny_model_dir, tiny_model, fakes={}, environ=kf_environment(fake_wecom)) as bot:
+    with running_bot(tmp_path, tiny_model_dir, tiny_model, fakes={}, environ=wecom.kf_environment(fake_wecom)) as bot:
         yield bot
 
 
@@ -54,7 +47,7 @@ def test_a_customers_voice_note_is_escalated_silently_exactly_once(tmp_path, tin
                                                                    fake_wecom, fake_telegram, voice_amr):
     """The rule is one every analysed note meets (1 % of any emotion), as the silent-chat test's is."""
     targets = {"support": {"platform": "telegram", "chat_id": "-100777", "language": "zh"}}
-    environ = {**kf_environment(fake_wecom), "TELEGRAM_BOT_TOKEN": fake_telegram.token,
+    environ = {**wecom.kf_environment(fake_wecom), "TELEGRAM_BOT_TOKEN": fake_telegram.token,
                "TELEGRAM_WEBHOOK_SECRET": "s" * 16, "TELEGRAM_API_BASE": fake_telegram.base_url}
     with running_bot(tmp_path, tiny_model_dir, tiny_model, fakes={}, environ=environ, reply__mode="message",
                      targets=targets, routes=[{"sources": ["wecom_kf:*"], "targets": ["support"]}],
@@ -95,7 +88,7 @@ def test_the_callback_wakes_the_puller_and_the_cursor_moves_only_past_recorded_m
 
 def test_a_restart_resumes_from_the_stored_cursor_with_no_gap_and_no_repeat(tmp_path, tiny_model_dir, tiny_model,
                                                                             fake_wecom, voice_amr):
-    environ = kf_environment(fake_wecom)
+    environ = wecom.kf_environment(fake_wecom)
     fake_wecom.add_kf_voice(voice_amr)
     with running_bot(tmp_path, tiny_model_dir, tiny_model, fakes={}, environ=environ) as bot:
         bot.wait_until_finished()
@@ -137,7 +130,7 @@ def test_rate_limits_and_server_errors_on_media_get_are_retried(bot, fake_wecom,
 
 def test_where_the_business_lets_it_the_customer_gets_a_text_reply(tmp_path, tiny_model_dir, tiny_model,
                                                                    fake_wecom, voice_amr):
-    with running_bot(tmp_path, tiny_model_dir, tiny_model, fakes={}, environ=kf_environment(fake_wecom),
+    with running_bot(tmp_path, tiny_model_dir, tiny_model, fakes={}, environ=wecom.kf_environment(fake_wecom),
                      reply__modes={"wecom_kf:*": "message"}) as bot:
         fake_wecom.add_kf_voice(voice_amr)
         bot.deliver(fake_wecom.kf_callback(), "wecom_kf")
@@ -152,7 +145,7 @@ def test_where_the_business_lets_it_the_customer_gets_a_text_reply(tmp_path, tin
 def test_cases_and_digests_reach_a_person_who_writes_to_the_account(tmp_path, fake_wecom):
     lead = f"{wecom.DEFAULT_OPEN_KFID}:wmOnCallLeadOnWeChat"
     targets = {"lead": {"platform": "wecom_kf", "chat_id": lead, "name": "值班主管"}}
-    settings = load_settings(environ=kf_environment(fake_wecom), data_dir=str(tmp_path / "data"), targets=targets,
+    settings = load_settings(environ=wecom.kf_environment(fake_wecom), data_dir=str(tmp_path / "data"), targets=targets,
                              routes=[{"sources": ["*"], "targets": ["lead"]}],
                              digest={"targets": {"lead": {"at": "18:00"}}}, public_url=PUBLIC_URL)
     alerts = Alerts(settings)
@@ -172,7 +165,7 @@ def test_cases_and_digests_reach_a_person_who_writes_to_the_account(tmp_path, fa
 
 
 def test_a_target_that_names_no_person_is_refused_with_the_form_it_needs(fake_wecom):
-    adapter = WeComKfAdapter(load_settings(environ=kf_environment(fake_wecom)).platforms["wecom_kf"])
+    adapter = WeComKfAdapter(load_settings(environ=wecom.kf_environment(fake_wecom)).platforms["wecom_kf"])
     with pytest.raises(OutboundError, match="open_kfid:external_userid"):
         adapter.send_alert(wecom.DEFAULT_OPEN_KFID, "🚨")
     assert fake_wecom.requests == []
@@ -182,7 +175,7 @@ def test_a_worker_killed_mid_note_then_restarted_finishes_it_once(tmp_path, tiny
     fake_wecom.add_kf_voice(voice_amr)
 
     [note], logs = killed_mid_download_then_restarted(
-        tmp_path, tiny_model_dir, kf_environment(fake_wecom),
+        tmp_path, tiny_model_dir, wecom.kf_environment(fake_wecom),
         lambda base: fake_wecom.kf_callback().send(f"{base}/webhooks/wecom_kf"), held=[(fake_wecom, "media/get")],
         settings={"reply": {"modes": {"wecom_kf:*": "message"}}})
 

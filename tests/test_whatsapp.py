@@ -93,11 +93,13 @@ def test_where_the_business_lets_it_the_bot_answers_quoting_the_note_once(answer
 
     assert statuses == [200, 200, 200] and len(answering_bot.notes()) == 1
     assert sent["params"]["context"] == {"message_id": "wamid.HBgNODYxMzgwMDEzODAwMBUCABIYFjNFQjA"}
-    assert sent["params"]["to"] == wa.DEFAULT_CUSTOMER and label(result.emotion, result.confidence, "both") in sent["text"]
+    assert sent["params"]["to"] == wa.DEFAULT_CUSTOMER
+    assert label(result.emotion, result.confidence, "both") in sent["text"]
     assert note.status == NoteStatus.REPLIED and result.audio["codec"] == "opus"
     [lookup] = fake_whatsapp.calls("media lookup")
     [download] = fake_whatsapp.calls("media download")
-    assert lookup["headers"]["Authorization"] == download["headers"]["Authorization"] == f"Bearer {wa.DEFAULT_ACCESS_TOKEN}"
+    bearer = f"Bearer {wa.DEFAULT_ACCESS_TOKEN}"
+    assert lookup["headers"]["Authorization"] == download["headers"]["Authorization"] == bearer
     time.sleep(0.5)
     assert len(fake_whatsapp.sent_messages) == 1
 

@@ -580,3 +580,10 @@ def text_callback(content: str, **options: Any) -> InboundRequest:
     """``callback_request(text_message_xml(content))``; options go to whichever takes them."""
     message, envelope = _split_options(options, {"from_user", "msg_id", "create_time"})
     return callback_request(text_message_xml(content, **message), **envelope)
+
+
+def kf_environment(fake) -> dict[str, str]:
+    """The variables an operator sets for 微信客服, pointed at the fake."""
+    return {"WECOM_KF_CORP_ID": fake.corp_id, "WECOM_KF_SECRET": fake.corp_secret,
+            "WECOM_KF_TOKEN": DEFAULT_CALLBACK_TOKEN,
+            "WECOM_KF_ENCODING_AES_KEY": DEFAULT_ENCODING_AES_KEY, "WECOM_KF_API_BASE": fake.base_url}
