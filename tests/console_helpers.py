@@ -9,6 +9,7 @@ import time
 import pytest
 
 from bot_bridge.web import create_app
+from bot_bridge.web.console_access import ROLE_MARK
 from tests.audio_fixtures import encode, speech_clip
 
 PASSWORD = "correct horse battery"
@@ -72,3 +73,8 @@ def follow_job(client, url: str, deadline_s: float = JOB_DEADLINE_S) -> dict:
 
 def wav(seconds: float = 3.0) -> bytes:
     return encode(speech_clip(seconds), 16000, "wav_s16")
+
+
+def required_role(app, endpoint: str) -> str | None:
+    """The least role a console view is marked for (``console_access.allow``); None: not marked."""
+    return getattr(app.view_functions[endpoint], ROLE_MARK, None)

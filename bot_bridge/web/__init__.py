@@ -15,6 +15,7 @@ from ..config import Settings, load_settings
 from ..service import Service
 from .api import api
 from .console import init_console
+from .console_accounts import admin
 from .console_cases import cases
 from .health import health
 from .request_limits import upload_limit
@@ -31,6 +32,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     app.register_blueprint(webhooks)
     init_console(app, service)  # the web console's pages, signed sessions and password
     app.register_blueprint(cases)  # its Cases pages
+    app.register_blueprint(admin)  # its admin pages: accounts and the audit log
     if hops := settings.console.trusted_proxies:  # behind reverse proxies: the client's own address and scheme
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
     return app
