@@ -36,9 +36,10 @@ def csrf_from(html: str) -> str:
     return match.group(1)
 
 
-def sign_in(client, password: str = PASSWORD, next_page: str | None = None):
+def sign_in(client, password: str = PASSWORD, next_page: str | None = None, name: str | None = None):
+    """Sign in as ``name`` (none: the form's default, ``admin``, whose password the shared one became)."""
     token = csrf_from(client.get("/login").get_data(as_text=True))
-    data = {"password": password, "csrf_token": token}
+    data = {"password": password, "csrf_token": token, **({"username": name} if name else {})}
     if next_page:
         data["next"] = next_page
     return client.post("/login", data=data)

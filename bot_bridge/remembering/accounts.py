@@ -94,30 +94,34 @@ class Account:
 
 
 class Accounts:
-    """The accounts and sessions of ``store``. ``actor`` and ``via`` name who asks, for the audit log."""
+    """The accounts and sessions of ``store``. ``actor``, ``via`` and ``address`` (the client's, from the console)
+    say who asks and from where, for the audit log."""
 
     def __init__(self, store: Store) -> None:
         self.session = store.session
         self.audit = AuditLog(store)
 
-    def add(self, name: str, role: str, *, actor: str, via: str, password: str | None = None) -> str:
+    def add(self, name: str, role: str, *, actor: str, via: str, password: str | None = None,
+            address: str | None = None) -> str:
         """Create a password account; its password (``password``, or a generated one, shown only now)."""
         name, role = checked_name(name), checked_role(role)
         password = password or secrets.token_urlsafe(PASSWORD_BYTES)
         with self.session.begin() as session:
             if self._insert(session, name, role, password_hash=_hasher.hash(password)) is None:
                 raise AccountError(f"there is already an account named {name!r}")
-            self.audit.record(actor, via, "user.add", f"user:{name}", detail={"role": role}, session=session)
+            self.audit.record(actor, via, "user.add", f"user:{name}", detail=_where(address, role=role),
+                              session=session)
         return password
 
     def add_first_admin(self, name: str, password: str) -> bool:
-        """Create the admin account ``name`` with ``password`` if there is no account yet; whether it did.
+        """Create the admin account ``name`` with ``password`` if no account is an admin yet; whether it did.
 
-        The upgrade from one shared console password: several processes may start at once, and exactly one
-        creates it (the name is unique)."""
+        The upgrade from one shared console password (accounts of other roles may have been added from the
+        command line before the first start): several processes may start at once, and exactly one creates it
+        (the name is unique)."""
+        if self.has_admin():
+            return False
         with self.session.begin() as session:
-            if session.scalar(select(AccountRow.id).limit(1)) is not None:
-                return False
             if self._insert(session, name, "admin", password_hash=_hasher.hash(password)) is None:
                 return False
             self.audit.record("bot-bridge", "bot-bridge", "user.add", f"user:{name}",
@@ -145,6 +149,10 @@ class Accounts:
                      detail={"from": account.role, "to": role})
         return self.get(account.name)
 
+    def has_admin(self) -> bool:
+        with self.session() as session:
+            return session.scalar(select(AccountRow.id).where(AccountRow.role == "admin").limit(1)) is not None
+
     def get(self, name: str) -> Account | None:
         with self.session() as session:
             row = session.scalar(select(AccountRow).where(AccountRow.name == name))
@@ -171,20 +179,22 @@ class Accounts:
                                 .values(password_hash=_hasher.hash(password)))
         return Account.of(row)
 
-    def disable(self, name: str, *, actor: str, via: str) -> None:
+    def disable(self, name: str, *, actor: str, via: str, address: str | None = None) -> None:
         """Shut the account out: it cannot sign in, and its sessions end (at their next request)."""
-        self._change(name, {"enabled": False}, actor=actor, via=via, action="user.disable")
+        self._change(name, {"enabled": False}, actor=actor, via=via, action="user.disable",
+                     detail=_where(address))
 
-    def enable(self, name: str, *, actor: str, via: str) -> None:
-        self._change(name, {"enabled": True}, actor=actor, via=via, action="user.enable")
+    def enable(self, name: str, *, actor: str, via: str, address: str | None = None) -> None:
+        self._change(name, {"enabled": True}, actor=actor, via=via, action="user.enable", detail=_where(address))
 
-    def reset(self, name: str, *, actor: str, via: str) -> str:
+    def reset(self, name: str, *, actor: str, via: str, address: str | None = None) -> str:
         """A new generated password for a password account (shown only now); its sessions end."""
         account = self.get(name)
         if account is not None and account.sso:
             raise AccountError(f"{name!r} signs in through single sign-on and has no password to reset")
         password = secrets.token_urlsafe(PASSWORD_BYTES)
-        self._change(name, {"password_hash": _hasher.hash(password)}, actor=actor, via=via, action="user.reset")
+        self._change(name, {"password_hash": _hasher.hash(password)}, actor=actor, via=via, action="user.reset",
+                     detail=_where(address))
         return password
 
     # --- sessions ---
@@ -251,6 +261,10 @@ def checked_role(role: str) -> str:
     if role not in ROLES:
         raise AccountError(f"{role!r} is not a role: one of {', '.join(ROLES)}")
     return role
+
+
+def _where(address: str | None, **detail) -> dict:
+    return {**detail, "address": address} if address else detail
 
 
 def _by_sso(issuer: str, subject: str):

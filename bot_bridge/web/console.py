@@ -153,10 +153,10 @@ def init_console(app: Flask, service: Service) -> None:
 
 
 def first_admin(service: Service) -> None:
-    """With no account yet, the shared console password (``console_credentials``) becomes the ``admin``
+    """With no admin account yet, the shared console password (``console_credentials``) becomes the ``admin``
     account's, so a deployment upgraded from one shared password keeps working; the log says so."""
     accounts = Accounts(service.store)
-    if accounts.all():
+    if accounts.has_admin():
         return
     credentials, generated = console_credentials(service.settings)
     if not accounts.add_first_admin(FIRST_ADMIN, credentials.password):

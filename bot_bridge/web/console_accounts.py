@@ -16,7 +16,7 @@ from ..remembering.accounts import ROLES, AccountError, Accounts
 from ..remembering.audit import AuditLog
 from .api import service
 from .console import PAGE_SIZE, _is_row_id, add_security_headers, require_sign_in_and_csrf
-from .console_access import allow, current_account
+from .console_access import allow, client_address, current_account
 
 admin = Blueprint("admin", __name__)
 admin.before_request(require_sign_in_and_csrf)
@@ -38,7 +38,8 @@ def add_account():
     """A new password account; the page shows its generated password once."""
     name, role = request.form.get("name", ""), request.form.get("role", "")
     try:
-        password = Accounts(service().store).add(name, role, actor=current_account().name, via="console")
+        password = Accounts(service().store).add(name, role, actor=current_account().name, via="console",
+                                                 address=client_address())
     except AccountError as error:
         return _accounts_page(problem=str(error)), 400
     return _accounts_page(shown=(name.strip().lower(), password))
@@ -53,8 +54,9 @@ def change_account(name: str):
         return _accounts_page(problem=f"{change!r} cannot be done to {name!r} here"), 400
     try:
         if change == "reset":
-            return _accounts_page(shown=(name, accounts.reset(name, actor=actor, via="console")))
-        getattr(accounts, change)(name, actor=actor, via="console")
+            return _accounts_page(shown=(name, accounts.reset(name, actor=actor, via="console",
+                                                              address=client_address())))
+        getattr(accounts, change)(name, actor=actor, via="console", address=client_address())
     except AccountError as error:
         return _accounts_page(problem=str(error)), 400
     return _accounts_page(done=(change, name))
