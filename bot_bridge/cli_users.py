@@ -10,11 +10,13 @@ log, by the operating-system user who ran the command, via ``cli``.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 
 import click
 
 from .remembering.accounts import ROLES, AccountError, Accounts
+from .remembering.store import Store
 
 PASSWORD_FILE = "console-password"  # web/console.py's file of the generated first admin password
 
@@ -78,25 +80,18 @@ def reset(settings, name: str) -> None:
     with _accounts(settings) as accounts:
         password = accounts.reset(name, actor=_operator(), via="cli")
     first_password = settings.data_dir / PASSWORD_FILE
-    if name == "admin" and first_password.exists():
-        first_password.unlink()  # it no longer holds admin's password; the login page stops naming it
+    if name == "admin" and first_password.exists():  # the file the login page and `make demo` name stays right
+        first_password.write_text(password + "\n", encoding="utf-8")
     _print_password(settings, name, password)
 
 
-class _accounts:
+@contextlib.contextmanager
+def _accounts(settings):
     """The accounts of the configured database, for one command; an AccountError becomes the command's error."""
-
-    def __init__(self, settings) -> None:
-        from .cli import _store
-
-        self.store_context = _store(settings)
-
-    def __enter__(self) -> Accounts:
-        return Accounts(self.store_context.__enter__())
-
-    def __exit__(self, kind, error, trace) -> None:
-        self.store_context.__exit__(kind, error, trace)
-        if isinstance(error, AccountError):
+    with contextlib.closing(Store(settings.resolved_database_url, settings.outputs_dir)) as store:
+        try:
+            yield Accounts(store)
+        except AccountError as error:
             raise click.ClickException(str(error)) from None
 
 

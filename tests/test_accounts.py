@@ -250,6 +250,24 @@ def test_the_users_command_adds_lists_disables_and_resets(settings, app, service
     assert AuditLog(service.store).entries(action="user.reset")[0].actor.startswith("cli:")
 
 
+def test_resetting_admin_keeps_the_generated_password_file_right(settings, service, tmp_path):
+    """The login page and ``make demo`` name ``console-password``: after ``users reset admin`` it holds the new one."""
+    settings.console.password = None
+    app = create_app(service=service)
+    password_file = settings.data_dir / console_module.PASSWORD_FILE
+    generated = password_file.read_text().strip()
+    config = tmp_path / "none.yaml"
+    config.write_text("{}\n")
+    reset = CliRunner().invoke(cli, ["--config", str(config), "users", "reset", "admin"],
+                               env={"BOT_BRIDGE_DATA_DIR": str(settings.data_dir),
+                                    "BOT_BRIDGE_DATABASE_URL": settings.resolved_database_url})
+    assert reset.exit_code == 0, reset.output
+    assert password_file.read_text().strip() == reset.output.split()[-1] != generated
+    assert sign_in(app.test_client(), generated).status_code == 401
+    assert sign_in(app.test_client(), password_file.read_text().strip()).status_code == 302
+    assert str(password_file.resolve()) in app.test_client().get("/login").get_data(as_text=True)
+
+
 def test_a_forged_or_foreign_form_changes_no_account(people, service):
     admin = people["admin"]
     forged = admin.post("/accounts", data={"name": "mallory", "role": "admin", "csrf_token": "forged"})

@@ -205,7 +205,7 @@ def persistent_secret(path: Path, generate) -> tuple[str, bool]:
 
 
 def first_password_file(settings: Settings) -> Path | None:
-    """The file of the generated first admin password, while it is there (``users reset admin`` removes it)."""
+    """The file of the generated admin password, when there is one (``users reset admin`` rewrites it)."""
     path = settings.data_dir / PASSWORD_FILE
     return path if not settings.console.password and path.exists() else None
 
