@@ -581,7 +581,7 @@ def test_the_console_lists_cases_by_state_target_and_chat_and_acts_on_them(tmp_p
     assert 'href="/cases/1"' in resolved and 'href="/cases/2"' not in resolved
     assert "resolved by admin (console)" in resolved_page and "called her back" in resolved_page
     assert 'data-action="resolve"' not in resolved_page and "case.resolve" in resolved_page
-    assert "✅ Resolved by admin at" in fake_slack.updates[-1]["text"]
+    assert "✅ Resolved by admin (console) at" in fake_slack.updates[-1]["text"]
     assert "— called her back" in fake_slack.updates[-1]["text"]
     assert 'id="result-case"' in result_page and 'href="/cases/1"' in result_page
     assert (missing, bogus) == (404, 400)
