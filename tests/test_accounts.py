@@ -99,6 +99,8 @@ def test_each_role_is_allowed_and_refused_the_right_pages_and_actions(people, se
                                else {"/accounts": 403, "/audit": 403}), role
 
     viewer, agent, admin = people["viewer"], people["agent"], people["admin"]
+    assert 'id="viewer-note"' in viewer.get("/").get_data(as_text=True)
+    assert 'id="viewer-note"' not in agent.get("/").get_data(as_text=True)
     form = label_form(viewer.get(f"/results/{result_id}").get_data(as_text=True), result_id)
     acknowledge = {"action": "acknowledge", "csrf_token": page_token(viewer)}
     refused = [viewer.post(form["action"], data={**form, "verdict": "confirmed"}),
@@ -122,8 +124,9 @@ def test_each_role_is_allowed_and_refused_the_right_pages_and_actions(people, se
     assert sign_in(people["viewer"].application.test_client(), shown, name="eve").status_code == 302
 
     audit = AuditLog(service.store)
-    assert [entry.action for entry in audit.entries(actor="agent")] == ["case.acknowledge", "label.confirm",
-                                                                       "sign_in"]
+    assert [entry.action for entry in audit.entries(actor="agent")] == ["upload.analyse", "case.acknowledge",
+                                                                       "label.confirm", "sign_in"]
+    assert audit.entries(actor="agent")[0].subject == f"job:{started.get_json()['id']}"
     assert "acknowledged by agent (console)" in agent.get("/cases/1").get_data(as_text=True)
     [added_entry] = audit.entries(action="user.add", actor="admin")
     assert (added_entry.subject, added_entry.via, added_entry.detail["role"]) == ("user:eve", "console", "viewer")

@@ -562,6 +562,7 @@ def _bad_request(message: tuple[str, str], back_endpoint: str, **back_values):
 def analyse():
     """Start an analysis (202); the page follows it at the job's URL (``console_jobs.py``)."""
     job_id = start_analysis(service(), analysis_request())
+    record("upload.analyse", f"job:{job_id}")  # not the file's name: it may name a customer
     return jsonify(id=job_id, url=url_for("console.analysis_job", job_id=job_id)), 202
 
 

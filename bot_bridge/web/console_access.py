@@ -18,6 +18,7 @@ from __future__ import annotations
 from flask import current_app, g, request, session
 
 from ..remembering.accounts import Account, Accounts
+from ..remembering.audit import AuditLog
 from .api import service
 
 EVERYONE = "everyone"  # the role mark of the pages for signing in
@@ -64,11 +65,10 @@ def end_session() -> None:
     session.clear()
 
 
-def record(action: str, subject: str | None = None, *, actor: str | None = None, **detail) -> None:
-    """An audit entry for a console action of the signed-in account (or ``actor``), with the client's address."""
-    who = actor or current_account().name
-    Accounts(service().store).audit.record(who, "console", action, subject, detail={"address": client_address(),
-                                                                                    **detail})
+def record(action: str, subject: str | None = None, **detail) -> None:
+    """An audit entry for a console action of the signed-in account, with the client's address."""
+    AuditLog(service().store).record(current_account().name, "console", action, subject,
+                                     detail={"address": client_address(), **detail})
 
 
 def client_address() -> str:
