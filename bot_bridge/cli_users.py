@@ -41,13 +41,14 @@ def add(settings, name: str, role: str) -> None:
 @users.command("list")
 @click.pass_obj
 def list_accounts(settings) -> None:
-    """Every account: name, role, enabled or not, last sign-in."""
+    """Every account: name, role, enabled or not, how it signs in, last sign-in, sessions open now."""
     with _accounts(settings) as accounts:
-        found = accounts.all()
-    for account in found:
+        found = [(account, accounts.sessions(account.name)) for account in accounts.all()]
+    for account, sessions in found:
         state = "enabled" if account.enabled else "DISABLED"
         last = f"{account.last_sign_in_at:%Y-%m-%d %H:%M} UTC" if account.last_sign_in_at else "never signed in"
-        click.echo(f"{account.name:<24} {account.role:<7} {state:<9} {'sso' if account.sso else 'password':<9} {last}")
+        click.echo(f"{account.name:<24} {account.role:<7} {state:<9} {'sso' if account.sso else 'password':<9} "
+                   f"{last:<20}  {sessions} session(s)")
     if not found:
         click.echo("no accounts yet: the console makes the admin account at its first start")
 

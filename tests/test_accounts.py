@@ -233,6 +233,7 @@ def test_the_users_command_adds_lists_disables_and_resets(settings, app, service
     assert sign_in(browser, password, name="alice").status_code == 302
     listed = users("list").output.splitlines()
     assert [line.split()[:3] for line in listed] == [["admin", "admin", "enabled"], ["alice", "agent", "enabled"]]
+    assert listed[1].endswith("1 session(s)") and "never signed in" in listed[0]
 
     reset = users("reset", "alice")
     new_password = reset.output.split()[-1]
