@@ -18,6 +18,7 @@ the provider can take over a local account by choosing its name.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -38,8 +39,6 @@ PASSWORD_BYTES = 12  # a generated password: 16 URL-safe characters
 NAME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789._@-")
 
 _hasher = PasswordHasher()
-# Checked against when a name is unknown, so a wrong name takes as long as a wrong password.
-_NOBODY_HASH = _hasher.hash(secrets.token_urlsafe(PASSWORD_BYTES))
 
 
 class AccountError(Exception):
@@ -166,7 +165,7 @@ class Accounts:
         """The enabled account ``name`` if ``password`` is its password; None otherwise (as slow either way)."""
         with self.session() as session:
             row = session.scalar(select(AccountRow).where(AccountRow.name == name))
-        stored = row.password_hash if row is not None and row.password_hash else _NOBODY_HASH
+        stored = row.password_hash if row is not None and row.password_hash else _nobody_hash()
         try:
             _hasher.verify(stored, password)
         except (VerificationError, InvalidHashError):
@@ -261,6 +260,12 @@ def checked_role(role: str) -> str:
     if role not in ROLES:
         raise AccountError(f"{role!r} is not a role: one of {', '.join(ROLES)}")
     return role
+
+
+@functools.cache
+def _nobody_hash() -> str:
+    """Checked against when a name is unknown, so a wrong name takes as long as a wrong password."""
+    return _hasher.hash(secrets.token_urlsafe(PASSWORD_BYTES))
 
 
 def _where(address: str | None, **detail) -> dict:
