@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from .cli_users import users
 from .config import DEFAULT_PRECISION, ConfigError, load_settings
 from .emotions import EMOTION_KEYS
 from .malloc import reexec_with_fast_malloc
@@ -403,6 +404,7 @@ def _add_platform_commands() -> None:
 
 
 _add_platform_commands()
+cli.add_command(users)
 
 
 def _read(name: str) -> bytes:

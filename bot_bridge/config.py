@@ -140,9 +140,29 @@ class ApiSettings(_Section):
     )
 
 
+class SsoSettings(_Section):
+    """Sign-in to the console through an OpenID Connect provider (docs/accounts.md); off without discovery_url."""
+
+    discovery_url: str | None = Field(None, description="the provider's .well-known/openid-configuration URL")
+    client_id: str | None = None
+    client_secret: str | None = None
+    name_claim: str = Field("preferred_username", description="the ID token claim that names the account")
+    role_claim: str | None = Field(None, description="a claim holding viewer, agent or admin; read at each sign-in")
+    default_role: Literal["viewer", "agent", "admin"] | None = Field(
+        "viewer", description="the role of an SSO account with no role claim; empty: such people are refused"
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> "SsoSettings":
+        if self.discovery_url and not (self.client_id and self.client_secret):
+            raise ValueError("console.sso needs client_id and client_secret with its discovery_url")
+        return self
+
+
 class ConsoleSettings(_Section):
     password: str | None = None
     secret_key: str | None = None
+    sso: SsoSettings = Field(default_factory=SsoSettings)
     timezone: str = Field(
         "Asia/Shanghai", description="the zone of the times the console shows, and of the day its digest page opens on"
     )
@@ -510,6 +530,9 @@ ENVIRONMENT: dict[str, tuple[str, ...]] = {
     "BOT_BRIDGE_SECRET_KEY": ("console", "secret_key"),
     "BOT_BRIDGE_CONSOLE_TIMEZONE": ("console", "timezone"),
     "BOT_BRIDGE_TRUSTED_PROXIES": ("console", "trusted_proxies"),
+    "BOT_BRIDGE_SSO_DISCOVERY_URL": ("console", "sso", "discovery_url"),
+    "BOT_BRIDGE_SSO_CLIENT_ID": ("console", "sso", "client_id"),
+    "BOT_BRIDGE_SSO_CLIENT_SECRET": ("console", "sso", "client_secret"),
     "BOT_BRIDGE_QUEUE_URL": ("queue", "url"),
     "BOT_BRIDGE_QUEUE_NAME": ("queue", "name"),
     "BOT_BRIDGE_WORKER_THREADS": ("queue", "worker_threads"),

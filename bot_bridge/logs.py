@@ -49,7 +49,8 @@ def secret_values(settings: Settings) -> list[str]:
     """
     from adapters import adapter_classes, alert_only_classes
 
-    values = [settings.api.token, settings.console.password, settings.console.secret_key]
+    values = [settings.api.token, settings.console.password, settings.console.secret_key,
+              settings.console.sso.client_secret]
     for platform in settings.platforms.values():
         values += [str(v) for k, v in platform.items() if any(word in k.lower() for word in SECRET_WORDS)]
     classes = {**adapter_classes(), **alert_only_classes()}

@@ -113,13 +113,14 @@ def _message_printer(settings):
 
 def _banner(settings, service_url: str, credentials, delivered: int, missing: str | None, ready: bool) -> str:
     if credentials.password_file is None:
-        sign_in = "the password you set (console.password or BOT_BRIDGE_CONSOLE_PASSWORD)"
+        sign_in = "the password you set (console.password or BOT_BRIDGE_CONSOLE_PASSWORD, or users reset admin)"
     else:
         sign_in = f"{credentials.password}   (kept in {credentials.password_file.resolve()})"
     chat = samples.SAMPLE_CHAT["title"]
     lines = [
         "bot-bridge demo: RANDOM WEIGHTS, every emotion and every word it shows is meaningless",
         f"  Console    {service_url}",
+        "  Account    admin",
         f"  Password   {sign_in}",
         f"  Samples    {missing}" if missing else
         f"  Samples    {delivered} messages from a stand-in Telegram, in the chat \"{chat}\"",

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from bot_bridge.web import create_app
+from bot_bridge.web.console_access import ROLE_MARK
 from tests.audio_fixtures import encode, speech_clip
 
 PASSWORD = "correct horse battery"
@@ -35,9 +36,10 @@ def csrf_from(html: str) -> str:
     return match.group(1)
 
 
-def sign_in(client, password: str = PASSWORD, next_page: str | None = None):
+def sign_in(client, password: str = PASSWORD, next_page: str | None = None, name: str | None = None):
+    """Sign in as ``name`` (none: the form's default, ``admin``, whose password the shared one became)."""
     token = csrf_from(client.get("/login").get_data(as_text=True))
-    data = {"password": password, "csrf_token": token}
+    data = {"password": password, "csrf_token": token, **({"username": name} if name else {})}
     if next_page:
         data["next"] = next_page
     return client.post("/login", data=data)
@@ -72,3 +74,8 @@ def follow_job(client, url: str, deadline_s: float = JOB_DEADLINE_S) -> dict:
 
 def wav(seconds: float = 3.0) -> bytes:
     return encode(speech_clip(seconds), 16000, "wav_s16")
+
+
+def required_role(app, endpoint: str) -> str | None:
+    """The least role a console view is marked for (``console_access.allow``); None: not marked."""
+    return getattr(app.view_functions[endpoint], ROLE_MARK, None)

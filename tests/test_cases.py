@@ -27,7 +27,6 @@ from bot_bridge.remembering.case_changes import Action, Actor, CaseChanges
 from bot_bridge.remembering.case_store import CaseState, CaseStore
 from bot_bridge.service import Service
 from bot_bridge.web import create_app
-from bot_bridge.web.console_cases import AGENT_ENDPOINTS
 from tests.alert_helpers import (
     NOON,
     PUBLIC_URL,
@@ -40,7 +39,7 @@ from tests.alert_helpers import (
 )
 from tests.audio_fixtures import encode, speech_clip
 from tests.chat_helpers import running_bot, without_webhooks
-from tests.console_helpers import PASSWORD, page_token, sign_in
+from tests.console_helpers import PASSWORD, page_token, required_role, sign_in
 from tests.platforms import fixtures
 from tests.platforms import slack, wecom
 from tests.platforms import telegram as tg
@@ -580,16 +579,16 @@ def test_the_console_lists_cases_by_state_target_and_chat_and_acts_on_them(tmp_p
     assert done.status_code == 302 and done.headers["Location"].endswith("/cases/1?done=changed")
     assert again.headers["Location"].endswith("/cases/1?done=unchanged")
     assert 'href="/cases/1"' in resolved and 'href="/cases/2"' not in resolved
-    assert "resolved by console (console)" in resolved_page and "called her back" in resolved_page
+    assert "resolved by admin (console)" in resolved_page and "called her back" in resolved_page
     assert 'data-action="resolve"' not in resolved_page and "case.resolve" in resolved_page
-    assert "✅ Resolved by console at" in fake_slack.updates[-1]["text"]
+    assert "✅ Resolved by admin (console) at" in fake_slack.updates[-1]["text"]
     assert "— called her back" in fake_slack.updates[-1]["text"]
     assert 'id="result-case"' in result_page and 'href="/cases/1"' in result_page
     assert (missing, bogus) == (404, 400)
 
 
-def test_every_console_route_that_changes_a_case_is_marked_as_an_agent_action(tmp_path, settings, service):
+def test_every_console_route_that_changes_a_case_is_an_agent_action(tmp_path, settings, service):
     app = create_app(service=service)
-    changing = {rule.endpoint for rule in app.url_map.iter_rules()
+    changing = {rule.endpoint: required_role(app, rule.endpoint) for rule in app.url_map.iter_rules()
                 if rule.endpoint.startswith("cases.") and "POST" in rule.methods}
-    assert changing == AGENT_ENDPOINTS == {"cases.case_action"}
+    assert changing == {"cases.case_action": "agent"}

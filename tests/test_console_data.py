@@ -49,7 +49,7 @@ def test_deleting_a_sender_from_the_console_keeps_the_case_count_and_says_so(bro
     page = browser.get("/data?deleted=2/2").get_data(as_text=True)
     assert "Deleted 2 voice notes and 2 results." in page
     assert [(e.actor, e.via, e.subject) for e in AuditLog(store).entries() if e.action == "data.delete"] == [
-        ("console", "console", "chat:telegram:-100777"), ("console", "console", f"results:{first}")]
+        ("admin", "console", "chat:telegram:-100777"), ("admin", "console", f"results:{first}")]
 
 
 def test_deleting_needs_the_csrf_token_and_a_well_formed_key(browser, service):

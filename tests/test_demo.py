@@ -80,6 +80,7 @@ def test_make_demo_says_how_to_sign_in_and_shows_the_chat_side_with_samples(tmp_
         assert Path(kept_in).read_text().strip() == password
         shown = log_file.read_text()
         assert f"Console    {base}" in shown and "RANDOM WEIGHTS" in shown and "4 messages" in shown
+        assert "Account    admin" in shown, "the generated password is the admin account's"
 
         store = Store(f"sqlite:///{data_dir / 'bot-bridge.db'}", data_dir / "outputs")
         notes = wait_for(lambda: (found := store.voice_notes()) and len(found) == 4

@@ -69,13 +69,16 @@ class AuditLog:
         with self.session.begin() as own:
             own.add(row)
 
-    def entries(self, *, subject: str | None = None, actor: str | None = None, before_id: int | None = None,
-                limit: int = 100) -> list[AuditEntry]:
+    def entries(self, *, subject: str | None = None, actor: str | None = None, action: str | None = None,
+                before_id: int | None = None, limit: int = 100) -> list[AuditEntry]:
+        """Entries newest first; ``action`` keeps that action and those under it (``case`` keeps ``case.resolve``)."""
         query = select(AuditRow).order_by(AuditRow.id.desc()).limit(limit)
         if subject is not None:
             query = query.where(AuditRow.subject == subject)
         if actor is not None:
             query = query.where(AuditRow.actor == actor)
+        if action is not None:
+            query = query.where((AuditRow.action == action) | AuditRow.action.startswith(f"{action}.", autoescape=True))
         if before_id is not None:
             query = query.where(AuditRow.id < before_id)
         with self.session() as session:

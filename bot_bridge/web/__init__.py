@@ -15,8 +15,10 @@ from ..config import Settings, load_settings
 from ..service import Service
 from .api import api
 from .console import init_console
+from .console_accounts import admin
 from .console_cases import cases
 from .console_data import data
+from .console_sso import init_sso
 from .health import health
 from .request_limits import upload_limit
 from .webhooks import webhooks
@@ -33,6 +35,8 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     init_console(app, service)  # the web console's pages, signed sessions and password
     app.register_blueprint(cases)  # its Cases pages
     app.register_blueprint(data)  # its Data page: retention and deleting on request
+    app.register_blueprint(admin)  # its admin pages: accounts and the audit log
+    init_sso(app, settings)  # and single sign-on, where a provider is set
     if hops := settings.console.trusted_proxies:  # behind reverse proxies: the client's own address and scheme
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
     return app

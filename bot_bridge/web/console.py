@@ -1,10 +1,13 @@
 """The web console: the drag-and-drop analysis page and the operations views.
 
-Everything here is behind a login. The password is ``console.password``;
-without one, a password is generated once and kept in
+Everything here is behind a sign-in with a named account whose role each
+view checks (``console_access.py``, ``remembering/accounts.py``). The first
+start with no account makes the ``admin`` account from the shared password of
+earlier versions: ``console.password``, or one generated once and kept in
 ``<data_dir>/console-password`` (mode 0600) so every process and restart
-shares it. Sessions are cookies signed with ``console.secret_key`` (or a key
-kept the same way in ``<data_dir>/console-secret-key``).
+shares it. The session cookie is signed with ``console.secret_key`` (or a key
+kept the same way in ``<data_dir>/console-secret-key``) and carries a token
+of a session kept in the database.
 
 The console's JavaScript never calls ``/api/*`` and never sees the API
 token. It calls the console's own routes (``POST /analyse``, which starts an
@@ -66,6 +69,7 @@ from ..emotions import BY_KEY, EMOTIONS
 from ..errors import BotBridgeError
 from ..hearing.model_files import has_random_weights
 from ..hearing.playable import PLAYABLE_FILE, PLAYABLE_MIMETYPE
+from ..remembering.accounts import Accounts
 from ..remembering.case_store import CaseStore, DeliveryState
 from ..remembering.labels import LabelError, Labels
 from ..remembering.search import SearchIndex, query_words
@@ -73,6 +77,8 @@ from ..service import Service
 from ..words import clip
 from . import queries
 from .api import analysis_request, get_audio, get_embedding, get_result, http_error, service
+from .console_access import EVERYONE, allow, client_address, current_account, end_session, record, required_role
+from .console_access import start_session
 from .console_jobs import job_answer, start_analysis
 
 log = logging.getLogger(__name__)
@@ -80,6 +86,7 @@ log = logging.getLogger(__name__)
 console = Blueprint("console", __name__)
 
 PASSWORD_FILE = "console-password"
+FIRST_ADMIN = "admin"  # the account the shared password of earlier versions becomes
 SECRET_KEY_FILE = "console-secret-key"
 SESSION_LIFETIME = timedelta(hours=12)  # from signing in, however busy the session
 LANGUAGES = ("both", "zh", "en")
@@ -100,6 +107,8 @@ FIRST_WORDS = 80  # characters of a transcript a list shows
 # A label the result page's own forms cannot send; a page from before a change, or a hand-made request.
 LABEL_REFUSED = ("这条反馈无法记录：页面可能已过期，请刷新后重试。",
                  "This feedback cannot be recorded: the page may be out of date; reload it and try again.")
+ROLE_REFUSED = ("您的账户角色无权打开此页面或执行此操作；需要时请联系管理员。",
+                "Your account's role does not allow this page or action; ask an admin if you need it.")
 
 # Content Security Policy: nothing but this server; blob: for the browser's own copy of an upload.
 SECURITY_HEADERS = {
@@ -123,28 +132,12 @@ class ConsoleAuth:
     password: str
     password_file: Path | None  # where a generated password is kept; None when configured
 
-    def accepts(self, candidate: str) -> bool:
-        return hmac.compare_digest(candidate.encode(), self.password.encode())
-
-    def session_mark(self, secret_key: str) -> str:
-        """What a signed-in session carries: changing the password signs every session out."""
-        return hmac.new(secret_key.encode(), self.password.encode(), "sha256").hexdigest()[:32]
-
 
 def init_console(app: Flask, service: Service) -> None:
-    """Register the console on ``app``: its blueprint, signed sessions, and the password."""
+    """Register the console on ``app``: its blueprint, signed sessions, and the first admin account."""
     console_settings = service.settings.console
     data_dir = service.settings.data_dir
-    console_auth, created = console_credentials(service.settings)
-    if created:
-        log.warning(
-            "no console.password is set: generated the web console password %s, kept in %s "
-            "(set console.password or BOT_BRIDGE_CONSOLE_PASSWORD to choose one)",
-            console_auth.password,
-            console_auth.password_file,
-        )
-    elif console_auth.password_file is not None:
-        log.info("web console password: the generated one kept in %s", console_auth.password_file)
+    first_admin(service)
     app.secret_key = console_settings.secret_key or persistent_secret(
         data_dir / SECRET_KEY_FILE, lambda: secrets.token_hex(32)
     )[0]
@@ -156,8 +149,26 @@ def init_console(app: Flask, service: Service) -> None:
         SESSION_COOKIE_SECURE=(service.settings.public_url or "").startswith("https://"),
         PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
     )
-    app.extensions["bot_bridge_console"] = console_auth
     app.register_blueprint(console)
+
+
+def first_admin(service: Service) -> None:
+    """With no admin account yet, the shared console password (``console_credentials``) becomes the ``admin``
+    account's, so a deployment upgraded from one shared password keeps working; the log says so."""
+    accounts = Accounts(service.store)
+    if accounts.has_admin():
+        return
+    credentials, generated = console_credentials(service.settings)
+    if not accounts.add_first_admin(FIRST_ADMIN, credentials.password):
+        return  # another process of the deployment made it a moment ago
+    if generated:
+        log.warning("no console.password is set: generated the password %s of the console's %r account, kept in "
+                    "%s; add people's own accounts with `bot-bridge users add`", credentials.password, FIRST_ADMIN,
+                    credentials.password_file)
+    else:
+        log.warning("console accounts: the shared console password (%s) is now the password of the admin account "
+                    "%r; sign in with that name, and add people's own accounts with `bot-bridge users add`",
+                    credentials.password_file or "console.password", FIRST_ADMIN)
 
 
 def console_credentials(settings: Settings) -> tuple[ConsoleAuth, bool]:
@@ -193,22 +204,16 @@ def persistent_secret(path: Path, generate) -> tuple[str, bool]:
     return path.read_text(encoding="utf-8").strip(), created
 
 
-def auth() -> ConsoleAuth:
-    return current_app.extensions["bot_bridge_console"]
+def first_password_file(settings: Settings) -> Path | None:
+    """The file of the generated admin password, when there is one (``users reset admin`` rewrites it)."""
+    path = settings.data_dir / PASSWORD_FILE
+    return path if not settings.console.password and path.exists() else None
 
 
 def signed_in() -> bool:
-    """Whether this request's session signed in with the current password less than ``SESSION_LIFETIME`` ago.
-
-    A session is a signed cookie, not a row on the server: signing out
-    clears it in that browser, but a copy taken before stays good until its
-    sign-in is ``SESSION_LIFETIME`` old, or until the password or the
-    secret key changes, which signs every session out.
-    """
-    mark, since = session.get("signed_in"), session.get("since")
-    if not mark or not isinstance(since, int) or not 0 <= time.time() - since < SESSION_LIFETIME.total_seconds():
-        return False
-    return hmac.compare_digest(mark, auth().session_mark(current_app.secret_key))
+    """Whether this request's session is one the database still has, of an enabled account, younger than
+    ``SESSION_LIFETIME``: signing out (here or everywhere), disabling or resetting the account ends it."""
+    return current_account() is not None
 
 
 def csrf_token() -> str:
@@ -257,7 +262,6 @@ class _LoginThrottle:
 
 _throttle = _LoginThrottle()
 _DATA_ENDPOINTS: set[str] = set()  # routes the console's JavaScript calls: they answer JSON, never HTML
-_OPEN_ENDPOINTS = {"console.login"}
 
 
 def data_route(rule: str, **options):
@@ -276,14 +280,20 @@ def json_error(status: int, code: str, message: str, message_zh: str):
 
 @console.before_request
 def require_sign_in_and_csrf():
-    """Every console page needs a signed-in session, and every POST the session's CSRF token (the Cases pages'
-    blueprint applies it too)."""
-    if request.endpoint not in _OPEN_ENDPOINTS and not signed_in():
+    """Every console page needs a signed-in session of a role its view allows (``console_access.allow``), and
+    every POST the session's CSRF token (the other console blueprints apply it too)."""
+    role = required_role(request.endpoint)
+    if role != EVERYONE and not signed_in():
         if request.endpoint in _DATA_ENDPOINTS:
             return json_error(
                 401, "signed_out", "Your console session has ended; please sign in again.", "登录已失效，请重新登录。"
             )
         return redirect(url_for("console.login", next=request.full_path.rstrip("?")))
+    if role is None or (role != EVERYONE and not current_account().may(role)):
+        log.info("console: %s refused %s (needs %s)", current_account().name, request.endpoint, role or "a role mark")
+        if request.endpoint in _DATA_ENDPOINTS:
+            return json_error(403, "role_refused", "Your account's role does not allow this.", "您的账户角色无权执行此操作。")
+        return render_template("bad_request.html", message=ROLE_REFUSED, back_url=url_for("console.analyse_page")), 403
     if request.method == "POST":
         supplied = request.headers.get("X-CSRF-Token") or request.form.get("csrf_token", "")
         expected = session.get("csrf", "")
@@ -303,25 +313,40 @@ def add_security_headers(response):
 
 
 @console.route("/login", methods=["GET", "POST"])
+@allow(EVERYONE)
 def login():
+    """Sign in with an account's name (``admin`` when left empty, as the shared password's was) and password."""
     if request.method == "GET":
         return render_template("login.html", next=_safe_next())
-    address = request.remote_addr or "unknown"  # the client's own, where ProxyFix believes the proxies
+    address = client_address()
     if _throttle.blocked(address):
         return render_template("login.html", problem="throttled", next=_safe_next()), 429
-    if not auth().accepts(request.form.get("password", "")):
+    name = request.form.get("username", "").strip().lower() or FIRST_ADMIN
+    account = Accounts(service().store).check_password(name, request.form.get("password", ""))
+    if account is None:
         _throttle.failed(address)
         return render_template("login.html", problem="wrong_password", next=_safe_next()), 401
-    session.clear()  # a fresh session (and CSRF token) for the signed-in person
-    session.permanent = True
-    session["signed_in"] = auth().session_mark(current_app.secret_key)
-    session["since"] = int(time.time())
+    start_session(account, SESSION_LIFETIME)
+    record("sign_in", f"user:{account.name}")
     return redirect(_safe_next() or url_for("console.analyse_page"))
 
 
 @console.post("/logout")
+@allow("viewer")
 def logout():
-    session.clear()  # the browser's cookie is emptied; see signed_in() for a copy of it
+    record("sign_out", f"user:{current_account().name}")
+    end_session()
+    return redirect(url_for("console.login", signed_out=1))
+
+
+@console.post("/logout/everywhere")
+@allow("viewer")
+def logout_everywhere():
+    """End every session of the signed-in account, in every browser (a lost laptop, a shared computer)."""
+    name = current_account().name
+    ended = Accounts(service().store).end_sessions(name)
+    record("sign_out.everywhere", f"user:{name}", sessions_ended=ended)
+    session.clear()
     return redirect(url_for("console.login", signed_out=1))
 
 
@@ -348,12 +373,14 @@ def _safe_next() -> str | None:
 
 
 @console.get("/")
+@allow("viewer")
 def analyse_page():
     audio = service().settings.audio
     return render_template("analyse.html", max_bytes=audio.max_bytes, max_duration_s=audio.max_duration_s)
 
 
 @console.get("/voice-notes")
+@allow("viewer")
 def voice_notes_page():
     platform = request.args.get("platform") or None
     chat = request.args.get("chat") or None
@@ -393,6 +420,7 @@ def voice_notes_page():
 
 
 @console.route("/search", methods=["GET", "POST"])
+@allow("viewer")
 def search_page():
     """Voice notes and uploads whose transcripts say every word asked for, newest first (``remembering/search.py``).
 
@@ -405,6 +433,7 @@ def search_page():
 
 
 @console.get("/results/<result_id>")
+@allow("viewer")
 def result_page(result_id: str):
     row = service().store.result_row(result_id)
     if row is None:
@@ -422,6 +451,7 @@ def result_page(result_id: str):
 
 
 @console.post("/results/<result_id>/label")
+@allow("agent")
 def label_result(result_id: str):
     """Feedback on a result: "Right", "Not <emotion>", or the right emotion picked (an agent's action).
 
@@ -445,6 +475,7 @@ def label_result(result_id: str):
 
 
 @console.get("/calibration")
+@allow("viewer")
 def calibration_page():
     emotion = request.args.get("emotion") if request.args.get("emotion") in BY_KEY else None
     target = _target_precision(request.args.get("precision"))
@@ -458,6 +489,7 @@ def calibration_page():
 
 
 @console.get("/escalations")
+@allow("viewer")
 def escalations_page():
     state = request.args.get("state") if request.args.get("state") in ESCALATION_STATES else None
     settings = service().settings
@@ -467,6 +499,7 @@ def escalations_page():
 
 
 @console.get("/digest")
+@allow("viewer")
 def digest_page():
     today = datetime.now(console_zone()).date()
     asked = request.args.get("date")
@@ -494,9 +527,8 @@ def _not_found(error):
 
 
 def console_actor() -> str:
-    """Who acts in this session, as labels and the audit log name them. Everyone signs in with one
-    password, so the console is all that can be said; accounts will name the person."""
-    return "console"
+    """Who acts in this session, as labels and the audit log name them: the signed-in account's name."""
+    return current_account().name
 
 
 def _target_precision(asked: str | None) -> float | None:
@@ -526,13 +558,16 @@ def _bad_request(message: tuple[str, str], back_endpoint: str, **back_values):
 
 
 @data_route("/analyse", methods=["POST"])
+@allow("agent")
 def analyse():
     """Start an analysis (202); the page follows it at the job's URL (``console_jobs.py``)."""
     job_id = start_analysis(service(), analysis_request())
+    record("upload.analyse", f"job:{job_id}")  # not the file's name: it may name a customer
     return jsonify(id=job_id, url=url_for("console.analysis_job", job_id=job_id)), 202
 
 
 @data_route("/analyse/<job_id>")
+@allow("agent")
 def analysis_job(job_id: str):
     answer = job_answer(service(), job_id)
     if answer is None:
@@ -541,6 +576,7 @@ def analysis_job(job_id: str):
 
 
 @data_route("/results/<result_id>/result.json")
+@allow("viewer")
 def result_json(result_id: str):
     response = get_result(result_id)
     response.headers["Content-Disposition"] = 'attachment; filename="result.json"'
@@ -548,11 +584,13 @@ def result_json(result_id: str):
 
 
 @data_route("/results/<result_id>/embedding.npy")
+@allow("viewer")
 def result_embedding(result_id: str):
     return get_embedding(result_id)
 
 
 @data_route("/results/<result_id>/audio")
+@allow("viewer")
 def result_audio(result_id: str):
     """The recording for the page's player: the copy browsers can play when the original is AMR or SILK."""
     playable = service().store.result_file(result_id, PLAYABLE_FILE)
@@ -562,6 +600,7 @@ def result_audio(result_id: str):
 
 
 @data_route("/results/<result_id>/similar")
+@allow("viewer")
 def similar(result_id: str):
     store = service().store
     if store.result_row(result_id) is None:
@@ -639,6 +678,7 @@ def _page_context() -> dict:
     return {
         "csrf_token": csrf_token,
         "signed_in": signed_in(),
+        "account": current_account(),
         "language": language if language in LANGUAGES else "both",
         "model_state": state,
         "random_weights": random_weights_in_use(service(), state),
@@ -646,7 +686,7 @@ def _page_context() -> dict:
             {**asdict(e), "image": url_for("static", filename=f"console/emoji/{e.key}.svg")} for e in EMOTIONS
         ],
         "emotion": BY_KEY,
-        "password_file": auth().password_file and auth().password_file.resolve(),
+        "password_file": (path := first_password_file(service().settings)) and path.resolve(),
         "one_day": timedelta(days=1),
         "escalation_states": ESCALATION_STATES,
         "case_states": CASE_STATES,

@@ -5,9 +5,8 @@ The actions (acknowledge, resolve with a note, snooze an hour, say whether
 the emotion was right) are POST forms carrying the session's CSRF token,
 checked by the console's guard like every console POST, and go through the
 same ``CaseDesk`` as a chat's buttons: the case's messages at every target
-are updated. They are what a support *agent* does: ``AGENT_ENDPOINTS``
-names them, so a check of people's roles can apply to exactly these. Until
-the console has accounts, whoever signs in acts as ``console``.
+are updated. They are what a support *agent* does (``allow("agent")``); the
+signed-in account is who acted, in the case and its audit trail.
 
 The templates render only the data classes here.
 """
@@ -28,15 +27,11 @@ from ..remembering.case_store import CaseStore, CaseView
 from . import queries
 from .api import service
 from .console import CASE_STATES, TargetState, add_security_headers, require_sign_in_and_csrf, target_states
+from .console_access import allow, current_account
 
 cases = Blueprint("cases", __name__)
 cases.before_request(require_sign_in_and_csrf)
 cases.after_request(add_security_headers)
-
-#: The endpoints that change a case: what a role check for support agents applies to.
-AGENT_ENDPOINTS = frozenset({"cases.case_action"})
-#: Who acts from the console until it has accounts.
-CONSOLE_ACTOR = Actor("console", "console", "console")
 
 
 @dataclass(frozen=True)
@@ -73,6 +68,7 @@ class CaseDetail:
 
 
 @cases.get("/cases")
+@allow("viewer")
 def cases_page():
     state = request.args.get("state") if request.args.get("state") in CASE_STATES else None
     settings = service().settings
@@ -92,6 +88,7 @@ def cases_page():
 
 
 @cases.get("/cases/<int:case_id>")
+@allow("viewer")
 def case_page(case_id: int):
     detail = case_detail(case_id)
     if detail is None:
@@ -100,13 +97,15 @@ def case_page(case_id: int):
 
 
 @cases.post("/cases/<int:case_id>/act")
+@allow("agent")
 def case_action(case_id: int):
     """One agent action from the console, then back to the case (``done`` says whether it changed anything)."""
     action = request.form.get("action")
     if action not in Action.ALL:
         abort(400)
     note = (request.form.get("note") or "").strip() or None
-    outcome = service().case_desk.act(case_id, action, CONSOLE_ACTOR, utc_now(), note=note)
+    name = current_account().name
+    outcome = service().case_desk.act(case_id, action, Actor(name, name, "console"), utc_now(), note=note)
     if outcome.case is None:
         abort(404)
     return redirect(url_for("cases.case_page", case_id=case_id, done="changed" if outcome.changed else "unchanged"))

@@ -4,10 +4,8 @@ request: one result, every note of a sender, or of a chat.
 Deleting goes through ``remembering/forgetting.py`` like the chat's
 ``forget`` and ``bot-bridge purge``, and leaves one audit entry. The forms
 are POSTs carrying the session's CSRF token, checked by the console's guard
-like every console POST. Deleting is an *admin*'s action:
-``ADMIN_ENDPOINTS`` names the endpoints, so a check of people's roles can
-apply to exactly these. Until the console has accounts, whoever signs in
-acts as ``console``.
+like every console POST. The page and deleting are an *admin*'s, and the
+audit entry names the signed-in account.
 """
 
 from __future__ import annotations
@@ -18,16 +16,13 @@ from ..acting.retention import Retention
 from ..remembering.audit import AuditLog
 from ..remembering.forgetting import Forgetting, Selection
 from .api import service
-from .console import add_security_headers, require_sign_in_and_csrf
+from .console import add_security_headers, console_actor, require_sign_in_and_csrf
+from .console_access import allow
 
 data = Blueprint("data", __name__)
 data.before_request(require_sign_in_and_csrf)
 data.after_request(add_security_headers)
 
-#: The endpoints that delete people's data: what a role check for admins applies to.
-ADMIN_ENDPOINTS = frozenset({"data.delete"})
-#: Who acts from the console until it has accounts.
-CONSOLE_ACTOR = "console"
 #: What the delete form may name, and how each becomes a selection.
 SELECTIONS = {
     "result": lambda key: Selection.of_results([key]),
@@ -37,6 +32,7 @@ SELECTIONS = {
 
 
 @data.get("/data")
+@allow("admin")
 def data_page():
     settings = service().settings
     store = service().store
@@ -46,6 +42,7 @@ def data_page():
 
 
 @data.post("/data/delete")
+@allow("admin")
 def delete():
     """Delete what the form names (``what``: result, sender or chat; ``key``: its id, ``platform:id`` for a
     sender or chat), then back to the Data page saying how many notes and results went."""
@@ -58,7 +55,7 @@ def delete():
         abort(400)
     settings = service().settings
     deleted = Forgetting(service().store, batch=settings.retention.batch).forget(
-        selection, actor=CONSOLE_ACTOR, via="console")
+        selection, actor=console_actor(), via="console")
     return redirect(url_for("data.data_page", deleted=f"{deleted.notes}/{deleted.results}"))
 
 

@@ -2,6 +2,7 @@
 
 from alembic import context
 
+import bot_bridge.remembering.accounts  # noqa: F401 - accounts and console sessions
 import bot_bridge.remembering.alert_store  # noqa: F401 - its tables are on Base too
 import bot_bridge.remembering.audit  # noqa: F401
 import bot_bridge.remembering.case_changes  # noqa: F401 - cases, their deliveries and presses
