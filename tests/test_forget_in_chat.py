@@ -12,14 +12,14 @@ from bot_bridge.remembering.audit import AuditLog
 from bot_bridge.remembering.forgetting import Forgetting, Selection
 from bot_bridge.remembering.store import NoteStatus
 from tests.audio_fixtures import encode, speech_clip
-from tests.chat_helpers import running_bot
-from tests.platforms import fixtures, slack, wecom
+from tests.chat_helpers import platform_environment, running_bot
+from tests.platforms import dingtalk, feishu, fixtures, slack, wecom
 from tests.platforms import telegram as tg
 from tests.platforms import whatsapp as wa
 from tests.processes import wait_for
 
 fake_telegram, fake_slack, fake_wecom = fixtures.fake_telegram, fixtures.fake_slack, fixtures.fake_wecom
-fake_whatsapp = wa.fake_whatsapp
+fake_whatsapp, fake_dingtalk, fake_feishu = wa.fake_whatsapp, dingtalk.fake_dingtalk, feishu.fake_feishu
 
 
 @pytest.fixture(scope="module")
@@ -156,3 +156,39 @@ def test_a_customer_asks_wecom_customer_service_to_forget_them(tmp_path, tiny_mo
                  "the forget request to be done")
         assert_only_the_request_is_left(bot, "wmForgetMe", "wmKeepMe")
         assert fake_wecom.calls("kf/send_msg") == []
+
+
+def test_forget_from_dingtalk(tmp_path, tiny_model_dir, tiny_model, fake_dingtalk, database_url, speech):
+    environ = {"DINGTALK_CLIENT_ID": fake_dingtalk.client_id, "DINGTALK_CLIENT_SECRET": fake_dingtalk.client_secret,
+               "DINGTALK_MODE": "http", "DINGTALK_API_BASE": fake_dingtalk.base_url,
+               "DINGTALK_OAPI_BASE": fake_dingtalk.base_url}
+    clip = encode(speech, 8000, "amr")
+    with running_bot(tmp_path, tiny_model_dir, tiny_model, fakes={}, environ=environ, database_url=database_url) as bot:
+        for staff in ("manager4220", "keeper0001"):
+            message = dingtalk.voice_message(fake_dingtalk.add_file(clip), fake=fake_dingtalk, sender_staff_id=staff)
+            bot.deliver(dingtalk.callback_request(message), "dingtalk")
+        fake_dingtalk.wait_for_messages(2, timeout=30)
+        bot.wait_until_finished(2)
+
+        forget = dingtalk.text_message("删除我的数据", fake=fake_dingtalk, sender_staff_id="manager4220")
+        bot.deliver(dingtalk.callback_request(forget), "dingtalk")
+
+        *_, answer = fake_dingtalk.wait_for_messages(3, timeout=30)
+        assert "已删除你的 1 条语音" in answer["text"]
+        assert_only_the_request_is_left(bot, "manager4220", "keeper0001")
+
+
+def test_forget_from_feishu(tmp_path, tiny_model_dir, tiny_model, fake_feishu, database_url, speech):
+    environ = platform_environment(feishu_fake=fake_feishu)
+    with running_bot(tmp_path, tiny_model_dir, tiny_model, fakes={}, environ=environ, database_url=database_url) as bot:
+        voice = fake_feishu.add_voice(encode(speech, 16000, "ogg_opus"))
+        bot.deliver(feishu.event_request(feishu.voice_event(voice)), "feishu")
+        fake_feishu.wait_for_messages(1, timeout=30)
+        bot.wait_until_finished()
+
+        bot.deliver(feishu.event_request(feishu.message_event("text", {"text": "@_user_1 删除我的数据"})), "feishu")
+
+        *_, answer = fake_feishu.wait_for_messages(2, timeout=30)
+        assert "已删除你的 1 条语音" in answer["text"]
+        notes = bot.wait_until_finished()
+        assert [note.kind for note in notes] == ["forget"] and result_folders(bot) == []
