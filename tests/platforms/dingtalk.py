@@ -24,25 +24,20 @@ gives for an expired one is not documented, the fake answers 300001),
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import hmac
-import itertools
 import json
 import secrets
-import socket
 import threading
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
-from websockets.exceptions import ConnectionClosed
-from websockets.sync.server import Server, ServerConnection, serve
 from werkzeug.wrappers import Request, Response
 
+from .gateway import Connection, TicketedGateway
 from .server import FakePlatformServer, InboundRequest, Route, fake_fixture, json_response
 
 DEFAULT_CLIENT_ID = "dingq0fakeloopbackapp"
@@ -354,14 +349,7 @@ class Frame:
         return None if self.acked_at is None else self.acked_at - self.sent_at
 
 
-@dataclass
-class _Connection:
-    number: int
-    websocket: ServerConnection
-    frames: list[str] = field(default_factory=list)
-
-
-class StreamGateway:
+class StreamGateway(TicketedGateway):
     """DingTalk's Stream gateway on a real WebSocket server on 127.0.0.1 (developerpedia, Stream protocol).
 
     ``issue()`` answers connections/open: ``{endpoint, ticket}``; a ticket opens one connection
@@ -375,35 +363,14 @@ class StreamGateway:
     a frame sent is in ``protocol_errors``.
     """
 
+    kind = "Stream"
+
     def __init__(self, changed: threading.Condition, app_id: str) -> None:
-        self.changed = changed
-        self.app_id = app_id
+        super().__init__(changed, app_id)
         self.frames: dict[str, Frame] = {}
-        self.connections: list[_Connection] = []
-        self.connections_opened = 0
-        self.protocol_errors: list[str] = []
-        self._tickets: set[str] = set()
-        self._numbers = itertools.count(1)
-        self._turn = itertools.count()
-        self._server: Server | None = None
-        self._timers: list[threading.Timer] = []
-
-    def start(self) -> None:
-        self._server = serve(self._session, "127.0.0.1", 0, process_request=self._check_ticket, compression=None)
-        threading.Thread(target=self._server.serve_forever, name="FakeDingTalk-stream", daemon=True).start()
-
-    def stop(self) -> None:
-        for timer in self._timers:
-            timer.cancel()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server = None
 
     def issue(self) -> dict:
-        ticket = str(uuid.uuid4())
-        with self.changed:
-            self._tickets.add(ticket)
-        port = self._server.socket.getsockname()[1]
+        ticket, port = self.new_ticket()
         return {"endpoint": f"ws://127.0.0.1:{port}/connect", "ticket": ticket}
 
     # -- what tests do ------------------------------------------------------------------
@@ -424,66 +391,12 @@ class StreamGateway:
                 message_id, frame = self._frame("SYSTEM", "disconnect", {"reason": "refresh"}, connection)
                 self.frames[message_id] = Frame(message_id, "SYSTEM", "disconnect", connection.number, time.monotonic())
             self._say(connection, frame)
-        timer = threading.Timer(close_after_s, lambda: [c.websocket.close() for c in leaving])
-        timer.daemon = True
-        self._timers.append(timer)
-        timer.start()
-
-    def drop_connections(self) -> None:
-        """Cut every open connection without a close frame, as a dead network or a reset does."""
-        with self.changed:
-            dropped = list(self.connections)
-        for connection in dropped:
-            # shutdown, not close alone: the server's reading thread is blocked on this socket
-            with contextlib.suppress(OSError):
-                connection.websocket.socket.shutdown(socket.SHUT_RDWR)
-            connection.websocket.socket.close()
-
-    def wait_for_connections(self, count: int, timeout: float = 10.0) -> list[_Connection]:
-        deadline = time.monotonic() + timeout
-        with self.changed:
-            while len(self.connections) < count:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(f"{len(self.connections)} Stream connection(s) after {timeout} s, not {count}")
-                self.changed.wait(left)
-            return list(self.connections)
-
-    def wait_for_ack(self, message_id: str, timeout: float = 10.0) -> Frame:
-        deadline = time.monotonic() + timeout
-        with self.changed:
-            while self.frames[message_id].ack is None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(f"frame {message_id} not acknowledged within {timeout} s")
-                self.changed.wait(left)
-            return self.frames[message_id]
+        self.close_later(leaving, close_after_s)
 
     # -- the protocol -------------------------------------------------------------------------
 
-    def _check_ticket(self, connection: ServerConnection, request) -> Any:
-        ticket = parse_qs(urlsplit(request.path).query).get("ticket", [""])[0]
-        with self.changed:
-            if ticket not in self._tickets:
-                return connection.respond(401, "invalid or used ticket\n")
-            self._tickets.discard(ticket)
-        return None
-
-    def _session(self, websocket: ServerConnection) -> None:
-        with self.changed:
-            connection = _Connection(next(self._numbers), websocket)
-            self.connections.append(connection)
-            self.connections_opened += 1
-            self.changed.notify_all()
-        try:
-            for raw in websocket:
-                self._received(raw)
-        except ConnectionClosed:
-            pass
-        finally:
-            with self.changed:
-                self.connections.remove(connection)
-                self.changed.notify_all()
+    def _sent(self) -> dict[str, Frame]:
+        return self.frames
 
     def _received(self, raw: str | bytes) -> None:
         with self.changed:
@@ -502,31 +415,19 @@ class StreamGateway:
             self.changed.notify_all()
 
     def _send(self, kind: str, topic: str, data: dict, timeout: float) -> str:
-        deadline = time.monotonic() + timeout
         with self.changed:
-            while not self.connections:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(f"no Stream connection to send to within {timeout} s")
-                self.changed.wait(left)
-            connection = self.connections[next(self._turn) % len(self.connections)]
+            connection = self._next_connection(timeout)
             message_id, frame = self._frame(kind, topic, data, connection)
             self.frames[message_id] = Frame(message_id, kind, topic, connection.number, time.monotonic())
-        self._say(connection, frame)
+        self._say(connection, frame)  # one gone meanwhile: DingTalk does not send a robot message again
         return message_id
 
-    def _frame(self, kind: str, topic: str, data: dict, connection: _Connection) -> tuple[str, dict]:
+    def _frame(self, kind: str, topic: str, data: dict, connection: Connection) -> tuple[str, dict]:
         message_id = f"{uuid.uuid4().hex[:8]}_{uuid.uuid4().hex[:12]}"
         return message_id, {"specVersion": "1.0", "type": kind, "headers": {
             "appId": self.app_id, "connectionId": f"conn-{connection.number}", "contentType": "application/json",
             "messageId": message_id, "time": str(int(time.time() * 1000)), "topic": topic,
         }, "data": json.dumps(data, ensure_ascii=False)}
-
-    def _say(self, connection: _Connection, frame: dict) -> None:
-        try:
-            connection.websocket.send(json.dumps(frame, ensure_ascii=False))
-        except (ConnectionClosed, OSError):
-            pass  # gone meanwhile; DingTalk does not send a robot message again
 
 
 # -- inbound messages ---------------------------------------------------------------------------
