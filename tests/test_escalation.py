@@ -622,7 +622,7 @@ def test_the_escalation_example_config_is_valid():
         ({"escalation": {"rules": {"*": {"angry": 0.5, "keywords": ["refund", " "]}}}},
          r"escalation\.rules\.\*\.keywords.*1 to 64 characters long, not ''"),
         ({"escalation": {"default_rule": {"angry": 0.5, "match": "some"}}}, r"escalation\.default_rule\.match"),
-        ({"targets": {"x": {"platform": "whatsapp", "chat_id": "1"}}}, r"targets\.x\.platform.*'whatsapp'"),
+        ({"targets": {"x": {"platform": "signal", "chat_id": "1"}}}, r"targets\.x\.platform.*'signal'"),
         ({"digest": {"targets": {"nobody": {}}}}, r"digest.*digest\.targets names 'nobody'"),
         ({"escalation": {"sweep_intervall_min": 5}}, r"escalation\.sweep_intervall_min.*unknown setting"),
         ({"digest": {"grace_period_h": 0}}, r"digest\.grace_period_h.*shorter than the 1 minute between checks"),
