@@ -5,17 +5,21 @@ minute and then throttles it for 10 minutes: each robot's sends are paced
 here, waiting for a free slot, so a long escalation or a digest with its
 chart is not refused halfway. A send waits for its own robot only, and stops
 waiting when the scheduler stops (``stop_waiting`` of the sender, which
-raises ``Stopping`` in the waiting send).
+raises ``Stopping`` in the waiting send). ``PacedRobot`` is what both
+robots' senders are built on.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import defaultdict, deque
-from typing import Callable
+from typing import Callable, ClassVar
 
 from bot_bridge.chat.outbound import OutboundError
+
+from .base import AlertSender
 
 
 class Stopping(OutboundError):
@@ -59,3 +63,32 @@ class Pace:
             return True
         self.log.info("%s: %d messages a minute at most; waiting %.0f s", self.what, self.count, wait)
         return not self.sleep(wait)
+
+
+class PacedRobot(AlertSender):
+    """An alert-only group robot: at most ``messages_per_minute`` sends a minute per robot, each send waiting for
+    its turn (``wait_for_turn``) and giving up when the process stops."""
+
+    messages_per_minute: ClassVar[int] = 20
+
+    def __init__(
+        self,
+        settings: dict,
+        http=None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], bool | None] | None = None,
+    ) -> None:
+        """``sleep(seconds)`` waits for a turn; by default it returns early, and True, on ``stop_waiting``."""
+        super().__init__(settings, http)
+        self._stopping = threading.Event()
+        self._pace = Pace(self.messages_per_minute, 60.0, clock, sleep or self._stopping.wait,
+                          log=logging.getLogger(type(self).__module__), what=self.name.replace("_", " "))
+
+    def stop_waiting(self) -> None:
+        self._stopping.set()
+
+    def wait_for_turn(self, robot: str, call: str) -> None:
+        """Wait until ``robot`` (its key or token) may send; ``Stopping`` when the process stops meanwhile."""
+        if not self._pace.wait_for_turn(robot) or self._stopping.is_set():
+            raise Stopping(call)

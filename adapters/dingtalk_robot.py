@@ -31,47 +31,29 @@ from __future__ import annotations
 
 import functools
 import logging
-import threading
 import time
-from typing import Callable
 
-from ._pacing import Pace, Stopping
-from .base import AlertSender, TextLimit
+from ._pacing import PacedRobot
+from .base import TextLimit
 from .dingtalk import DEFAULT_OAPI_BASE, check_oapi, signature
 
 log = logging.getLogger(__name__)
 
-MESSAGES_PER_MINUTE = 20
 CALL = "dingtalk robot send"
 
 
-class DingTalkRobot(AlertSender):
+class DingTalkRobot(PacedRobot):
     name = "dingtalk_robot"
     environment = {"api_base": "DINGTALK_OAPI_BASE"}
     default_api_base = DEFAULT_OAPI_BASE
     alert_text_limit = TextLimit(6000, "bytes")  # DingTalk's limit is on the request (20 KB); a margin for JSON
     chat_id_is_secret = True
 
-    def __init__(
-        self,
-        settings: dict,
-        http=None,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], bool | None] | None = None,
-    ) -> None:
-        """``sleep(seconds)`` waits for a turn; by default it returns early, and True, on ``stop_waiting``."""
-        super().__init__(settings, http)
-        self._stopping = threading.Event()
-        self._pace = Pace(MESSAGES_PER_MINUTE, 60.0, clock, sleep or self._stopping.wait, log=log,
-                          what="dingtalk robot")
-
     def send_alert(self, chat_id: str, text: str, image: bytes | None = None) -> str:
         """Post ``text``; ``chat_id`` is ``TOKEN:SECRET`` (or ``TOKEN``). Returns ``""``: the robot's answer names
         no message."""
         token, _, secret = chat_id.partition(":")
-        if not self._pace.wait_for_turn(token) or self._stopping.is_set():
-            raise Stopping(CALL)
+        self.wait_for_turn(token, CALL)
         query = {"access_token": token}
         if secret:
             timestamp = str(int(time.time() * 1000))
@@ -82,6 +64,3 @@ class DingTalkRobot(AlertSender):
         if image is not None:
             log.info("dingtalk robot: a custom robot posts no uploaded image; the chart was left out")
         return ""
-
-    def stop_waiting(self) -> None:
-        self._stopping.set()

@@ -6,7 +6,7 @@ their voice (``speaks_to_customers``). Their notes reach the support team's
 chats as cases and in the digest.
 
 * The callback is WeCom's own (the same signature, AES and CorpID checks,
-  through ``WeComAdapter``), at ``/webhooks/wecom_kf``. Its
+  through ``WeComCallbackApp``), at ``/webhooks/wecom_kf``. Its
   ``kf_msg_or_event`` carries no message, only a ``Token`` (valid 10 minutes)
   that lets ``kf/sync_msg`` be called often. So this adapter pulls
   (``PULL``): one process of the deployment holds the lease and calls
@@ -46,8 +46,8 @@ from datetime import datetime, timezone
 from bot_bridge.chat.messages import ChatMessage, InboundRequest, Media, ParsedWebhook, Pulled, WebhookResponse
 from bot_bridge.chat.outbound import OutboundError
 
-from .base import PULL, AlertSender, text_request
-from .wecom import WeComAdapter
+from .base import PULL, text_request
+from ._wecom_app import WeComCallbackApp
 
 #: How often the puller syncs when no callback wakes it.
 SYNC_INTERVAL_S = 5.0
@@ -63,7 +63,7 @@ SEND_RULES = ("微信客服 refused the message: a reply is allowed only while t
               "customer message")
 
 
-class WeComKfAdapter(WeComAdapter):
+class WeComKfAdapter(WeComCallbackApp):
     name = "wecom_kf"
     webhook_path = "wecom_kf"
     environment = {
@@ -74,8 +74,6 @@ class WeComKfAdapter(WeComAdapter):
         "api_base": "WECOM_KF_API_BASE",
     }
     required = ("corp_id", "corp_secret", "token", "encoding_aes_key")
-    edits_cases = False
-    edit_token_lifetime = None
     speaks_to_customers = True
     wakes_by_webhook = True
 
@@ -131,10 +129,6 @@ class WeComKfAdapter(WeComAdapter):
         if image is not None:
             self._kf_send(open_kfid, person, "image", {"media_id": self._upload_image(image)})
         return sent
-
-    # Not WeCom's template cards: a case is a text message with a link to its page in the console.
-    send_case = AlertSender.send_case
-    update_case = AlertSender.update_case
 
     def _kf_send(self, open_kfid: str, person: str, msg_type: str, content: dict) -> str:
         try:

@@ -33,19 +33,15 @@ import base64
 import functools
 import hashlib
 import logging
-import threading
-import time
-from typing import Callable
 
 from bot_bridge.chat.outbound import OutboundError
 
-from ._pacing import Pace, Stopping
-from .base import AlertSender, TextLimit
-from .wecom import check_answer
+from ._pacing import PacedRobot
+from .base import TextLimit
+from ._wecom_app import check_answer
 
 log = logging.getLogger(__name__)
 
-MESSAGES_PER_MINUTE = 20
 IMAGE_LIMIT_BYTES = 2 * 1024 * 1024
 CALL = "wecom robot webhook/send"
 #: What the robot's markdown reads as markup (headings, bold, links, code, quotes, <font>, <@mentions>), and
@@ -56,25 +52,12 @@ MARKDOWN_INERT = str.maketrans({
 })
 
 
-class WeComRobot(AlertSender):
+class WeComRobot(PacedRobot):
     name = "wecom_robot"
     environment = {"api_base": "WECOM_API_BASE"}
     default_api_base = "https://qyapi.weixin.qq.com"
     alert_text_limit = TextLimit(4096, "bytes")
     chat_id_is_secret = True
-
-    def __init__(
-        self,
-        settings: dict,
-        http=None,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], bool | None] | None = None,
-    ) -> None:
-        """``sleep(seconds)`` waits for a turn; by default it returns early, and True, on ``stop_waiting``."""
-        super().__init__(settings, http)
-        self._stopping = threading.Event()
-        self._pace = Pace(MESSAGES_PER_MINUTE, 60.0, clock, sleep or self._stopping.wait, log=log, what="wecom robot")
 
     def send_alert(self, chat_id: str, text: str, image: bytes | None = None) -> str:
         """Post ``text`` as markdown, then ``image``; ``chat_id`` is the robot's key. Returns ``""``:
@@ -94,12 +77,8 @@ class WeComRobot(AlertSender):
     def escape_user_text(self, text: str) -> str:
         return text.translate(MARKDOWN_INERT)
 
-    def stop_waiting(self) -> None:
-        self._stopping.set()
-
     def _send(self, key: str, body: dict) -> None:
-        if not self._pace.wait_for_turn(key) or self._stopping.is_set():
-            raise Stopping(CALL)
+        self.wait_for_turn(key, CALL)
         self.http.call(
             "POST",
             f"{self.api_base}/cgi-bin/webhook/send",
