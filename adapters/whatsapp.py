@@ -12,8 +12,10 @@ the note.
   answered bare. Every POST carries ``X-Hub-Signature-256: sha256=<hex>``,
   the HMAC-SHA256 of the raw body with the app secret, compared in constant
   time before anything is read. Meta sends no timestamp header and retries
-  a delivery for up to 7 days, so a replayed delivery is absorbed by the
-  message id (``wamid``) instead of refused by age.
+  a delivery for up to 7 days: a delivery whose newest message is older
+  than that is refused as a replay (the signature covers the messages'
+  own timestamps), and a replay within those days is absorbed by the
+  message id (``wamid``).
 * Voice: ``messages[].type == "audio"`` (``audio.voice`` true for a voice
   note, Ogg/Opus; false for an audio file). ``GET /{version}/{media-id}``
   names a short-lived URL, downloaded with the same bearer token; the token
@@ -59,6 +61,8 @@ MEDIA_DOMAINS = ("facebook.com", "fbsbx.com", "whatsapp.net")
 #: The largest audio the Cloud API accepts (16 MB).
 MAX_DOWNLOAD_BYTES = 16 * 1024 * 1024
 CUSTOMER_SERVICE_WINDOW = timedelta(hours=24)
+#: How old a delivery may be: Meta retries one for up to 7 days (an hour's margin for clocks).
+MAX_DELIVERY_AGE_S = (7 * 24 + 1) * 3600
 #: Graph error codes that mean "slow down": app, account and pair rate limits.
 RATE_LIMIT_CODES = frozenset({4, 80007, 130429, 131056})
 #: "Re-engagement message": more than 24 hours since the person last wrote.
@@ -98,6 +102,10 @@ class WhatsAppAdapter(ChatAdapter):
         expected = "sha256=" + hmac.new(self.settings["app_secret"].encode(), request.body, hashlib.sha256).hexdigest()
         if not hmac.compare_digest(supplied.encode(), expected.encode()):
             raise Refused(401, f"missing or wrong {SIGNATURE_HEADER}")
+        newest = _newest_timestamp(request.body)
+        if newest is not None and self.clock() - newest > MAX_DELIVERY_AGE_S:
+            raise Refused(403, f"stale delivery: its newest message is {(self.clock() - newest) / 86400:.0f} days "
+                               "old, past Meta's 7 days of retries")
 
     def parse(self, request: InboundRequest) -> ParsedWebhook:
         if request.method == "GET":
@@ -190,6 +198,17 @@ def _message_changes(payload: dict) -> list[dict]:
         return []
     return [change for entry in payload.get("entry") or () for change in entry.get("changes") or ()
             if change.get("field") == "messages" and isinstance(change.get("value"), dict)]
+
+
+def _newest_timestamp(body: bytes) -> int | None:
+    """The newest ``timestamp`` of the delivery's messages and statuses (None: none, or not JSON)."""
+    try:
+        changes = _message_changes(json.loads(body))
+    except (ValueError, AttributeError):
+        return None
+    stamps = [int(item["timestamp"]) for change in changes for kind in ("messages", "statuses")
+              for item in change["value"].get(kind) or () if str(item.get("timestamp", "")).isdigit()]
+    return max(stamps, default=None)
 
 
 def _check(response) -> dict:

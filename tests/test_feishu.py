@@ -270,6 +270,29 @@ def test_a_card_button_press_is_answered_at_once_then_the_card_is_updated(tmp_pa
     assert left == ["resolve", "snooze", "right", "wrong"]
 
 
+def test_forged_stale_or_replayed_card_presses_change_nothing(tmp_path, tiny_model_dir, tiny_model, fake_feishu):
+    with running_bot(tmp_path, tiny_model_dir, tiny_model, fakes={"feishu_fake": fake_feishu}, targets=TARGETS,
+                     routes=ROUTES, public_url=PUBLIC_URL) as bot:
+        add_chat_note(bot.store, received_at=utc_now() - timedelta(minutes=1), emotions={"angry": 0.9})
+        Escalator(bot.store, bot.service.settings, build_targets(bot.service.settings, bot.service.chat.adapters)
+                  ).sweep(utc_now())
+        [card] = fake_feishu.sent_messages
+        card_id = card["response"]["data"]["message_id"]
+        value = next(b["value"]["bot_bridge_case"] for b in feishu.card_buttons(fake_feishu.messages[card_id]["content"])
+                     if b.get("value", {}).get("bot_bridge_case", "").endswith(":acknowledge"))
+        press = feishu.card_press(fake_feishu, card_id, value)
+        refused = {
+            "signed with another key": bot.deliver(feishu.event_request(press, signed_with="x"), "feishu").status_code,
+            "sealed with another key": bot.deliver(feishu.event_request(press, encrypt_key="y"), "feishu").status_code,
+            "replayed after 6 minutes": bot.deliver(feishu.event_request(press, timestamp=int(time.time()) - 360),
+                                                    "feishu").status_code,
+        }
+        case = CaseStore(bot.store).view(1).case
+
+    assert refused == {"signed with another key": 401, "sealed with another key": 401, "replayed after 6 minutes": 403}
+    assert case.state == CaseState.OPEN and fake_feishu.patches == [] and fake_feishu.calls("reply") == []
+
+
 # -- the long connection ----------------------------------------------------------------------------------------
 
 

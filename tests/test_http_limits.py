@@ -74,10 +74,13 @@ def test_slow_clients_hold_no_thread_and_are_dropped_in_bounded_time(server):
     assert dropped.get("408") == SLOW_CLIENTS // 2, dropped  # those whose body was late; the others: closed
 
 
-def test_a_webhook_body_over_the_limit_is_refused_before_it_is_read(server):
+@pytest.mark.parametrize("path", ["telegram", "slack/events", "slack/interactions", "wecom", "wecom_kf", "feishu",
+                                  "dingtalk", "whatsapp"])
+def test_a_webhook_body_over_the_limit_is_refused_before_it_is_read(server, path):
     _, port = server
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(b"POST /webhooks/telegram HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        sock.sendall(f"POST /webhooks/{path} HTTP/1.1\r\nHost: x\r\n".encode()
+                     + b"Content-Type: application/json\r\n"
                      b"Content-Length: 25000000\r\n\r\n" + b"{" * 1000)  # the other 24.99 MB never come
 
         answer = sock.recv(65536)

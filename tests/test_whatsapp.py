@@ -142,6 +142,14 @@ def test_forged_or_altered_deliveries_are_refused_before_anything_is_stored(bot,
     assert bot.notes() == [] and fake_whatsapp.requests == []
 
 
+def test_a_delivery_older_than_metas_seven_days_of_retries_is_refused_as_a_replay(bot, fake_whatsapp, voice_ogg):
+    eight_days_ago = time.time() - 8 * 86400
+    captured = voice_webhook(fake_whatsapp, voice_ogg, sent_at=eight_days_ago)
+
+    assert bot.deliver(captured, "whatsapp").status_code == 403
+    assert bot.notes() == [] and fake_whatsapp.requests == []
+
+
 def test_another_numbers_messages_statuses_and_pictures_are_not_notes(bot, fake_whatsapp, voice_ogg):
     other_number = wa.webhook_request(wa.voice_message(fake_whatsapp.add_media(voice_ogg)), phone_number_id="999")
     picture = wa.webhook_request({"from": wa.DEFAULT_CUSTOMER, "id": "wamid.pic", "timestamp": str(int(time.time())),
