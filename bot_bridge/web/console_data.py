@@ -36,7 +36,7 @@ SELECTIONS = {
 def data_page():
     settings = service().settings
     store = service().store
-    deletions = [entry for entry in AuditLog(store).entries(limit=200) if entry.action == "data.delete"][:20]
+    deletions = AuditLog(store).entries(action="data.delete", limit=20)
     return render_template("data.html", kept=Retention(store, settings.retention).kept(), rules=settings.retention,
                            deletions=deletions, deleted=request.args.get("deleted"))
 
