@@ -236,18 +236,23 @@ def test_a_case_with_the_longest_names_fits_a_card(tmp_path, fake_feishu):
     assert card["status"] == 200 and case in card["text"]
 
 
+def escalated_card(bot, fake) -> tuple[str, str]:
+    """An angry note escalated to the Feishu target: its card's message id, and its Acknowledge button's value."""
+    add_chat_note(bot.store, received_at=utc_now() - timedelta(minutes=1), emotions={"angry": 0.9})
+    Escalator(bot.store, bot.service.settings, build_targets(bot.service.settings, bot.service.chat.adapters)
+              ).sweep(utc_now())
+    [card] = fake.sent_messages
+    card_id = card["response"]["data"]["message_id"]
+    value = next(b["value"]["bot_bridge_case"] for b in feishu.card_buttons(fake.messages[card_id]["content"])
+                 if b.get("value", {}).get("bot_bridge_case", "").endswith(":acknowledge"))
+    return card_id, value
+
+
 def test_a_card_button_press_is_answered_at_once_then_the_card_is_updated(tmp_path, tiny_model_dir, tiny_model,
                                                                          fake_feishu):
     with running_bot(tmp_path, tiny_model_dir, tiny_model, fakes={"feishu_fake": fake_feishu}, targets=TARGETS,
                      routes=ROUTES, public_url=PUBLIC_URL) as bot:
-        add_chat_note(bot.store, received_at=utc_now() - timedelta(minutes=1), emotions={"angry": 0.9})
-        Escalator(bot.store, bot.service.settings, build_targets(bot.service.settings, bot.service.chat.adapters)
-                  ).sweep(utc_now())
-        [card] = fake_feishu.sent_messages
-        card_id = card["response"]["data"]["message_id"]
-        posted = fake_feishu.messages[card_id]["content"]
-        value = next(b["value"]["bot_bridge_case"] for b in feishu.card_buttons(posted)
-                     if b.get("value", {}).get("bot_bridge_case", "").endswith(":acknowledge"))
+        card_id, value = escalated_card(bot, fake_feishu)
         press = feishu.event_request(feishu.card_press(fake_feishu, card_id, value))
         too_late = feishu.event_request(feishu.card_press(fake_feishu, card_id, value, open_id="ou_second_presser"))
 
@@ -273,13 +278,7 @@ def test_a_card_button_press_is_answered_at_once_then_the_card_is_updated(tmp_pa
 def test_forged_stale_or_replayed_card_presses_change_nothing(tmp_path, tiny_model_dir, tiny_model, fake_feishu):
     with running_bot(tmp_path, tiny_model_dir, tiny_model, fakes={"feishu_fake": fake_feishu}, targets=TARGETS,
                      routes=ROUTES, public_url=PUBLIC_URL) as bot:
-        add_chat_note(bot.store, received_at=utc_now() - timedelta(minutes=1), emotions={"angry": 0.9})
-        Escalator(bot.store, bot.service.settings, build_targets(bot.service.settings, bot.service.chat.adapters)
-                  ).sweep(utc_now())
-        [card] = fake_feishu.sent_messages
-        card_id = card["response"]["data"]["message_id"]
-        value = next(b["value"]["bot_bridge_case"] for b in feishu.card_buttons(fake_feishu.messages[card_id]["content"])
-                     if b.get("value", {}).get("bot_bridge_case", "").endswith(":acknowledge"))
+        card_id, value = escalated_card(bot, fake_feishu)
         press = feishu.card_press(fake_feishu, card_id, value)
         refused = {
             "signed with another key": bot.deliver(feishu.event_request(press, signed_with="x"), "feishu").status_code,
