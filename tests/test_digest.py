@@ -23,7 +23,8 @@ from sqlalchemy import select
 from bot_bridge.acting.digest_text import QUOTE_CHARACTERS
 from bot_bridge.cli import cli
 from bot_bridge.config import EscalationRule
-from bot_bridge.remembering.alert_store import DigestRow, DigestState
+from bot_bridge.remembering.alert_store import DigestRow, DigestState, ForgottenNotesRow
+from bot_bridge.remembering.forgetting import Forgetting, Selection
 from bot_bridge.service import Service
 from bot_bridge.web import create_app
 from bot_bridge.words import clip
@@ -131,6 +132,33 @@ def test_the_digest_text_says_the_numbers(alerts):
         "Escalations: 0"
     )
     assert chart.startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_deleted_notes_keep_their_counts_but_are_no_longer_listed_and_the_digest_says_so(alerts):
+    """Alice asks to forget her notes (this period's angry one, which became a case, and five others)
+    and the Sales chat is purged: the numbers stay, her note leaves the list, and both chats say what went."""
+    ids = known_week(alerts)
+    before = {chat.source: chat for chat in alerts.digests.compose(alerts.targets["slack"], DAY).chats}
+    forgetting = Forgetting(alerts.store)
+
+    forgetting.forget(Selection.of_sender("telegram", "id-Alice"), actor="alice", via="chat")
+    forgetting.forget(Selection.of_chat("slack", "C0SALES"), actor="admin", via="console")
+
+    support, sales = alerts.digests.compose(alerts.targets["slack"], DAY).chats
+    for chat in (support, sales):
+        kept = before[chat.source]
+        assert ([day.__dict__ for day in chat.history], chat.emotions, chat.escalations) == (
+            [day.__dict__ for day in kept.history], kept.emotions, kept.escalations)
+    assert [line.note.note.sender_name for line in support.over_rule] == ["Bob"]
+    assert (support.deleted, sales.deleted, sales.chat_name) == (1, 1, "slack · C0SALES")  # its name went too
+    [text], _ = alerts.digests.preview(alerts.targets["slack"], DAY)
+    assert "Alice" not in text and ids["alice"] not in text
+    assert text.count("🗑 1 of these voice notes was deleted since (on request or by retention): counted, no longer "
+                      "listed or quoted") == 2
+    with alerts.store.session() as session:
+        kept_counts = session.execute(select(ForgottenNotesRow.__table__)).mappings().all()
+    assert sum(row["notes"] for row in kept_counts) == 7  # six of Alice's (one unrouted, one the next day's), Sales
+    assert {"platform", "chat_id", "quarter", "emotion", "notes", "escalated", "id"} == set(kept_counts[0])
 
 
 def test_the_digest_follows_the_target_language_and_timezone(alerts):

@@ -12,7 +12,9 @@ the words that recur in its angry notes (``bot_bridge.words.recurring``:
 said in two or more of the notes whose top emotion is angry, stop words left
 out), and a chart. The list uses the rule of ``acting/rules.py``
 (``rule_for``, ``match``): a note that is mostly neutral with some anger in
-it is no angry note.
+it is no angry note. Notes deleted since (on request or by retention) are
+still counted, from what their deletion left (``AlertStore.forgotten_notes``),
+but no longer listed or quoted, and the digest says how many.
 
 ``Digests.send_due(now)`` runs every minute in the scheduler: a digest is due
 from its time until ``digest.grace_period_h`` after it, so one missed while
@@ -99,6 +101,20 @@ class ChatDigest:
     escalations: int = 0
     over_rule: list[RuleNote] = field(default_factory=list)  # notes that met the chat's escalation rule
     angry_words: list[tuple[str, int]] = field(default_factory=list)  # words said in several angry notes, how many
+    deleted: int = 0  # notes of the period counted from what their deletion left: not listed, not quoted
+
+    def count(self, periods_ago: int, notes: int, emotion: str | None, escalated: int) -> None:
+        """Count ``notes`` received ``periods_ago`` periods before the digest's, with top ``emotion`` (None: not
+        analysed, or no speech heard), ``escalated`` of them cases."""
+        counts = self.history[periods_ago]
+        counts.notes += notes
+        if emotion is not None:
+            counts.analysed += notes
+            counts.angry += notes if emotion == "angry" else 0
+        if periods_ago == 0:
+            self.escalations += escalated
+            if emotion is not None:
+                self.emotions[emotion] += notes
 
     @property
     def notes(self) -> int:
@@ -225,23 +241,25 @@ class Digests:
                 continue
             chat = chats.setdefault(source, ChatDigest(source, f"{note.platform} · {note.chat_name or note.chat_id}"))
             periods_ago = next(k for k, period in enumerate(periods) if note.received_at >= period.start)
-            counts = chat.history[periods_ago]
-            counts.notes += 1
             analysed = result is not None and result.reason != NO_SPEECH
-            if analysed:
-                counts.analysed += 1
-                counts.angry += result.emotion == "angry"
-            if periods_ago == 0:
-                chat.escalations += chat_note.escalated
-                said = result.transcript if analysed else None
-                if analysed:
-                    chat.emotions[result.emotion] += 1
+            chat.count(periods_ago, 1, result.emotion if analysed else None, int(chat_note.escalated))
+            if periods_ago == 0 and analysed:
+                said = result.transcript
                 if said is not None and result.emotion == "angry":
                     angry_said.setdefault(source, []).append(said.text)
-                met = analysed and match(rule_for(self.escalation, note.platform, note.chat_id), result.scores,
-                                         None if said is None else said.text)
+                met = match(rule_for(self.escalation, note.platform, note.chat_id), result.scores,
+                            None if said is None else said.text)
                 if met:
                     chat.over_rule.append(RuleNote(chat_note, met))
+        for gone in self.alerts.forgotten_notes(periods[-1].start, periods[0].end):
+            source = f"{gone.platform}:{gone.chat_id}"
+            if not self.routes.reaches(source, target.key):
+                continue
+            chat = chats.setdefault(source, ChatDigest(source, f"{gone.platform} · {gone.chat_id}"))
+            periods_ago = next(k for k, period in enumerate(periods) if gone.quarter >= period.start)
+            chat.count(periods_ago, gone.notes, gone.emotion, gone.escalated)
+            if periods_ago == 0:
+                chat.deleted += gone.notes
         for source, chat in chats.items():
             chat.over_rule = sorted(chat.over_rule, key=lambda line: -line.match.score)[:OVER_RULE_LISTED]
             chat.angry_words = recurring(angry_said.get(source, []))

@@ -5,7 +5,8 @@ against the previous day and the 7-day average, the share of each emotion,
 the angry share with the same comparisons, the words that recur in its angry
 notes, its escalations and up to three notes that met the chat's escalation
 rule, strongest first, with links and a quote of what each said (clipped to
-``QUOTE_CHARACTERS``). Blocks are packed into as few messages as the
+``QUOTE_CHARACTERS``), and how many of its notes were deleted since (counted,
+never listed). Blocks are packed into as few messages as the
 platform's limit allows (``alerting.pack``).
 """
 
@@ -78,6 +79,11 @@ def _chat(chat, target, public_url: str | None) -> str:
             quote = said_line(result.transcript, language, QUOTE_CHARACTERS, escape=target.user_text)
             if quote:
                 lines.append(f"   {quote}")
+    if chat.deleted:
+        were = "was" if chat.deleted == 1 else "were"
+        lines.append("🗑 " + say(language, f"其中 {chat.deleted} 条语音已删除（应要求或到保留期限）：仍计入数字，不再列出或引用",
+                                 f"{chat.deleted} of these voice notes {were} deleted since (on request or by "
+                                 "retention): counted, no longer listed or quoted"))
     return "\n".join(lines)
 
 

@@ -14,6 +14,10 @@
   declared here too. These are the tables of migration 0002, less its
   per-note deliveries, which migration 0011 made per case (with the keyword of
   a matched note, migration 0010).
+* A deleted chat voice note (on request or by retention) leaves a count in
+  ``forgotten_notes`` (migration 0014), so later digests keep their numbers:
+  the chat, the quarter hour it came in, its top emotion and whether it
+  became a case; no sender, name, words or scores.
 
 Each conditional UPDATE is atomic on SQLite (one writer at a time) and on
 PostgreSQL (a concurrent UPDATE of the same row waits, then re-checks the
@@ -95,6 +99,22 @@ class DigestRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class ForgottenNotesRow(Base):
+    """How many of a chat's voice notes of one quarter hour, with one top emotion, were deleted; how many of
+    them had become cases. ``emotion`` None: not analysed, or no speech heard. Written by
+    ``bot_bridge.remembering.forgetting`` in the commit that deletes the notes; several rows may share a key."""
+
+    __tablename__ = "forgotten_notes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    platform: Mapped[str] = mapped_column(String(32))
+    chat_id: Mapped[str] = mapped_column(String(191))
+    quarter: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    emotion: Mapped[str | None] = mapped_column(String(16))
+    notes: Mapped[int] = mapped_column(Integer)
+    escalated: Mapped[int] = mapped_column(Integer)
+
+
 class LeaseRow(Base):
     """A named lease (``bot_bridge.acting.scheduler.Lease``): held by ``holder`` until ``expires_at``."""
 
@@ -163,6 +183,12 @@ class AlertStore:
         )
         with self.session() as session:
             return [ChatNote(note, result, case_id is not None) for note, result, case_id in session.execute(query)]
+
+    def forgotten_notes(self, since: datetime, until: datetime) -> list[ForgottenNotesRow]:
+        """The counts of chat voice notes received in ``[since, until)`` and deleted since, to the quarter hour."""
+        query = select(ForgottenNotesRow).where(ForgottenNotesRow.quarter >= since, ForgottenNotesRow.quarter < until)
+        with self.session() as session:
+            return list(session.scalars(query.order_by(ForgottenNotesRow.quarter, ForgottenNotesRow.id)))
 
     # -- digests --------------------------------------------------------------------------
 

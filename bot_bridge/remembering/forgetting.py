@@ -18,7 +18,10 @@ deletion and by each retention sweep) completes them.
 
 Cases keep their counts (``cases.notes``) and their emotion, but lose the
 escalation rows that linked to the deleted notes; the console says how many
-of a case's notes were deleted. Sent digests lose the texts kept for
+of a case's notes were deleted. Digests keep their counts too: the commit
+that deletes chat voice notes adds how many there were per chat, quarter
+hour and top emotion (``ForgottenNotesRow``), and a digest composed later
+counts them and says they were deleted. Sent digests lose the texts kept for
 resending them. One audit entry per deletion says who asked, how many and
 when; audit entries are never deleted.
 """
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -36,9 +40,10 @@ from sqlalchemy import Integer, String, and_, delete, false, or_, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..hearing.playable import PLAYABLE_FILE
-from .alert_store import DigestRow, DigestState, EscalationRow
+from .alert_store import DigestRow, DigestState, EscalationRow, ForgottenNotesRow
 from .audit import AuditLog, AuditRow
 from .labels import LabelRow
+from .results import NO_SPEECH
 from .search import SearchIndex
 from .store import Base, ResultRow, Store, UTCDateTime, VoiceNoteRow
 
@@ -222,6 +227,7 @@ class Forgetting:
         for folder in folders:
             shutil.rmtree(folder, ignore_errors=True)
         with self.session.begin() as session:
+            session.add_all(_counts_kept(session, note_ids))
             session.execute(delete(EscalationRow).where(or_(EscalationRow.result_id.in_(result_ids),
                                                             EscalationRow.voice_note_id.in_(note_ids))))
             session.execute(delete(LabelRow).where(LabelRow.result_id.in_(result_ids)))
@@ -261,3 +267,23 @@ class Forgetting:
             notes.pop(keep_note, None)
         results.update(result for result in notes.values() if result is not None)
         return notes, results
+
+
+def _counts_kept(session, note_ids: set[int]) -> list[ForgottenNotesRow]:
+    """What digests will count of the chat voice notes ``note_ids`` once they are gone: per chat, quarter hour
+    and top emotion, how many there were and how many had become cases."""
+    escalated = select(EscalationRow.id).where(EscalationRow.result_id == VoiceNoteRow.result_id).exists()
+    query = (select(VoiceNoteRow.platform, VoiceNoteRow.chat_id, VoiceNoteRow.received_at, ResultRow.emotion,
+                    ResultRow.reason, escalated)
+             .outerjoin(ResultRow, VoiceNoteRow.result_id == ResultRow.id)
+             .where(VoiceNoteRow.id.in_(note_ids), VoiceNoteRow.kind == "voice"))
+    notes, cases = Counter(), Counter()
+    for platform, chat_id, received_at, emotion, reason, was_case in session.execute(query):
+        heard = emotion if emotion is not None and reason != NO_SPEECH else None
+        key = (platform, chat_id, received_at.replace(minute=received_at.minute - received_at.minute % 15,
+                                                      second=0, microsecond=0), heard)
+        notes[key] += 1
+        cases[key] += bool(was_case)
+    return [ForgottenNotesRow(platform=platform, chat_id=chat_id, quarter=quarter, emotion=emotion,
+                              notes=count, escalated=cases[platform, chat_id, quarter, emotion])
+            for (platform, chat_id, quarter, emotion), count in notes.items()]

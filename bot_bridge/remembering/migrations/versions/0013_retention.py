@@ -6,7 +6,7 @@ and removed with the result's and the note's rows once their files are gone,
 so a process killed halfway leaves marked rows that the next run finishes.
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 """
 
 import sqlalchemy as sa
