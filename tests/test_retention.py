@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -22,7 +24,8 @@ from bot_bridge.chat.messages import ChatMessage
 from bot_bridge.cli import cli
 from bot_bridge.config import load_settings
 from bot_bridge.hearing.playable import PLAYABLE_FILE
-from bot_bridge.remembering.alert_store import DigestRow, DigestState
+from bot_bridge.remembering import forgetting
+from bot_bridge.remembering.alert_store import DigestRow, DigestState, ForgottenNotesRow
 from bot_bridge.remembering.audit import AuditLog
 from bot_bridge.remembering.case_store import CaseRow, CaseStore, MatchedNote
 from bot_bridge.remembering.forgetting import Counted, Forgetting, ForgettingRow, Selection
@@ -31,6 +34,7 @@ from bot_bridge.remembering.results import Result
 from bot_bridge.remembering.search import SearchIndex
 from bot_bridge.remembering.store import NoteStatus, ResultRow, Store, VoiceNoteRow
 from tests.alert_helpers import NOON, scores, transcript
+from tests.chat_helpers import running_bot
 from tests.processes import start, wait_for
 
 AUDIO = b"#!AMR\n" + bytes(2000)
@@ -174,6 +178,69 @@ def test_a_purge_killed_halfway_leaves_rows_and_files_together_and_the_next_swee
     assert folders(store) == set() and store.voice_notes() == []
     with store.session() as session:
         assert session.scalar(select(ResultRow.id)) is None and session.scalar(select(ForgettingRow.id)) is None
+    store.close()
+
+
+def stopped_after_marking(store: Store, monkeypatch, notes: int) -> list[int]:
+    """``notes`` of Alice's notes marked for deletion by a process that stopped before erasing any: their ids."""
+    ids = [kept_note(store, sender="alice", said=f"refund {n}", received_at=NOON + timedelta(minutes=n))[0]
+           for n in range(notes)]
+    with monkeypatch.context() as patch:
+        patch.setattr(Forgetting, "_erase", lambda *_: (_ for _ in ()).throw(SystemExit("killed")))
+        with pytest.raises(SystemExit):
+            Forgetting(store).forget(Selection.of_sender("telegram", "alice"), actor="admin", via="cli")
+    with store.session() as session:
+        assert len(session.scalars(select(ForgettingRow.id)).all()) == notes
+    return ids
+
+
+def counts_kept(store: Store) -> int:
+    with store.session() as session:
+        return sum(session.scalars(select(ForgottenNotesRow.notes)))
+
+
+def test_two_processes_finishing_the_same_marks_at_once_keep_each_notes_count_once(database_url, tmp_path,
+                                                                                  monkeypatch):
+    """The first takes the marks and holds its commit open for a second; the second waits for it, then finds
+    nothing left to take (before, both counted the notes for digests)."""
+    first, second = (Store(database_url, tmp_path / "outputs") for _ in range(2))
+    stopped_after_marking(first, monkeypatch, 6)
+    counting, original = threading.Event(), forgetting._counts_kept
+
+    def slow_first(session, note_ids):
+        counted = original(session, note_ids)
+        if not counting.is_set():
+            counting.set()
+            time.sleep(1.0)
+        return counted
+
+    monkeypatch.setattr(forgetting, "_counts_kept", slow_first)
+    finishing = threading.Thread(target=Forgetting(first).finish)
+    finishing.start()
+    assert counting.wait(10)
+    Forgetting(second).finish()
+    finishing.join(10)
+
+    assert counts_kept(first) == 6
+    assert folders(first) == set() and first.voice_notes() == []
+    first.close()
+    second.close()
+
+
+def test_a_deletion_stopped_after_marking_is_finished_by_the_workers_recovery_sweep(database_url, tmp_path,
+                                                                                 monkeypatch, tiny_model_dir,
+                                                                                 tiny_model):
+    """No retention rule and no later deletion: the queue workers' periodic recovery finishes it."""
+    store = Store(database_url, tmp_path / "outputs")
+    stopped_after_marking(store, monkeypatch, 3)
+    assert len(folders(store)) == 3
+
+    with running_bot(tmp_path, tiny_model_dir, tiny_model, fakes={}, environ={}, database_url=database_url):
+        wait_for(lambda: not folders(store) and not store.voice_notes(), 10, "the marked notes deleted")
+
+    assert counts_kept(store) == 3
+    with store.session() as session:
+        assert session.scalar(select(ForgettingRow.id)) is None and session.scalar(select(ResultRow.id)) is None
     store.close()
 
 

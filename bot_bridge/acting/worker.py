@@ -200,7 +200,8 @@ class ChatWorker:
             self._recovery = None
 
     def recover(self) -> None:
-        """Queue again what dead workers left, and report what they may have half-sent."""
+        """Queue again what dead workers left, report what they may have half-sent, and finish the deletions
+        they left marked (with no retention rule, nothing else would until the next deletion)."""
         requeue, unconfirmed = self.store.recover_voice_notes(
             overdue_s=self.settings.queue.lease_s, queue_idle=self.queue.is_idle()
         )
@@ -209,6 +210,9 @@ class ChatWorker:
             self.queue.enqueue(note_id)
         for note_id in unconfirmed:
             log.error("note %d: the process died while sending its reply; it may be missing and is not resent", note_id)
+        if finished := Forgetting(self.store, batch=self.settings.retention.batch).finish():
+            log.warning("finished deleting %d results and notes that a stopped process had marked for deletion",
+                        finished)
 
     def _recover_periodically(self) -> None:
         while not self._stopping.is_set():

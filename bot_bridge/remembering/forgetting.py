@@ -14,7 +14,8 @@ claims, sends for or recovers), then its words leave the search index, its
 folders are deleted, and finally its rows go, marks included, in a second
 commit. A process killed halfway leaves marked rows whose files may be
 partly gone, never files without rows; ``finish`` (run before every
-deletion and by each retention sweep) completes them.
+deletion, by each retention sweep and by the workers' recovery sweep)
+completes them.
 
 Cases keep their counts (``cases.notes``) and their emotion, but lose the
 escalation rows that linked to the deleted notes; the console says how many
@@ -227,7 +228,12 @@ class Forgetting:
         for folder in folders:
             shutil.rmtree(folder, ignore_errors=True)
         with self.session.begin() as session:
-            session.add_all(_counts_kept(session, note_ids))
+            # The marks go first: a process finishing the same marks at once waits for this commit and then
+            # takes none of them, so each note's count is kept once.
+            taken = session.scalars(delete(ForgettingRow).where(or_(
+                ForgettingRow.result_id.in_(result_ids), ForgettingRow.voice_note_id.in_(note_ids)
+            )).returning(ForgettingRow.voice_note_id)).all()
+            session.add_all(_counts_kept(session, {note for note in taken if note is not None}))
             session.execute(delete(EscalationRow).where(or_(EscalationRow.result_id.in_(result_ids),
                                                             EscalationRow.voice_note_id.in_(note_ids))))
             session.execute(delete(LabelRow).where(LabelRow.result_id.in_(result_ids)))
@@ -239,8 +245,6 @@ class Forgetting:
                     DigestRow.day.between((min(days) - ONE_DAY).date(), (max(days) + ONE_DAY).date()),
                     DigestRow.texts.is_not(None),
                 ).values(texts=None))
-            session.execute(delete(ForgettingRow).where(or_(ForgettingRow.result_id.in_(result_ids),
-                                                            ForgettingRow.voice_note_id.in_(note_ids))))
 
     def _selected(self, selection: Selection, keep_note: int | None, *, limit: int | None,
                   with_audio: bool = False) -> tuple[dict[int, str | None], set[str]]:
