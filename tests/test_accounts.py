@@ -162,6 +162,24 @@ def test_a_disabled_accounts_session_is_refused_at_its_next_request(people, serv
     assert sign_in(agent, ROLE_PASSWORD["agent"], name="agent").status_code == 302
 
 
+def test_refused_sign_ins_are_audited_naming_only_accounts_that_exist(app, service, monkeypatch):
+    """A wrong password for agent names agent; a disabled account too; text typed as a name that is no account
+    (here a password in the wrong box) is kept nowhere."""
+    monkeypatch.setattr(console_module, "_throttle", console_module._LoginThrottle())
+    accounts = Accounts(service.store)
+    accounts.add("agent", "agent", actor="test", via="cli", password=ROLE_PASSWORD["agent"])
+    assert sign_in(app.test_client(), "not agent's password", name="agent").status_code == 401
+    assert sign_in(app.test_client(), "whatever", name="hunter2-correct-horse").status_code == 401
+    accounts.disable("agent", actor="test", via="cli")
+    assert sign_in(app.test_client(), ROLE_PASSWORD["agent"], name="agent").status_code == 401
+
+    refused = AuditLog(service.store).entries(action="sign_in.refused")
+    assert sorted((entry.actor, entry.subject, entry.detail["method"], entry.detail["address"])
+                  for entry in refused) == [("agent", "user:agent", "password", "127.0.0.1")] * 2 + [
+        ("unknown", None, "password", "127.0.0.1")]
+    assert "hunter2" not in repr(AuditLog(service.store).entries(limit=100))
+
+
 def test_signing_out_everywhere_ends_every_session_of_the_account_only(people, app, service):
     laptop, phone = people["agent"], app.test_client()
     sign_in(phone, ROLE_PASSWORD["agent"], name="agent")
@@ -249,8 +267,8 @@ def test_the_users_command_adds_lists_disables_and_resets(settings, app, service
     assert missing.exit_code == 1 and "no account named 'nobody'" in missing.output
 
     actions = [(entry.action, entry.via) for entry in AuditLog(service.store).entries(subject="user:alice")]
-    assert actions == [("user.disable", "cli"), ("sign_in", "console"), ("user.reset", "cli"), ("sign_in", "console"),
-                       ("user.add", "cli")]
+    assert actions == [("sign_in.refused", "console"), ("user.disable", "cli"), ("sign_in", "console"),
+                       ("sign_in.refused", "console"), ("user.reset", "cli"), ("sign_in", "console"), ("user.add", "cli")]
     assert AuditLog(service.store).entries(action="user.reset")[0].actor.startswith("cli:")
 
 

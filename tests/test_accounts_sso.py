@@ -95,6 +95,8 @@ def test_sso_refuses_a_disabled_account_and_a_name_taken_by_a_password_account(a
     provider.person = {"sub": "u-666", "preferred_username": "admin", "bot_bridge_role": "admin"}
     assert sso_sign_in(app.test_client()).status_code == 401, "nobody at the provider becomes the local admin"
     assert not Accounts(service.store).get("admin").sso
+    refused = AuditLog(service.store).entries(action="sign_in.refused")
+    assert sorted((entry.actor, entry.detail["method"]) for entry in refused) == [("carol", "sso"), ("unknown", "sso")]
 
 
 def test_without_a_role_claim_the_default_role_applies_or_nobody_gets_in(app, provider, service, settings):

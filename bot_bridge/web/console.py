@@ -78,7 +78,7 @@ from ..words import clip
 from . import queries
 from .api import analysis_request, get_audio, get_embedding, get_result, http_error, service
 from .console_access import EVERYONE, allow, client_address, current_account, end_session, record, required_role
-from .console_access import start_session
+from .console_access import record_refused_sign_in, start_session
 from .console_jobs import job_answer, start_analysis
 
 log = logging.getLogger(__name__)
@@ -325,6 +325,7 @@ def login():
     account = Accounts(service().store).check_password(name, request.form.get("password", ""))
     if account is None:
         _throttle.failed(address)
+        record_refused_sign_in(name, "password")
         return render_template("login.html", problem="wrong_password", next=_safe_next()), 401
     start_session(account, SESSION_LIFETIME)
     record("sign_in", f"user:{account.name}")

@@ -71,5 +71,14 @@ def record(action: str, subject: str | None = None, **detail) -> None:
                                      detail={"address": client_address(), **detail})
 
 
+def record_refused_sign_in(name: str | None, method: str) -> None:
+    """An audit entry for a refused sign-in, with the client's address. The actor is the account named, if
+    one by that name exists; never other text typed as a name, which may be a password typed in the wrong box."""
+    known = name is not None and Accounts(service().store).get(name) is not None
+    AuditLog(service().store).record(name if known else "unknown", "console", "sign_in.refused",
+                                     f"user:{name}" if known else None,
+                                     detail={"address": client_address(), "method": method})
+
+
 def client_address() -> str:
     return request.remote_addr or "unknown"  # the client's own, where ProxyFix believes the proxies

@@ -32,7 +32,7 @@ from ..config import Settings
 from ..remembering.accounts import ROLES, AccountError, Accounts
 from .api import service
 from .console import SESSION_LIFETIME, _safe_next, add_security_headers, require_sign_in_and_csrf
-from .console_access import EVERYONE, allow, record, start_session
+from .console_access import EVERYONE, allow, record, record_refused_sign_in, start_session
 
 log = logging.getLogger(__name__)
 
@@ -95,13 +95,16 @@ def callback():
     account = _account(claims)
     if account is None:
         return _refused()
+    if not account.enabled:
+        log.info("console single sign-on refused %s: the account is disabled", account.name)
+        return _refused(account.name)
     start_session(account, SESSION_LIFETIME)
     record("sign_in", f"user:{account.name}", method="sso")
     return redirect(next_page or url_for("console.analyse_page"))
 
 
 def _account(claims: dict):
-    """The enabled account of the ID token's issuer and subject, made or updated to its role; None if refused."""
+    """The account of the ID token's issuer and subject, made or updated to its role; None if refused."""
     settings = service().settings.console.sso
     role = _claimed_role(claims.get(settings.role_claim)) if settings.role_claim else None
     role = role or settings.default_role
@@ -117,9 +120,6 @@ def _account(claims: dict):
             account = accounts.set_sso_role(account, role, via="sso")
     except AccountError as error:
         log.warning("console single sign-on refused subject %s: %s", claims["sub"], error)
-        return None
-    if not account.enabled:
-        log.info("console single sign-on refused %s: the account is disabled", account.name)
         return None
     return account
 
@@ -141,5 +141,7 @@ def _callback_url() -> str:
     return f"{public_url}{url_for('sso.callback')}" if public_url else url_for("sso.callback", _external=True)
 
 
-def _refused():
+def _refused(name: str | None = None):
+    """The sign-in page saying single sign-on failed, and an audit entry naming ``name``'s account if known."""
+    record_refused_sign_in(name, "sso")
     return render_template("login.html", problem="sso_failed", next=None), 401
