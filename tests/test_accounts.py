@@ -100,7 +100,13 @@ def test_each_role_is_allowed_and_refused_the_right_pages_and_actions(people, se
     viewer, agent, admin = people["viewer"], people["agent"], people["admin"]
     assert 'id="viewer-note"' in viewer.get("/").get_data(as_text=True)
     assert 'id="viewer-note"' not in agent.get("/").get_data(as_text=True)
-    form = label_form(viewer.get(f"/results/{result_id}").get_data(as_text=True), result_id)
+    for page, buttons in ((f"/results/{result_id}", 'id="label-right"'), ("/cases/1", 'id="case-actions"')):
+        viewed, worked = viewer.get(page).get_data(as_text=True), agent.get(page).get_data(as_text=True)
+        assert buttons not in viewed and 'id="read-only-note"' in viewed, page
+        assert buttons in worked and 'id="read-only-note"' not in worked, page
+    # A viewer posting the agent's form anyway (its own CSRF token) is refused on the server.
+    form = {**label_form(agent.get(f"/results/{result_id}").get_data(as_text=True), result_id),
+            "csrf_token": page_token(viewer)}
     acknowledge = {"action": "acknowledge", "csrf_token": page_token(viewer)}
     refused = [viewer.post(form["action"], data={**form, "verdict": "confirmed"}),
                viewer.post("/cases/1/act", data=acknowledge),
