@@ -107,6 +107,11 @@ ERROR_KINDS: dict[str, ErrorKind] = {
         "需要有效的访问令牌。",
         "A valid access token is required.",
     ),
+    "token_required": ErrorKind(
+        403,
+        "通过 API 删除数据需要服务端先设置访问令牌（api.token）。",
+        "Deleting through the API needs an access token set on the server (api.token).",
+    ),
     "not_found": ErrorKind(
         404,
         "找不到这条记录。",

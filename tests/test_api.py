@@ -243,9 +243,41 @@ def test_the_api_token_is_required_when_configured(tmp_path, tiny_model, speech_
     assert client.get("/api/openapi.json").status_code == 200
 
 
+def test_a_result_is_deleted_through_the_api_only_under_its_token(tmp_path, tiny_model, speech_3s, client):
+    """Everything of it goes (row, folder, recording), one audit entry stays; an open API deletes nothing."""
+    from bot_bridge.config import load_settings
+    from bot_bridge.remembering.audit import AuditLog
+    from bot_bridge.service import Service
+    from bot_bridge.web import create_app
+
+    kept = post(client, af.encode(speech_3s, 16000, "wav_s16")).json["id"]
+    refused = client.delete(f"/api/results/{kept}")
+    assert refused.status_code == 403 and refused.json["code"] == "token_required"
+    assert client.get(f"/api/results/{kept}").status_code == 200
+
+    settings = load_settings(environ={"BOT_BRIDGE_API_TOKEN": "s3cret-token"}, data_dir=str(tmp_path / "tokened"))
+    service = Service(settings, model=tiny_model)
+    tokened, bearer = create_app(service=service).test_client(), {"Authorization": "Bearer s3cret-token"}
+    created = tokened.post("/api/predict", data={"file": (io.BytesIO(af.encode(speech_3s, 16000, "wav_s16")), "a.wav")},
+                           headers=bearer).json["id"]
+    assert next(settings.outputs_dir.glob(f"*_{created}")).is_dir()
+
+    assert tokened.delete(f"/api/results/{created}").status_code == 401
+    deleted = tokened.delete(f"/api/results/{created}", headers=bearer)
+    assert deleted.status_code == 200 and deleted.json == {"deleted": {"notes": 0, "results": 1}}
+    assert tokened.get(f"/api/results/{created}", headers=bearer).status_code == 404
+    assert list(settings.outputs_dir.glob(f"*_{created}")) == []
+    again = tokened.delete(f"/api/results/{created}", headers=bearer)
+    assert again.status_code == 404 and again.json["code"] == "not_found"
+    [entry] = AuditLog(service.store).entries(action="data.delete")
+    assert (entry.actor, entry.via, entry.detail) == ("api", "api", {"notes": 0, "results": 1})
+    service.close()
+
+
 def test_the_openapi_document_describes_every_route(client):
     paths = client.get("/api/openapi.json").json["paths"]
     assert {"/api/predict", "/api/results/{result_id}", "/api/results/{result_id}/embedding.npy", "/healthz", "/readyz"} <= set(paths)
+    assert set(paths["/api/results/{result_id}"]) == {"get", "delete"}
 
 
 def test_kept_audio_is_served_as_what_it_decoded_as_never_as_a_page(client, speech_3s):

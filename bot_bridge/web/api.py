@@ -24,6 +24,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError, RequestEntit
 from ..errors import AudioError, BotBridgeError
 from ..hearing.audio import media_type
 from ..metrics import count_error
+from ..remembering.forgetting import Forgetting, Selection
 from ..remembering.store import FRAME_EMBEDDINGS_FILE
 from ..service import Service
 from ..storage import is_storage_full, storage_full_error
@@ -102,6 +103,19 @@ def get_result(result_id: str):
     if row is None:
         raise BotBridgeError("not_found", f"result {result_id}")
     return jsonify(row.payload)
+
+
+@api.delete("/api/results/<result_id>")
+def delete_result(result_id: str):
+    """Delete a result with all that holds it (its chat note, folder, recording, search words): how a voice
+    product answers a person who asks. Only under ``api.token``: an open API may read, never delete."""
+    if not service().settings.api.token:
+        raise BotBridgeError("token_required", "DELETE /api/results needs api.token set")
+    if service().store.result_row(result_id) is None:
+        raise BotBridgeError("not_found", f"result {result_id}")
+    forgetting = Forgetting(service().store, batch=service().settings.retention.batch)
+    deleted = forgetting.forget(Selection.of_results([result_id]), actor="api", via="api")
+    return jsonify(deleted={"notes": deleted.notes, "results": deleted.results})
 
 
 @api.get("/api/results/<result_id>/embedding.npy")

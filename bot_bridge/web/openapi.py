@@ -144,7 +144,15 @@ def openapi_document() -> dict:
             "/upload": {"post": {**predict, "summary": "The same, for the seed system's batch loop (curl -F file=@...)"}},
             "/api/results/{result_id}": {
                 "get": {"summary": "A stored result", "parameters": result_id,
-                        "responses": {"200": {"description": "the result", **result_response}, "404": errors}}
+                        "responses": {"200": {"description": "the result", **result_response}, "404": errors}},
+                "delete": {"summary": "Delete a result with its chat note, folder, recording and search words "
+                                      "(needs api.token set on the server)",
+                           "parameters": result_id,
+                           "responses": {"200": {"description": "how many notes and results went", "content": {
+                               "application/json": {"schema": {"type": "object", "properties": {"deleted": {
+                                   "type": "object", "properties": {"notes": {"type": "integer"},
+                                                                    "results": {"type": "integer"}}}}}}}},
+                               "401": errors, "403": errors, "404": errors}},
             },
             "/api/results/{result_id}/embedding.npy": {
                 "get": {"summary": "The embedding as a NumPy .npy file", "parameters": result_id,
