@@ -96,6 +96,10 @@ def test_each_role_is_allowed_and_refused_the_right_pages_and_actions(people, se
             assert client.get(page).status_code == 200, (role, page)
         admin_pages = {page: client.get(page).status_code for page in ("/accounts", "/audit", "/data")}
         assert admin_pages == dict.fromkeys(admin_pages, 200 if role == "admin" else 403), role
+    seen = {(entry.actor, entry.action, entry.subject, entry.detail["address"])
+            for entry in AuditLog(service.store).entries(limit=100) if entry.action.startswith("result.")}
+    assert seen == {(role, action, f"result:{result_id}", "127.0.0.1") for role in people
+                    for action in ("result.view", "result.download")}, "who saw a person's words is on record"
 
     viewer, agent, admin = people["viewer"], people["agent"], people["admin"]
     assert 'id="viewer-note"' in viewer.get("/").get_data(as_text=True)
@@ -130,8 +134,8 @@ def test_each_role_is_allowed_and_refused_the_right_pages_and_actions(people, se
     assert sign_in(people["viewer"].application.test_client(), shown, name="eve").status_code == 302
 
     audit = AuditLog(service.store)
-    assert [entry.action for entry in audit.entries(actor="agent")] == ["upload.analyse", "case.acknowledge",
-                                                                       "label.confirm", "sign_in"]
+    assert [entry.action for entry in audit.entries(actor="agent") if not entry.action.startswith("result.")] == [
+        "upload.analyse", "case.acknowledge", "label.confirm", "sign_in"]
     assert audit.entries(actor="agent")[0].subject == f"job:{started.get_json()['id']}"
     assert "acknowledged by agent (console)" in agent.get("/cases/1").get_data(as_text=True)
     [added_entry] = audit.entries(action="user.add", actor="admin")

@@ -45,7 +45,7 @@ def test_the_buttons_are_about_the_escalated_emotion_and_record_a_label_the_page
     assert answer.status_code == 303 and answer.location.endswith(f"/results/{result_id}#feedback")
     [label] = Labels(service.store).history(result_id)
     assert (label.emotion, label.verdict, label.actor, label.via) == ("angry", "rejected", "admin", "console")
-    [entry] = AuditLog(service.store).entries(subject=f"result:{result_id}")
+    [entry] = AuditLog(service.store).entries(subject=f"result:{result_id}", action="label")
     assert (entry.action, entry.via) == ("label.reject", "console")
     shown = browser.get(f"/results/{result_id}").get_data(as_text=True)
     now = shown[shown.index('id="label-now"'):shown.index("</p>", shown.index('id="label-now"'))]
@@ -89,7 +89,7 @@ def test_without_sign_in_or_csrf_or_with_a_bad_label_nothing_is_recorded(app, br
     assert nonsense.status_code == 400 and "This feedback cannot be recorded" in nonsense.get_data(as_text=True)
     assert nowhere.status_code == 404
     assert Labels(service.store).history(result_id) == []
-    assert AuditLog(service.store).entries(subject=f"result:{result_id}") == []
+    assert AuditLog(service.store).entries(subject=f"result:{result_id}", action="label") == []
 
 
 def test_the_calibration_page_is_in_the_menu_and_refuses_a_target_that_is_no_share(browser):

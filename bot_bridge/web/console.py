@@ -439,6 +439,7 @@ def result_page(result_id: str):
     row = service().store.result_row(result_id)
     if row is None:
         abort(404)
+    record("result.view", f"result:{result_id}")  # who saw a person's words and recording
     escalation = escalated_case(service(), result_id)
     return render_template(
         "result.html",
@@ -580,6 +581,7 @@ def analysis_job(job_id: str):
 @allow("viewer")
 def result_json(result_id: str):
     response = get_result(result_id)
+    record("result.download", f"result:{result_id}")
     response.headers["Content-Disposition"] = 'attachment; filename="result.json"'
     return response
 
