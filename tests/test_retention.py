@@ -306,6 +306,27 @@ def test_metrics_show_what_is_kept_the_rules_and_the_next_sweep(tmp_path, tiny_m
                            pytest.approx((swept_at + timedelta(hours=24)).timestamp())}
 
 
+def test_a_sweep_is_due_a_day_after_the_last_whichever_process_holds_the_lease_then(database_url, tmp_path):
+    """The holder sweeps, then dies without a sweep for a day; a process that started long before it (its own
+    day-long timer far off) takes the lease over and sweeps within the minute it is due."""
+    settings = load_settings(environ={}, data_dir=str(tmp_path / "data"), database_url=database_url,
+                             retention={"results_days": 1})
+    store = Store(settings.resolved_database_url, settings.outputs_dir)
+    now = [NOON + timedelta(days=3)]
+    holder, other = (build_scheduler(settings, store, {}, clock=lambda: now[0], holder=name) for name in ("p0", "p1"))
+    kept_note(store, received_at=NOON + timedelta(days=2, hours=12))  # due at NOON + 3 days 12 hours
+
+    assert holder.run("retention sweep") and not other.run("retention sweep")
+    now[0] += timedelta(hours=13)
+    assert holder.run("retention sweep") and len(store.voice_notes()) == 1, "not a day since the last sweep"
+    now[0] += timedelta(hours=11)  # the holder died; its lease ran out long ago
+    assert other.run("retention sweep") and store.voice_notes() == []
+
+    sweeps = AuditLog(store).entries(action="retention.sweep")
+    assert [(entry.at, entry.detail["notes"]) for entry in sweeps] == [(now[0], 1), (NOON + timedelta(days=3), 0)]
+    store.close()
+
+
 def test_the_sweep_runs_in_one_process_of_a_deployment_the_lease_holder(database_url, tmp_path):
     settings = load_settings(environ={}, data_dir=str(tmp_path / "data"), database_url=database_url,
                              retention={"results_days": 1})

@@ -8,7 +8,8 @@ than ``retention.audio_days``. A rule in ``retention.chats`` applies to its
 chats on top of the deployment's: the shortest rule covering a note wins, so
 a chat's rule can only be stricter. Each sweep leaves one audit entry
 (``retention.sweep``, with the counts), which also tells ``/metrics`` and
-the console when the next one runs, whichever process asks.
+the console when the next one runs, whichever process asks, and tells the
+lease holder when a sweep is due, whichever process held the lease before.
 """
 
 from __future__ import annotations
@@ -58,6 +59,16 @@ class Retention:
         self.forgetting = Forgetting(store, batch=settings.batch)
         self.audit = AuditLog(store)
 
+    def sweep_if_due(self, now: datetime) -> tuple[Counted, int] | None:
+        """The scheduler's job, tried every minute by the lease holder: sweep once the deployment's last sweep
+        is ``sweep_interval_h`` old (or there was none). The last sweep is read from the audit log, not this
+        process's memory, so a sweep missed while bot-bridge was down, or while a dead holder's lease ran out,
+        runs as soon as a process holds the lease again."""
+        last = self._last_sweep()
+        if last is not None and now < last + timedelta(hours=self.settings.sweep_interval_h):
+            return None
+        return self.sweep(now)
+
     def sweep(self, now: datetime) -> tuple[Counted, int]:
         """Delete what is due at ``now``: ``(results and notes deleted, recordings deleted)``."""
         finished = self.forgetting.finish()
@@ -77,10 +88,13 @@ class Retention:
             results, oldest, recordings = session.execute(select(
                 func.count(ResultRow.id), func.min(ResultRow.created_at), func.count(ResultRow.audio_file))).one()
             notes = session.scalar(select(func.count(VoiceNoteRow.id)))
-        last = self.audit.entries(actor=ACTOR, limit=1)
-        last_sweep = last[0].at if last else None
+        last_sweep = self._last_sweep()
         interval = timedelta(hours=self.settings.sweep_interval_h)
         return Kept(results, notes, recordings, oldest, last_sweep, last_sweep and last_sweep + interval)
+
+    def _last_sweep(self) -> datetime | None:
+        last = self.audit.entries(action=SWEEP_ACTION, limit=1)
+        return last[0].at if last else None
 
     def _due(self, now: datetime, rule: str) -> list[Selection]:
         """What ``rule`` (``results_days`` or ``audio_days``) makes due at ``now``: the deployment's, each chat's."""

@@ -52,6 +52,8 @@ LEASE_NAME = "scheduler"
 LEASE_TTL = timedelta(seconds=90)
 HEARTBEAT = LEASE_TTL / 3
 DIGEST_CHECK = timedelta(minutes=DIGEST_CHECK_MINUTES)
+#: How often the lease holder asks whether the deployment's retention sweep is due (``Retention.sweep_if_due``).
+RETENTION_CHECK = timedelta(minutes=1)
 
 Clock = Callable[[], datetime]
 
@@ -176,8 +178,7 @@ def build_scheduler(settings: Settings, store: Store, chat_adapters: dict[str, C
                                           lambda now: escalator.sweep(now, severe_only=True))
         senders = {target.sender for target in targets.values() if target.sender is not None}
     if has_rules(settings.retention):
-        jobs["retention sweep"] = (timedelta(hours=settings.retention.sweep_interval_h),
-                                   Retention(store, settings.retention).sweep)
+        jobs["retention sweep"] = (RETENTION_CHECK, Retention(store, settings.retention).sweep_if_due)
     if not jobs:
         return None
     return Scheduler(store, jobs, clock=clock, holder=holder, on_stop=[sender.stop_waiting for sender in senders])
