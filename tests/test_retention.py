@@ -35,7 +35,7 @@ from bot_bridge.remembering.search import SearchIndex
 from bot_bridge.remembering.store import NoteStatus, ResultRow, Store, VoiceNoteRow
 from tests.alert_helpers import NOON, scores, transcript
 from tests.chat_helpers import running_bot
-from tests.processes import start, wait_for
+from tests.processes import free_port, start, wait_for
 
 AUDIO = b"#!AMR\n" + bytes(2000)
 
@@ -155,21 +155,27 @@ def test_purge_dry_run_counts_and_deletes_nothing_then_purge_deletes(database_ur
     store.close()
 
 
-def test_a_purge_killed_halfway_leaves_rows_and_files_together_and_the_next_sweep_finishes(database_url, tmp_path):
+@pytest.mark.parametrize("killed", [["purge", "--before", "2026-03-05"], ["serve"]], ids=["purge", "retention-sweep"])
+def test_a_deletion_killed_halfway_leaves_rows_and_files_together_and_the_next_sweep_finishes(
+        database_url, tmp_path, tiny_model_dir, killed):
+    """``bot-bridge purge``, or the retention sweep a starting ``bot-bridge serve`` runs, is SIGKILLed after
+    some of its batches of one."""
     data = tmp_path / "data"
     store = Store(database_url, data / "outputs")
     uploads = [upload(store, created_at=NOON + timedelta(seconds=n)) for n in range(120)]
     config = tmp_path / "bot-bridge.yaml"
     config.write_text(yaml.safe_dump({"data_dir": str(data), "database_url": database_url,
+                                      "model": {"name": str(tiny_model_dir), "threads": 1},
+                                      "server": {"host": "127.0.0.1", "port": free_port()},
                                       "retention": {"batch": 1, "results_days": 1}}))
     environ = {**{k: v for k, v in os.environ.items() if not k.startswith("BOT_BRIDGE_")}}
-    purge = start([sys.executable, "-m", "bot_bridge", "--config", str(config), "purge", "--before", "2026-03-05"],
-                  environ, tmp_path / "purge.log")
-    wait_for(lambda: len(folders(store)) <= 100 or purge.poll() is not None, 120, "the purge under way")
-    os.killpg(purge.pid, signal.SIGKILL)
-    purge.wait()
+    deleting = start([sys.executable, "-m", "bot_bridge", "--config", str(config), *killed], environ,
+                     tmp_path / "killed.log")
+    wait_for(lambda: len(folders(store)) <= 100 or deleting.poll() is not None, 120, "the deletion under way")
+    os.killpg(deleting.pid, signal.SIGKILL)
+    deleting.wait()
     left = len(folders(store))
-    assert 0 < left < len(uploads), (purge.returncode, (tmp_path / "purge.log").read_text())
+    assert 0 < left < len(uploads), (deleting.returncode, (tmp_path / "killed.log").read_text())
     assert_rows_and_folders_agree(store)
 
     settings = load_settings(config_file=config, environ={})
