@@ -49,7 +49,7 @@ from typing import Callable, ClassVar, Literal
 import requests
 
 from bot_bridge.chat.cards import CaseCard
-from bot_bridge.chat.messages import CaseAction, ChatMessage, InboundRequest, ParsedWebhook, Pulled
+from bot_bridge.chat.messages import CaseAction, ChatMessage, InboundRequest, Media, ParsedWebhook, Pulled
 from bot_bridge.chat.outbound import OutboundHttp
 
 #: How far a signed request's timestamp may be from now (Slack's rule, applied to WeCom too).
@@ -285,6 +285,14 @@ def text_request(text: str | None) -> str | None:
     if len(words) != 1:
         return None
     return "help" if words[0] in HELP_WORDS else "forget" if words[0] in FORGET_WORDS else None
+
+
+def deleted_on_platform(platform: str, delivery_id: str, chat_id: str, ref: str) -> ChatMessage:
+    """The platform says the file or message ``ref`` is gone (Slack's ``file_deleted``, a recall 撤回 in Feishu
+    or 微信客服): the notes made from it are deleted, and nothing is answered. It names no sender: the
+    record of the request keeps nothing about the person."""
+    return ChatMessage(platform=platform, delivery_id=delivery_id, kind="deleted", chat_id=chat_id,
+                       media=Media(ref=ref))
 
 
 def check_fresh(timestamp: str | None, now: float) -> None:

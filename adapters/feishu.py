@@ -28,6 +28,13 @@
   nowhere else. Deliveries are deduplicated on the message id (``om_...``):
   a re-push carries it with its ``event_id``. Messages from apps (this bot's
   own replies included) are ignored; ``help``/``帮助`` gets the help text.
+* Recalls (撤回): ``im.message.recalled_v1`` names the recalled message
+  (``message_id``, ``chat_id``, ``recall_time``, ``recall_type``: its sender,
+  a group owner or manager, or a tenant admin), never who sent it. Whoever
+  recalled it, the message is gone from the chat, so the note made from it
+  goes too, silently; the delivery is named by its ``event_id``, which a
+  re-push keeps. Over the long connection it arrives like every other event
+  (``_Recorder`` takes them all), so nothing is registered with the SDK.
 * ``tenant_access_token`` (``/open-apis/auth/v3/tenant_access_token/internal``)
   is cached for its ``expire`` less 5 minutes and fetched again when a call
   answers an invalid or expired token (codes 99991663, 99991668, 99991677).
@@ -70,13 +77,15 @@ from bot_bridge.chat.messages import CaseAction, ChatMessage, InboundRequest, Me
 from bot_bridge.chat.outbound import RateLimited, Rejected, TryAgain, check_status
 
 from ._tokens import CachedToken, TokenRejected
-from .base import CONNECTION, WEBHOOK, ChatAdapter, PostedCard, Refused, TextLimit, check_fresh, text_request
+from .base import (CONNECTION, WEBHOOK, ChatAdapter, PostedCard, Refused, TextLimit, check_fresh,
+                   deleted_on_platform, text_request)
 
 log = logging.getLogger(__name__)
 
 DOMAINS = {"feishu": "https://open.feishu.cn", "lark": "https://open.larksuite.com"}
 MODES = ("events", "connection")
-MESSAGE_RECEIVED, CARD_ACTION = "im.message.receive_v1", "card.action.trigger"
+MESSAGE_RECEIVED, MESSAGE_RECALLED = "im.message.receive_v1", "im.message.recalled_v1"
+CARD_ACTION = "card.action.trigger"
 TOKEN_ERRORS = frozenset({99991663, 99991668, 99991677})  # invalid tenant token, invalid token, token expired
 RATE_LIMITED = 99991400  # request trigger frequency limit
 #: File names a ``file`` message may have and still be a recording to listen to.
@@ -167,6 +176,8 @@ class FeishuAdapter(ChatAdapter):
         header, event = payload.get("header") or {}, payload.get("event") or {}
         if header.get("event_type") == CARD_ACTION:
             return ParsedWebhook(_json_answer({}), actions=tuple(self._presses(header, event)))
+        if header.get("event_type") == MESSAGE_RECALLED:
+            return ParsedWebhook(messages=tuple(self._recalls(header, event)))
         message, sender = event.get("message") or {}, event.get("sender") or {}
         if header.get("event_type") != MESSAGE_RECEIVED or sender.get("sender_type") != "user":
             return ParsedWebhook()  # other events, and apps' messages (our own replies among them)
@@ -266,6 +277,11 @@ class FeishuAdapter(ChatAdapter):
             message_ref=context.get("open_message_id"),
             answer_ref=context.get("open_message_id"),
         )
+
+    def _recalls(self, header: dict, event: dict):
+        """An ``im.message.recalled_v1``: the note made from the recalled message (its ``message_id``) goes."""
+        if event.get("message_id"):
+            yield deleted_on_platform(self.name, header["event_id"], event.get("chat_id") or "", event["message_id"])
 
     def _send(self, chat_id: str, message: dict) -> str:
         sent = self._api("POST", "messages", "send", params={"receive_id_type": "chat_id"}, delivers=True,

@@ -63,8 +63,8 @@ from bot_bridge.chat.cards import CaseCard
 from bot_bridge.chat.messages import CaseAction, ChatMessage, InboundRequest, Media, ParsedWebhook, WebhookResponse
 from bot_bridge.chat.outbound import OutboundError, Rejected, TryAgain, check_status, raise_for_transient
 
-from .base import (CONNECTION, WEBHOOK, ChatAdapter, PostedCard, Refused, TextLimit, check_fresh, goes_only_to,
-                   text_request)
+from .base import (CONNECTION, WEBHOOK, ChatAdapter, PostedCard, Refused, TextLimit, check_fresh,
+                   deleted_on_platform, goes_only_to, text_request)
 
 log = logging.getLogger(__name__)
 
@@ -375,8 +375,7 @@ def _is_audio(file: dict) -> bool:
 def _file_deleted(event_id: str, event: dict, platform: str) -> ChatMessage:
     """A ``file_deleted`` event: the notes made from that file are deleted (their delivery ids end with it)."""
     channels = event.get("channel_ids") or [""]
-    return ChatMessage(platform=platform, delivery_id=event_id, kind="deleted", chat_id=channels[0],
-                       media=Media(ref=event["file_id"]))
+    return deleted_on_platform(platform, event_id, channels[0], event["file_id"])
 
 
 def _media(file: dict) -> Media:

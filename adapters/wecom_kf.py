@@ -18,9 +18,13 @@ chats as cases and in the digest.
   without one (WeCom then applies a stricter rate limit).
 * Messages: only ``origin`` 3 (the customer) is heard; voice is AMR, fetched
   with ``media/get``; ``删除我的数据`` / ``forget`` deletes the customer's data.
-  Events (``enter_session``, ``msg_send_fail``, session
-  changes), the business's own messages (origin 5) and other types are
-  skipped. The chat is the customer service account (``open_kfid``), the
+  A customer who recalls (撤回) a message sends the event ``user_recall_msg``
+  (``msgtype`` event, ``origin`` 4; ``open_kfid``, ``external_userid`` and
+  ``recall_msgid`` inside ``event``): the note made from that msgid goes,
+  silently, named by the event's own ``msgid`` as any delivery is. Other
+  events (``enter_session``, ``msg_send_fail``, session changes, a
+  servicer's recall), the business's own messages (origin 5) and other types
+  are skipped. The chat is the customer service account (``open_kfid``), the
   sender the customer (``external_userid``), so rules can differ per account
   and a case is one customer of one account.
 * Which messages the API sees: ``kf/sync_msg`` returns every message of
@@ -46,7 +50,7 @@ from datetime import datetime, timezone
 from bot_bridge.chat.messages import ChatMessage, InboundRequest, Media, ParsedWebhook, Pulled, WebhookResponse
 from bot_bridge.chat.outbound import OutboundError
 
-from .base import PULL, text_request
+from .base import PULL, deleted_on_platform, text_request
 from ._wecom_app import WeComCallbackApp
 
 #: How often the puller syncs when no callback wakes it.
@@ -57,6 +61,8 @@ SYNC_TOKEN_LIFETIME_S = 9 * 60
 SYNC_LIMIT = 1000
 CUSTOMER = 3
 FORGET = "forget"
+#: The event a customer's recall (撤回) of one of their messages comes as.
+USER_RECALL = "user_recall_msg"
 #: ``kf/send_msg`` refusals that are WeCom's sending rules, not faults: said plainly.
 SEND_RULES = ("微信客服 refused the message: a reply is allowed only while the session is with the API (not with a "
               "person or in the queue), within 48 hours of the customer's last message, and 5 times per "
@@ -141,8 +147,10 @@ class WeComKfAdapter(WeComCallbackApp):
         return str(sent.get("msgid", ""))
 
     def _note(self, message: dict) -> ChatMessage | None:
+        if message.get("msgtype") == "event":
+            return self._recall(message)
         if message.get("origin") != CUSTOMER:
-            return None  # events, the business's own messages
+            return None  # the business's own messages
         if message.get("msgtype") == "voice":
             kind, media = "voice", Media(ref=message["voice"]["media_id"], mime_type="audio/amr",
                                          file_name="voice.amr")
@@ -160,6 +168,14 @@ class WeComKfAdapter(WeComCallbackApp):
             media=media,
             received_at=datetime.fromtimestamp(int(message.get("send_time") or time.time()), timezone.utc),
         )
+
+    def _recall(self, message: dict) -> ChatMessage | None:
+        """A ``user_recall_msg`` event: the note made from the recalled message (``recall_msgid``) goes."""
+        event = message.get("event") or {}
+        if event.get("event_type") != USER_RECALL or not event.get("recall_msgid"):
+            return None  # entering a session, failed sends, session changes, a servicer's recall
+        return deleted_on_platform(self.name, str(message["msgid"]), str(event.get("open_kfid") or ""),
+                                   str(event["recall_msgid"]))
 
     def _fresh_sync_token(self) -> str | None:
         latest = self._sync_token

@@ -295,15 +295,11 @@ def test_forged_stale_or_replayed_card_presses_change_nothing(tmp_path, tiny_mod
 # -- the long connection ----------------------------------------------------------------------------------------
 
 
-def long_connection_environment(fake) -> dict[str, str]:
-    """App ID and Secret alone: the long connection, no public URL."""
-    return {"FEISHU_APP_ID": fake.app_id, "FEISHU_APP_SECRET": fake.app_secret, "FEISHU_API_BASE": fake.base_url}
-
-
 @pytest.fixture
 def connected_bot(tmp_path, tiny_model_dir, tiny_model, fake_feishu):
-    with running_bot(tmp_path, tiny_model_dir, tiny_model, fakes={}, environ=long_connection_environment(fake_feishu),
-                     targets=TARGETS, routes=ROUTES, public_url=PUBLIC_URL) as bot:
+    with running_bot(tmp_path, tiny_model_dir, tiny_model, fakes={},
+                     environ=feishu.long_connection_environment(fake_feishu), targets=TARGETS, routes=ROUTES,
+                     public_url=PUBLIC_URL) as bot:
         fake_feishu.long_connection.wait_for_connections(1, timeout=60)
         yield bot
 
@@ -367,7 +363,7 @@ def test_a_card_press_over_the_long_connection_updates_the_card(connected_bot, f
 def test_wrong_app_credentials_are_named_in_the_log_and_tried_again(tmp_path, tiny_model_dir, tiny_model,
                                                                     fake_feishu, caplog):
     caplog.set_level(logging.ERROR, logger="bot_bridge.acting.listeners")
-    environ = {**long_connection_environment(fake_feishu), "FEISHU_APP_SECRET": "WrongSecret0123456789"}
+    environ = {**feishu.long_connection_environment(fake_feishu), "FEISHU_APP_SECRET": "WrongSecret0123456789"}
 
     with running_bot(tmp_path, tiny_model_dir, tiny_model, fakes={}, environ=environ):
         wait_for(lambda: len(fake_feishu.calls("endpoint")) >= 2, 10, "a second try")

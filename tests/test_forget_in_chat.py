@@ -1,6 +1,7 @@
 """Deletion on request from the chat: ``forget`` / ``删除我的数据`` through each platform's loopback fake deletes
 the sender's notes, results and recordings (not other people's) and answers how many, in both languages; Slack's
-``file_deleted`` deletes the note made from that file. On SQLite and PostgreSQL."""
+``file_deleted`` deletes the note made from that file, and a recall (撤回) in Feishu (webhook or long connection)
+or 微信客服 the note made from that message, silently. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from tests.processes import wait_for
 
 fake_telegram, fake_slack, fake_wecom = fixtures.fake_telegram, fixtures.fake_slack, fixtures.fake_wecom
 fake_whatsapp, fake_dingtalk, fake_feishu = wa.fake_whatsapp, dingtalk.fake_dingtalk, feishu.fake_feishu
+OTHER_FEISHU_USER = "ou_2c4e6a8b0d1f3e5a7c9b1d3f5e7a9c02"
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +41,29 @@ def assert_only_the_request_is_left(bot, sender: str, kept_sender: str) -> None:
     assert [folder.endswith(kept.result_id) for folder in result_folders(bot)] == [True]
     [entry] = [entry for entry in AuditLog(bot.store).entries() if entry.action == "data.delete"]
     assert entry.detail == {"notes": 1, "results": 1} and entry.actor.endswith(sender)
+
+
+def assert_the_recalled_note_is_gone(bot, recalled_result: str, kept_sender: str) -> None:
+    """After the platform's recall of one voice note: it, its result and folder are gone, the other person's
+    note stays, and the recall is recorded once, silently, naming no one, with one audit entry for one note."""
+    notes = bot.wait_until_finished(2)
+    assert sorted((note.kind, note.sender_id) for note in notes) == [("deleted", None), ("voice", kept_sender)]
+    [kept] = [note for note in notes if note.kind == "voice"]
+    assert bot.store.result(recalled_result) is None
+    assert [folder.endswith(kept.result_id) for folder in result_folders(bot)] == [True]
+    assert next(note for note in notes if note.kind == "deleted").status == NoteStatus.SILENT
+    [entry] = [entry for entry in AuditLog(bot.store).entries() if entry.action == "data.delete"]
+    assert entry.detail == {"notes": 1, "results": 1} and entry.actor == f"{kept.platform}:platform"
+
+
+def assert_an_unknown_recall_deleted_nothing(bot) -> None:
+    """After a recall of a message no note was made from: the kept note and its folder are still there."""
+    notes = bot.wait_until_finished(3)
+    assert sorted(note.kind for note in notes) == ["deleted", "deleted", "voice"]
+    assert {note.status for note in notes if note.kind == "deleted"} == {NoteStatus.SILENT}
+    assert len(result_folders(bot)) == 1
+    deleted = [entry.detail["notes"] for entry in AuditLog(bot.store).entries() if entry.action == "data.delete"]
+    assert deleted == [0, 1]
 
 
 def test_forget_from_telegram(tmp_path, tiny_model_dir, tiny_model, fake_telegram, database_url, speech):
@@ -80,6 +105,51 @@ def test_forget_from_slack_and_a_deleted_file(tmp_path, tiny_model_dir, tiny_mod
         [kept] = [note for note in notes if note.kind == "voice"]
         assert kept.delivery_id.endswith(files[1]["id"]) and len(result_folders(bot)) == 1
         assert next(note for note in notes if note.kind == "deleted").status == NoteStatus.SILENT
+
+
+def feishu_delivery(bot, fake, mode: str):
+    """How an event reaches the bot: posted to its Request URL (``events``) or pushed over the long connection
+    (``connection``), returning once it is recorded."""
+    if mode == "events":
+        return lambda event: bot.deliver(feishu.event_request(event), "feishu").status_code == 200
+    fake.long_connection.wait_for_connections(1, timeout=60)
+    return lambda event: fake.long_connection.wait_for_ack(fake.long_connection.send_event(event)).ack_code == 200
+
+
+@pytest.mark.parametrize("mode", ["events", "connection"])
+def test_a_recalled_feishu_voice_message_is_deleted_silently(mode, tmp_path, tiny_model_dir, tiny_model, fake_feishu,
+                                                             database_url, speech):
+    environ = (platform_environment(feishu_fake=fake_feishu) if mode == "events"
+               else feishu.long_connection_environment(fake_feishu))
+    with running_bot(tmp_path, tiny_model_dir, tiny_model, fakes={}, environ=environ, database_url=database_url) as bot:
+        deliver = feishu_delivery(bot, fake_feishu, mode)
+        voices = [fake_feishu.add_voice(encode(speech, 16000, "ogg_opus")) for _ in range(2)]
+        for voice, person in zip(voices, (feishu.DEFAULT_OPEN_ID, OTHER_FEISHU_USER)):
+            assert deliver(feishu.voice_event(voice, open_id=person))
+        fake_feishu.wait_for_messages(2, timeout=30)
+        [recalled] = [note for note in bot.wait_until_finished(2) if note.message_id == voices[0][0]]
+
+        recall = feishu.recall_event(voices[0][0])
+        assert deliver(recall) and deliver(recall)  # pushed again: recorded once
+
+        assert_the_recalled_note_is_gone(bot, recalled.result_id, OTHER_FEISHU_USER)
+        assert deliver(feishu.recall_event(feishu.message_id()))  # a message no note was made from
+        assert_an_unknown_recall_deleted_nothing(bot)
+        assert len(fake_feishu.sent_messages) == 2, "the two voice notes' replies, and nothing about the recalls"
+
+
+def test_a_forged_feishu_recall_is_refused_and_only_the_genuine_one_deletes(tmp_path, tiny_model_dir, tiny_model,
+                                                                            fake_feishu, speech):
+    with running_bot(tmp_path, tiny_model_dir, tiny_model, fakes={"feishu_fake": fake_feishu}) as bot:
+        voice = fake_feishu.add_voice(encode(speech, 16000, "ogg_opus"))
+        bot.deliver(feishu.event_request(feishu.voice_event(voice)), "feishu")
+        [note] = bot.wait_until_finished()
+        recall = feishu.recall_event(voice[0])
+
+        assert bot.deliver(feishu.event_request(recall, signed_with="not-our-encrypt-key"), "feishu").status_code == 401
+        assert [n.id for n in bot.notes()] == [note.id] and len(result_folders(bot)) == 1
+        assert bot.deliver(feishu.event_request(recall), "feishu").status_code == 200
+        assert [n.kind for n in bot.wait_until_finished()] == ["deleted"] and result_folders(bot) == []
 
 
 def test_forget_from_wecom(tmp_path, tiny_model_dir, tiny_model, fake_wecom, database_url, speech):
@@ -155,6 +225,32 @@ def test_a_customer_asks_wecom_customer_service_to_forget_them(tmp_path, tiny_mo
         wait_for(lambda: len(bot.notes()) == 2 and {n.kind for n in bot.notes()} == {"forget", "voice"}, 30,
                  "the forget request to be done")
         assert_only_the_request_is_left(bot, "wmForgetMe", "wmKeepMe")
+        assert fake_wecom.calls("kf/send_msg") == []
+
+
+def recalls(bot) -> int:
+    """How many recalls (deleted items) the bot has recorded."""
+    return sum(note.kind == "deleted" for note in bot.notes())
+
+
+def test_a_customer_recalls_a_voice_note_in_wecom_customer_service(tmp_path, tiny_model_dir, tiny_model, fake_wecom,
+                                                                     database_url, speech):
+    clip = encode(speech, 8000, "amr")
+    with running_bot(tmp_path, tiny_model_dir, tiny_model, fakes={}, environ=wecom.kf_environment(fake_wecom),
+                     database_url=database_url) as bot:
+        recalled_msgid, _ = [fake_wecom.add_kf_voice(clip, customer=customer) for customer in ("wmRecalls", "wmKeeps")]
+        bot.deliver(fake_wecom.kf_callback(), "wecom_kf")
+        [recalled] = [note for note in bot.wait_until_finished(2) if note.message_id == recalled_msgid]
+
+        fake_wecom.add_kf_recall(recalled_msgid, customer="wmRecalls")
+        bot.deliver(fake_wecom.kf_callback(), "wecom_kf")
+
+        wait_for(lambda: recalls(bot) == 1, 30, "the recall to be pulled")
+        assert_the_recalled_note_is_gone(bot, recalled.result_id, "wmKeeps")
+        fake_wecom.add_kf_recall("msgid-of-a-text-message", customer="wmKeeps")
+        bot.deliver(fake_wecom.kf_callback(), "wecom_kf")
+        wait_for(lambda: recalls(bot) == 2, 30, "the second recall to be pulled")
+        assert_an_unknown_recall_deleted_nothing(bot)
         assert fake_wecom.calls("kf/send_msg") == []
 
 

@@ -337,7 +337,7 @@ class _Attempt:
         return _Reply(MESSAGE, text, result.id)
 
     def _forget(self) -> _Reply:
-        """Delete what the sender asked to (``forget``) or what the platform deleted (``deleted``)."""
+        """Delete what the sender asked to (``forget``) or what the platform deleted or recalled (``deleted``)."""
         note = self.note
         forgetting = Forgetting(self.store, batch=self.settings.retention.batch)
         if note.kind == "deleted":

@@ -91,8 +91,9 @@ class ChatMessage:
     ``kind`` is ``voice`` (analyse ``media`` and reply with the emotion),
     ``help`` (reply with what the bot does), ``forget`` (delete the sender's
     notes and results, reply with how many) or ``deleted`` (the platform
-    deleted the file ``media.ref`` names: delete the notes whose delivery id
-    ends with ``:<ref>`` or whose ``message_id`` is it, reply nothing).
+    deleted the file or recalled the message ``media.ref`` names: delete the
+    notes whose delivery id ends with ``:<ref>`` or whose ``message_id`` is
+    it, reply nothing).
     ``delivery_id`` is the
     platform's idempotency key (Telegram ``update_id``, Slack ``event_id``,
     WeCom ``MsgId``).

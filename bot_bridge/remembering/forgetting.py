@@ -106,8 +106,8 @@ class Selection:
 
     @classmethod
     def of_platform_item(cls, platform: str, ref: str) -> Selection:
-        """The notes made from an item the platform deleted (``ChatMessage`` kind ``deleted``): their delivery
-        id ends with ``:<ref>`` or their message is ``ref``."""
+        """The notes made from an item the platform deleted or a message it recalled (``ChatMessage`` kind
+        ``deleted``): their delivery id ends with ``:<ref>`` or their message is ``ref``."""
         return cls(f"deleted:{platform}:{ref}", notes=and_(VoiceNoteRow.platform == platform, or_(
             VoiceNoteRow.delivery_id.endswith(f":{ref}", autoescape=True), VoiceNoteRow.message_id == ref)))
 

@@ -333,10 +333,11 @@ def envelope(event_type: str, event: dict, *, token: str = DEFAULT_VERIFICATION_
 
 
 def message_event(message_type: str, content: dict, *, message: str | None = None, chat_id: str = DEFAULT_CHAT_ID,
-                  sender_type: str = "user", root_id: str | None = None, **fields) -> dict:
-    """``im.message.receive_v1`` for one message in a group chat."""
+                  sender_type: str = "user", root_id: str | None = None, open_id: str = DEFAULT_OPEN_ID,
+                  **fields) -> dict:
+    """``im.message.receive_v1`` for one message in a group chat, sent by ``open_id``."""
     event = {
-        "sender": {"sender_id": {"open_id": DEFAULT_OPEN_ID, "union_id": "on_" + "1" * 32, "user_id": "7g1b2c3d"},
+        "sender": {"sender_id": {"open_id": open_id, "union_id": "on_" + "1" * 32, "user_id": "7g1b2c3d"},
                    "sender_type": sender_type, "tenant_key": "2ca1d211f64f6438"},
         "message": {"message_id": message or message_id(), "root_id": root_id, "parent_id": root_id,
                     "create_time": str(int(time.time() * 1000)), "chat_id": chat_id, "chat_type": "group",
@@ -350,6 +351,14 @@ def voice_event(voice: tuple[str, str], *, duration_ms: int = 3000, **fields) ->
     """A voice message (``audio``) whose audio the fake holds (``FakeFeishu.add_voice``)."""
     message, file_key = voice
     return message_event("audio", {"file_key": file_key, "duration": duration_ms}, message=message, **fields)
+
+
+def recall_event(message: str, *, chat_id: str = DEFAULT_CHAT_ID, recall_type: str = "message_owner",
+                 **fields) -> dict:
+    """``im.message.recalled_v1``: the message ``message`` was recalled (撤回); the event names no sender."""
+    return envelope("im.message.recalled_v1", {"message_id": message, "chat_id": chat_id,
+                                               "recall_time": str(int(time.time() * 1000)),
+                                               "recall_type": recall_type}, **fields)
 
 
 def url_verification_request(challenge: str = "ajls384kdjx98XX", *, token: str = DEFAULT_VERIFICATION_TOKEN,
@@ -374,6 +383,11 @@ def card_press(fake: FakeFeishu, card_message: str, value: str, *, open_id: str 
 
 
 # -- the long connection -----------------------------------------------------------------
+
+
+def long_connection_environment(fake: FakeFeishu) -> dict[str, str]:
+    """App ID and Secret alone: the long connection, no public URL."""
+    return {"FEISHU_APP_ID": fake.app_id, "FEISHU_APP_SECRET": fake.app_secret, "FEISHU_API_BASE": fake.base_url}
 
 
 def new_frame(**fields):

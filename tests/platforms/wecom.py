@@ -29,8 +29,9 @@ documented; the fake answers 40058 (invalid parameter) naming it.
 Callbacks are encrypted and signed with wechatpy's ``WeChatCrypto``; the
 defaults are wechatpy's published test vectors.
 
-微信客服 (``kf/sync_msg``, ``kf/send_msg``): ``add_kf_voice`` and
-``add_kf_message`` put a customer's message in the account's log and
+微信客服 (``kf/sync_msg``, ``kf/send_msg``): ``add_kf_voice``,
+``add_kf_recall`` (a ``user_recall_msg`` event) and ``add_kf_message`` put a
+customer's message or event in the account's log and
 ``kf_callback`` builds the ``kf_msg_or_event`` that announces it, with a
 sync token good for 10 minutes. ``kf/sync_msg`` pages through the log from
 a cursor (``limit``, ``has_more``, ``next_cursor``); without a token it
@@ -166,6 +167,14 @@ class FakeWeCom(FakePlatformServer):
         """A customer sends the account a voice note (AMR); returns its msgid."""
         return self.add_kf_message({"origin": 3, "external_userid": customer, "open_kfid": open_kfid,
                                     "msgtype": "voice", "voice": {"media_id": self.add_media(data)}})
+
+    def add_kf_recall(self, recalled: str, *, customer: str = DEFAULT_KF_CUSTOMER,
+                      open_kfid: str = DEFAULT_OPEN_KFID) -> str:
+        """The customer recalls (撤回) their message ``recalled``: the ``user_recall_msg`` event, a system
+        message (origin 4) whose ids are inside ``event``; returns the event's own msgid."""
+        return self.add_kf_message({"origin": 4, "msgtype": "event", "event": {
+            "event_type": "user_recall_msg", "open_kfid": open_kfid, "external_userid": customer,
+            "recall_msgid": recalled}})
 
     def add_kf_message(self, message: dict) -> str:
         """Append any 微信客服 message or event (``msgid`` and ``send_time`` added); returns its msgid."""
