@@ -341,8 +341,9 @@ class _Attempt:
         note = self.note
         forgetting = Forgetting(self.store, batch=self.settings.retention.batch)
         if note.kind == "deleted":
-            forgetting.forget(Selection.of_platform_item(note.platform, note.media["ref"]),
-                              actor=f"{note.platform}:platform", via=note.platform, keep_note=note.id)
+            deleted = Selection.of_platform_item(note.platform, note.media["ref"])
+            if forgetting.count(deleted, keep_note=note.id):  # most deleted or recalled messages were no notes
+                forgetting.forget(deleted, actor=f"{note.platform}:platform", via=note.platform, keep_note=note.id)
             return _Reply(SILENT)
         deleted = Counted() if note.sender_id is None else forgetting.forget(
             Selection.of_sender(note.platform, note.sender_id), actor=f"{note.platform}:{note.sender_id}",
