@@ -4,8 +4,9 @@ The first admin exists from the first start (the shared password of earlier
 versions, ``web/console.py``); these commands add people with their own
 accounts and roles, list them, disable them and reset their passwords. A new
 or reset password is printed once and kept only as its argon2 hash, so it is
-for handing to its person, who signs in with it. Each change is in the audit
-log, by the operating-system user who ran the command, via ``cli``.
+for handing to its person; it is one-time: at the first sign-in with it the
+console asks for a password of their own. Each change is in the audit log, by
+the operating-system user who ran the command, via ``cli``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import getpass
 
 import click
 
-from .remembering.accounts import ROLES, AccountError, Accounts
+from .remembering.accounts import MIN_PASSWORD_LENGTH, ROLES, AccountError, Accounts
 from .remembering.store import Store
 
 PASSWORD_FILE = "console-password"  # web/console.py's file of the generated first admin password
@@ -32,7 +33,7 @@ def users() -> None:
               help="viewer reads; agent also works cases and analyses uploads; admin also manages accounts and data")
 @click.pass_obj
 def add(settings, name: str, role: str) -> None:
-    """Add the account NAME and print its password (shown only now)."""
+    """Add the account NAME and print its one-time password (shown only now)."""
     with _accounts(settings) as accounts:
         password = accounts.add(name, role, actor=_operator(), via="cli")
     _print_password(settings, name.strip().lower(), password)
@@ -77,7 +78,7 @@ def enable(settings, name: str) -> None:
 @click.argument("name")
 @click.pass_obj
 def reset(settings, name: str) -> None:
-    """Give NAME a new password (printed once); its sessions end."""
+    """Give NAME a new one-time password (printed once); its sessions end."""
     with _accounts(settings) as accounts:
         password = accounts.reset(name, actor=_operator(), via="cli")
     first_password = settings.data_dir / PASSWORD_FILE
@@ -98,7 +99,8 @@ def _accounts(settings):
 
 def _print_password(settings, name: str, password: str) -> None:
     where = f"{settings.public_url}/login" if settings.public_url else "the console's /login"
-    click.echo(f"account {name}: sign in at {where} with the password (shown only now)\n  {password}")
+    click.echo(f"account {name}: sign in at {where} with this one-time password (shown only now); the console "
+               f"then asks for a password of their own, at least {MIN_PASSWORD_LENGTH} characters\n  {password}")
 
 
 def _operator() -> str:

@@ -27,7 +27,7 @@ import requests
 from adapters import environment_variables
 from adapters.telegram import SECRET_HEADER
 from bot_bridge.config import ConfigError, load_settings
-from bot_bridge.web.console import console_credentials
+from bot_bridge.web.console import first_password_file
 
 from . import samples
 from .telegram_stand_in import TelegramStandIn
@@ -48,7 +48,6 @@ def main() -> int:
     stand_in = TelegramStandIn(token, recordings, _message_printer(settings))
     stand_in.start()
     service_url = f"http://{settings.server.host}:{settings.server.port}"
-    credentials, _ = console_credentials(settings)  # made here so that the banner can show it
     child = subprocess.Popen([sys.executable, "-m", "bot_bridge", "serve"],
                              env=_service_environment(stand_in, token, secret, service_url))
     try:
@@ -56,7 +55,7 @@ def main() -> int:
             return child.wait()
         delivered = _deliver(service_url, secret, samples.updates(recordings))
         ready = _wait_until(child, f"{service_url}/readyz")
-        print(_banner(settings, service_url, credentials, delivered, missing, ready), flush=True)
+        print(_banner(settings, service_url, delivered, missing, ready), flush=True)
         return child.wait()
     except KeyboardInterrupt:  # the service got the same Ctrl-C and is stopping
         return _stopped(child)
@@ -111,11 +110,15 @@ def _message_printer(settings):
     return show
 
 
-def _banner(settings, service_url: str, credentials, delivered: int, missing: str | None, ready: bool) -> str:
-    if credentials.password_file is None:
-        sign_in = "the password you set (console.password or BOT_BRIDGE_CONSOLE_PASSWORD, or users reset admin)"
+def _banner(settings, service_url: str, delivered: int, missing: str | None, ready: bool) -> str:
+    """What to open and how to sign in: the generated password while its file is there (the service's first
+    start wrote it; it goes once admin chooses its own)."""
+    password_file = first_password_file(settings)
+    if password_file is None:
+        sign_in = ("the password you set or chose (console.password or BOT_BRIDGE_CONSOLE_PASSWORD, the console's "
+                   "Password page, or users reset admin)")
     else:
-        sign_in = f"{credentials.password}   (kept in {credentials.password_file.resolve()})"
+        sign_in = f"{password_file.read_text(encoding='utf-8').strip()}   (kept in {password_file.resolve()})"
     chat = samples.SAMPLE_CHAT["title"]
     lines = [
         "bot-bridge demo: RANDOM WEIGHTS, every emotion and every word it shows is meaningless",

@@ -11,6 +11,13 @@ its password deletes its rows, and the next request of any of its browsers
 finds none. Every change to an account is written to the audit log in the
 same transaction.
 
+A generated password (a new account's, a reset one) passes through other
+hands on its way to its person, so it is one-time: it signs in, and then
+allows nothing but choosing the account's own password, which only its
+person knows (``choose_password``; the console enforces it). The first
+admin's password, from the settings or the file of earlier versions, is the
+operator's own and stays as it was.
+
 Accounts from single sign-on (OpenID Connect) have no password: they are
 found by their provider's issuer and subject, never by name, so nobody at
 the provider can take over a local account by choosing its name.
@@ -36,6 +43,7 @@ from .store import Base, Store, UTCDateTime
 #: The roles, least first: each may do all that the ones before it may.
 ROLES = ("viewer", "agent", "admin")
 PASSWORD_BYTES = 12  # a generated password: 16 URL-safe characters
+MIN_PASSWORD_LENGTH = 12  # of a password its person chooses
 NAME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789._@-")
 
 _hasher = PasswordHasher()
@@ -43,6 +51,14 @@ _hasher = PasswordHasher()
 
 class AccountError(Exception):
     """An account change that cannot be made; the message says why, for the person who asked."""
+
+
+class PasswordRefused(AccountError):
+    """A chosen password that is not taken: ``reason`` is ``wrong_current``, ``short``, ``name`` or ``same``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"password refused: {reason}")
+        self.reason = reason
 
 
 class AccountRow(Base):
@@ -53,6 +69,7 @@ class AccountRow(Base):
     name: Mapped[str] = mapped_column(String(64), unique=True)
     role: Mapped[str] = mapped_column(String(16))
     password_hash: Mapped[str | None] = mapped_column(String(256))  # None: signs in through SSO only
+    password_one_time: Mapped[bool] = mapped_column(Boolean, default=False)  # generated: its person chooses another
     sso_issuer: Mapped[str | None] = mapped_column(String(512))
     sso_subject: Mapped[str | None] = mapped_column(String(255))
     enabled: Mapped[bool] = mapped_column(Boolean)
@@ -81,11 +98,12 @@ class Account:
     sso: bool  # signs in through single sign-on, without a password
     created_at: datetime
     last_sign_in_at: datetime | None
+    password_one_time: bool  # signed in with a generated password: may do nothing but choose its own
 
     @classmethod
     def of(cls, row: AccountRow) -> Account:
         return cls(row.id, row.name, row.role, row.enabled, row.sso_subject is not None, row.created_at,
-                   row.last_sign_in_at)
+                   row.last_sign_in_at, row.password_one_time)
 
     def may(self, role: str) -> bool:
         """Whether this account's role includes ``role``'s rights."""
@@ -102,11 +120,13 @@ class Accounts:
 
     def add(self, name: str, role: str, *, actor: str, via: str, password: str | None = None,
             address: str | None = None) -> str:
-        """Create a password account; its password (``password``, or a generated one, shown only now)."""
+        """Create a password account; its password (``password``, or a generated one-time one, shown only now)."""
         name, role = checked_name(name), checked_role(role)
+        one_time = password is None
         password = password or secrets.token_urlsafe(PASSWORD_BYTES)
         with self.session.begin() as session:
-            if self._insert(session, name, role, password_hash=_hasher.hash(password)) is None:
+            if self._insert(session, name, role, password_hash=_hasher.hash(password),
+                            password_one_time=one_time) is None:
                 raise AccountError(f"there is already an account named {name!r}")
             self.audit.record(actor, via, "user.add", f"user:{name}", detail=_where(address, role=role),
                               session=session)
@@ -166,11 +186,7 @@ class Accounts:
         with self.session() as session:
             row = session.scalar(select(AccountRow).where(AccountRow.name == name))
         stored = row.password_hash if row is not None and row.password_hash else _nobody_hash()
-        try:
-            _hasher.verify(stored, password)
-        except (VerificationError, InvalidHashError):
-            return None
-        if row is None or not row.password_hash or not row.enabled:
+        if not _verified(stored, password) or row is None or not row.password_hash or not row.enabled:
             return None
         if _hasher.check_needs_rehash(stored):  # argon2's parameters grew since this hash was made
             with self.session.begin() as session:
@@ -187,14 +203,31 @@ class Accounts:
         self._change(name, {"enabled": True}, actor=actor, via=via, action="user.enable", detail=_where(address))
 
     def reset(self, name: str, *, actor: str, via: str, address: str | None = None) -> str:
-        """A new generated password for a password account (shown only now); its sessions end."""
+        """A new generated one-time password for a password account (shown only now); its sessions end."""
         account = self.get(name)
         if account is not None and account.sso:
             raise AccountError(f"{name!r} signs in through single sign-on and has no password to reset")
         password = secrets.token_urlsafe(PASSWORD_BYTES)
-        self._change(name, {"password_hash": _hasher.hash(password)}, actor=actor, via=via, action="user.reset",
-                     detail=_where(address))
+        self._change(name, {"password_hash": _hasher.hash(password), "password_one_time": True}, actor=actor,
+                     via=via, action="user.reset", detail=_where(address))
         return password
+
+    def choose_password(self, name: str, current: str, new: str, *, keep_token: str,
+                        address: str | None = None) -> int:
+        """Replace ``name``'s password (``current``) with ``new``, chosen by its person, so no longer one-time;
+        every session of the account but ``keep_token``'s ends; how many did. PasswordRefused if ``current`` is
+        not its password (an SSO account has none) or ``new`` is too easy to guess."""
+        with self.session.begin() as session:
+            row = session.scalar(select(AccountRow).where(AccountRow.name == name))
+            if row is None or not _verified(row.password_hash, current):
+                raise PasswordRefused("wrong_current")
+            _refuse_easy(name, current, new)
+            row.password_hash, row.password_one_time = _hasher.hash(new), False
+            ended = session.execute(delete(SessionRow).where(SessionRow.account_id == row.id,
+                                                             SessionRow.token_hash != _token_hash(keep_token))).rowcount
+            self.audit.record(name, "console", "account.password", f"user:{name}",
+                              detail=_where(address, sessions_ended=ended), session=session)
+        return ended
 
     # --- sessions ---
 
@@ -260,6 +293,23 @@ def checked_role(role: str) -> str:
     if role not in ROLES:
         raise AccountError(f"{role!r} is not a role: one of {', '.join(ROLES)}")
     return role
+
+
+def _refuse_easy(name: str, current: str, new: str) -> None:
+    """PasswordRefused if ``new`` is too short, the account's name, or the password it replaces."""
+    if len(new) < MIN_PASSWORD_LENGTH:
+        raise PasswordRefused("short")
+    if new.strip().lower() == name:
+        raise PasswordRefused("name")
+    if new == current:
+        raise PasswordRefused("same")
+
+
+def _verified(stored: str | None, password: str) -> bool:
+    try:
+        return stored is not None and _hasher.verify(stored, password)
+    except (VerificationError, InvalidHashError):
+        return False
 
 
 @functools.cache

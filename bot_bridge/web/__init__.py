@@ -18,6 +18,7 @@ from .console import init_console
 from .console_accounts import admin
 from .console_cases import cases
 from .console_data import data
+from .console_password import password
 from .console_sso import init_sso
 from .health import health
 from .request_limits import upload_limit
@@ -36,6 +37,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     app.register_blueprint(cases)  # its Cases pages
     app.register_blueprint(data)  # its Data page: retention and deleting on request
     app.register_blueprint(admin)  # its admin pages: accounts and the audit log
+    app.register_blueprint(password)  # each person's own password
     init_sso(app, settings)  # and single sign-on, where a provider is set
     if hops := settings.console.trusted_proxies:  # behind reverse proxies: the client's own address and scheme
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)

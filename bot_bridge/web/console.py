@@ -78,7 +78,7 @@ from ..words import clip
 from . import queries
 from .api import analysis_request, get_audio, get_embedding, get_result, http_error, service
 from .console_access import EVERYONE, allow, client_address, current_account, end_session, record, required_role
-from .console_access import record_refused_sign_in, start_session
+from .console_access import open_to_one_time_password, record_refused_sign_in, start_session
 from .console_jobs import job_answer, start_analysis
 
 log = logging.getLogger(__name__)
@@ -280,8 +280,9 @@ def json_error(status: int, code: str, message: str, message_zh: str):
 
 @console.before_request
 def require_sign_in_and_csrf():
-    """Every console page needs a signed-in session of a role its view allows (``console_access.allow``), and
-    every POST the session's CSRF token (the other console blueprints apply it too)."""
+    """Every console page needs a signed-in session of a role its view allows (``console_access.allow``) and a
+    password of the account's own choosing, not a one-time one; every POST needs the session's CSRF token (the
+    other console blueprints apply it too)."""
     role = required_role(request.endpoint)
     if role != EVERYONE and not signed_in():
         if request.endpoint in _DATA_ENDPOINTS:
@@ -289,6 +290,8 @@ def require_sign_in_and_csrf():
                 401, "signed_out", "Your console session has ended; please sign in again.", "登录已失效，请重新登录。"
             )
         return redirect(url_for("console.login", next=request.full_path.rstrip("?")))
+    if role != EVERYONE and current_account().password_one_time and not open_to_one_time_password(request.endpoint):
+        return _choose_password_first()
     if role is None or (role != EVERYONE and not current_account().may(role)):
         log.info("console: %s refused %s (needs %s)", current_account().name, request.endpoint, role or "a role mark")
         if request.endpoint in _DATA_ENDPOINTS:
@@ -304,6 +307,16 @@ def require_sign_in_and_csrf():
                 )
             return render_template("login.html", problem="expired", next=_safe_next()), 400
     return None
+
+
+def _choose_password_first():
+    """Where an account signed in with its one-time password goes: to choose its own, then on to the page asked
+    for (a GET's); the console's JavaScript gets a 403 that says so."""
+    if request.endpoint in _DATA_ENDPOINTS:
+        return json_error(403, "password_not_chosen", "Choose your own password first, on the console's password page.",
+                          "请先在控制台的密码页面设置您自己的密码。")
+    asked = request.full_path.rstrip("?") if request.method == "GET" else None
+    return redirect(url_for("password.password_page", next=asked))
 
 
 @console.after_request
@@ -333,7 +346,7 @@ def login():
 
 
 @console.post("/logout")
-@allow("viewer")
+@allow("viewer", one_time_password=True)
 def logout():
     record("sign_out", f"user:{current_account().name}")
     end_session()
@@ -341,7 +354,7 @@ def logout():
 
 
 @console.post("/logout/everywhere")
-@allow("viewer")
+@allow("viewer", one_time_password=True)
 def logout_everywhere():
     """End every session of the signed-in account, in every browser (a lost laptop, a shared computer)."""
     name = current_account().name

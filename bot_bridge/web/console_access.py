@@ -6,6 +6,9 @@ Each console view says the least role it needs with ``@allow(role)``
 console blueprint) reads that mark and refuses a role below it; a view
 without a mark is refused to everyone, so a route added without thinking
 about roles is closed, not open, and tests/test_accounts.py names it.
+An account signed in with a one-time password (``remembering/accounts.py``)
+is sent to choose its own from every view but those marked
+``allow(role, one_time_password=True)``: that page, and signing out.
 
 The browser's signed cookie carries a random session token; the account
 behind it is looked up in the database (``remembering/accounts.py``) once
@@ -23,14 +26,17 @@ from .api import service
 
 EVERYONE = "everyone"  # the role mark of the pages for signing in
 ROLE_MARK = "console_role"
+ONE_TIME_MARK = "console_one_time_password"
 TOKEN_KEY = "token"
 
 
-def allow(role: str):
-    """Mark a console view as open to ``role`` and the roles above it (``EVERYONE``: open to all)."""
+def allow(role: str, *, one_time_password: bool = False):
+    """Mark a console view as open to ``role`` and the roles above it (``EVERYONE``: open to all); with
+    ``one_time_password``, also before the signed-in account has replaced its one-time password."""
 
     def mark(view):
         setattr(view, ROLE_MARK, role)
+        setattr(view, ONE_TIME_MARK, one_time_password)
         return view
 
     return mark
@@ -38,8 +44,16 @@ def allow(role: str):
 
 def required_role(endpoint: str | None) -> str | None:
     """The role ``endpoint``'s view is marked with; None if it has no mark (refused to all)."""
-    view = current_app.view_functions.get(endpoint) if endpoint else None
-    return getattr(view, ROLE_MARK, None)
+    return getattr(_view(endpoint), ROLE_MARK, None)
+
+
+def open_to_one_time_password(endpoint: str | None) -> bool:
+    """Whether ``endpoint``'s view is open to an account that has still to choose its own password."""
+    return getattr(_view(endpoint), ONE_TIME_MARK, False)
+
+
+def _view(endpoint: str | None):
+    return current_app.view_functions.get(endpoint) if endpoint else None
 
 
 def current_account() -> Account | None:

@@ -1,8 +1,8 @@
 """The console's admin pages: the accounts (list, add, disable, enable, reset a password) and the audit log.
 
 They do what ``bot-bridge users`` does (``remembering/accounts.py``), for
-an admin at a browser: a new or reset password is shown once, on the page
-that answers the form, never in an address. An admin cannot disable their
+an admin at a browser: a new or reset password is one-time and shown once,
+on the page that answers the form, never in an address. An admin cannot disable their
 own account here, so the console always keeps one way back in. The audit
 page lists every entry of ``remembering/audit.py``, newest first, filtered
 by actor and action, a page at a time.
@@ -35,7 +35,7 @@ def accounts_page():
 @admin.post("/accounts")
 @allow("admin")
 def add_account():
-    """A new password account; the page shows its generated password once."""
+    """A new password account; the page shows its generated one-time password once."""
     name, role = request.form.get("name", ""), request.form.get("role", "")
     try:
         password = Accounts(service().store).add(name, role, actor=current_account().name, via="console",
