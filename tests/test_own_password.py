@@ -13,30 +13,18 @@ from click.testing import CliRunner
 from sqlalchemy import create_engine, text
 
 from bot_bridge.cli import cli
-from bot_bridge.config import load_settings
 from bot_bridge.remembering.accounts import Accounts
 from bot_bridge.remembering.audit import AuditLog
 from bot_bridge.remembering.store import Store, migrate
 from bot_bridge.web import console as console_module
 from bot_bridge.web import console_password, create_app
 from bot_bridge.web.console_access import TOKEN_KEY
-from tests.console_helpers import PASSWORD, csrf_from, page_token, sign_in
+from tests.console_helpers import csrf_from, page_token, sign_in
+from tests.test_accounts import app, settings  # noqa: F401 - the accounts tests' fixtures: both databases, the shared password
 
 PAGE = "/account/password"
 OWN = "a password of my own"
 AGENT_PASSWORD = "agent password 123"
-
-
-@pytest.fixture
-def settings(tmp_path, tiny_model_dir, database_url):
-    """This module's settings: the parametrised database (SQLite, PostgreSQL), the shared password set."""
-    return load_settings(environ={}, data_dir=str(tmp_path / "data"), database_url=database_url,
-                         model__name=str(tiny_model_dir), model__threads=2, console__password=PASSWORD)
-
-
-@pytest.fixture
-def app(settings, service):
-    return create_app(service=service)
 
 
 @pytest.fixture(autouse=True)
