@@ -175,7 +175,7 @@ def test_a_disabled_accounts_session_is_refused_at_its_next_request(people, serv
 def test_refused_sign_ins_are_audited_naming_only_accounts_that_exist(app, service, monkeypatch):
     """A wrong password for agent names agent; a disabled account too; text typed as a name that is no account
     (here a password in the wrong box) is kept nowhere."""
-    monkeypatch.setattr(console_module, "_throttle", console_module._LoginThrottle())
+    monkeypatch.setattr(console_module, "_throttle", console_module.LoginThrottle())
     accounts = Accounts(service.store)
     accounts.add("agent", "agent", actor="test", via="cli", password=ROLE_PASSWORD["agent"])
     assert sign_in(app.test_client(), "not agent's password", name="agent").status_code == 401

@@ -124,7 +124,7 @@ def test_the_login_form_needs_its_csrf_token(app):
 
 
 def test_repeated_wrong_passwords_are_throttled(app, monkeypatch):
-    monkeypatch.setattr(console_module, "_throttle", console_module._LoginThrottle())
+    monkeypatch.setattr(console_module, "_throttle", console_module.LoginThrottle())
     client = app.test_client()
     for _ in range(console_module.LOGIN_ATTEMPTS):
         assert sign_in(client, password="nope").status_code == 401
@@ -141,7 +141,7 @@ def client_at(app, address: str, forwarded_for: str | None = None):
 
 
 def test_behind_a_trusted_proxy_the_throttle_counts_each_person_not_the_proxy(settings, service, monkeypatch):
-    monkeypatch.setattr(console_module, "_throttle", console_module._LoginThrottle())
+    monkeypatch.setattr(console_module, "_throttle", console_module.LoginThrottle())
     settings.console.password = PASSWORD
     settings.console.trusted_proxies = 1
     app = create_app(service=service)
@@ -153,7 +153,7 @@ def test_behind_a_trusted_proxy_the_throttle_counts_each_person_not_the_proxy(se
 
 
 def test_without_trusted_proxies_a_forwarded_for_header_changes_nothing(app, monkeypatch):
-    monkeypatch.setattr(console_module, "_throttle", console_module._LoginThrottle())
+    monkeypatch.setattr(console_module, "_throttle", console_module.LoginThrottle())
     for number in range(console_module.LOGIN_ATTEMPTS):  # a new claimed address for every guess
         assert sign_in(client_at(app, "192.0.2.9", forwarded_for=f"203.0.113.{number}"), password="no").status_code == 401
     assert sign_in(client_at(app, "192.0.2.9", forwarded_for="198.51.100.4")).status_code == 429
@@ -161,7 +161,7 @@ def test_without_trusted_proxies_a_forwarded_for_header_changes_nothing(app, mon
 
 def test_the_throttle_forgets_after_its_window_and_remembers_a_bounded_number_of_addresses():
     now = [1000.0]
-    throttle = console_module._LoginThrottle(attempts=2, window_s=60, addresses=3, clock=lambda: now[0])
+    throttle = console_module.LoginThrottle(attempts=2, window_s=60, addresses=3, clock=lambda: now[0])
     throttle.failed("a")
     throttle.failed("a")
     assert throttle.blocked("a") and not throttle.blocked("b")

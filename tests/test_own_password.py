@@ -30,8 +30,8 @@ AGENT_PASSWORD = "agent password 123"
 @pytest.fixture(autouse=True)
 def fresh_throttles(monkeypatch):
     """This module's wrong passwords count towards no other test's throttle."""
-    monkeypatch.setattr(console_module, "_throttle", console_module._LoginThrottle())
-    monkeypatch.setattr(console_password, "_throttle", console_module._LoginThrottle())
+    monkeypatch.setattr(console_module, "_throttle", console_module.LoginThrottle())
+    monkeypatch.setattr(console_password, "_throttle", console_module.LoginThrottle())
 
 
 def users(settings, tmp_path, *arguments):

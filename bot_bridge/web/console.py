@@ -222,7 +222,7 @@ def csrf_token() -> str:
     return session["csrf"]
 
 
-class _LoginThrottle:
+class LoginThrottle:
     """Counts failed logins per client address; ``attempts`` within ``window_s`` seconds are refused.
 
     The counts live in this process's memory: each process of a deployment
@@ -260,7 +260,7 @@ class _LoginThrottle:
         return len(self._failures)
 
 
-_throttle = _LoginThrottle()
+_throttle = LoginThrottle()
 _DATA_ENDPOINTS: set[str] = set()  # routes the console's JavaScript calls: they answer JSON, never HTML
 
 
@@ -305,7 +305,7 @@ def require_sign_in_and_csrf():
                 return json_error(
                     403, "csrf_failed", "This page is out of date; reload it and try again.", "页面已过期，请刷新后重试。"
                 )
-            return render_template("login.html", problem="expired", next=_safe_next()), 400
+            return render_template("login.html", problem="expired", next=safe_next()), 400
     return None
 
 
@@ -330,19 +330,19 @@ def add_security_headers(response):
 def login():
     """Sign in with an account's name (``admin`` when left empty, as the shared password's was) and password."""
     if request.method == "GET":
-        return render_template("login.html", next=_safe_next())
+        return render_template("login.html", next=safe_next())
     address = client_address()
     if _throttle.blocked(address):
-        return render_template("login.html", problem="throttled", next=_safe_next()), 429
+        return render_template("login.html", problem="throttled", next=safe_next()), 429
     name = request.form.get("username", "").strip().lower() or FIRST_ADMIN
     account = Accounts(service().store).check_password(name, request.form.get("password", ""))
     if account is None:
         _throttle.failed(address)
         record_refused_sign_in(name, "password")
-        return render_template("login.html", problem="wrong_password", next=_safe_next()), 401
+        return render_template("login.html", problem="wrong_password", next=safe_next()), 401
     start_session(account, SESSION_LIFETIME)
     record("sign_in", f"user:{account.name}")
-    return redirect(_safe_next() or url_for("console.analyse_page"))
+    return redirect(safe_next() or url_for("console.analyse_page"))
 
 
 @console.post("/logout")
@@ -364,7 +364,7 @@ def logout_everywhere():
     return redirect(url_for("console.login", signed_out=1))
 
 
-def _safe_next() -> str | None:
+def safe_next() -> str | None:
     """The page to return to after signing in, if it is a path on this site.
 
     Browsers drop tabs and line breaks in URLs and read ``\\`` as ``/``, so

@@ -23,7 +23,7 @@ from flask import Blueprint, redirect, render_template, request, session, url_fo
 
 from ..remembering.accounts import MIN_PASSWORD_LENGTH, Accounts, PasswordRefused
 from .api import service
-from .console import FIRST_ADMIN, PASSWORD_FILE, _LoginThrottle, _safe_next, add_security_headers
+from .console import FIRST_ADMIN, PASSWORD_FILE, LoginThrottle, add_security_headers, safe_next
 from .console import require_sign_in_and_csrf
 from .console_access import TOKEN_KEY, allow, client_address, current_account
 
@@ -33,7 +33,7 @@ password = Blueprint("password", __name__)
 password.before_request(require_sign_in_and_csrf)
 password.after_request(add_security_headers)
 
-_throttle = _LoginThrottle()  # wrong current passwords, counted like wrong sign-ins
+_throttle = LoginThrottle()  # wrong current passwords, counted like wrong sign-ins
 
 #: Why a new password was not taken, in the words the page shows.
 REFUSED = {
@@ -74,7 +74,7 @@ def change_password():
         return _page(refused.reason), 400
     if account.name == FIRST_ADMIN:
         _retire_first_password()
-    return redirect(_safe_next() or url_for("password.password_page", changed=1))
+    return redirect(safe_next() or url_for("password.password_page", changed=1))
 
 
 def _retire_first_password() -> None:
@@ -89,4 +89,4 @@ def _retire_first_password() -> None:
 
 def _page(problem: str | None = None) -> str:
     return render_template("password.html", problem=REFUSED.get(problem), min_length=MIN_PASSWORD_LENGTH,
-                           next=_safe_next())
+                           next=safe_next())

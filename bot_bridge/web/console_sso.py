@@ -31,7 +31,7 @@ from requests import RequestException
 from ..config import Settings
 from ..remembering.accounts import ROLES, AccountError, Accounts
 from .api import service
-from .console import SESSION_LIFETIME, _safe_next, add_security_headers, require_sign_in_and_csrf
+from .console import SESSION_LIFETIME, add_security_headers, require_sign_in_and_csrf, safe_next
 from .console_access import EVERYONE, allow, record, record_refused_sign_in, start_session
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def sign_in():
     client = _client()
     if client is None:
         abort(404)
-    next_page = _safe_next()
+    next_page = safe_next()
     response = client.authorize_redirect(_callback_url())
     if next_page:
         session[NEXT_KEY] = next_page
