@@ -23,8 +23,8 @@ from flask import Blueprint, redirect, render_template, request, session, url_fo
 
 from ..remembering.accounts import MIN_PASSWORD_LENGTH, Accounts, PasswordRefused
 from .api import service
-from .console import FIRST_ADMIN, PASSWORD_FILE, LoginThrottle, add_security_headers, safe_next
-from .console import require_sign_in_and_csrf
+from .console import FIRST_ADMIN, PASSWORD_FILE, LoginThrottle, add_security_headers, require_sign_in_and_csrf
+from .console import safe_next
 from .console_access import TOKEN_KEY, allow, client_address, current_account
 
 log = logging.getLogger(__name__)
