@@ -16,10 +16,10 @@ import getpass
 
 import click
 
+from .remembering import first_password
 from .remembering.accounts import MIN_PASSWORD_LENGTH, ROLES, AccountError, Accounts
 from .remembering.store import Store
 
-PASSWORD_FILE = "console-password"  # web/console.py's file of the generated first admin password
 
 
 @click.group()
@@ -81,9 +81,8 @@ def reset(settings, name: str) -> None:
     """Give NAME a new one-time password (printed once); its sessions end."""
     with _accounts(settings) as accounts:
         password = accounts.reset(name, actor=_operator(), via="cli")
-    first_password = settings.data_dir / PASSWORD_FILE
-    if name == "admin" and first_password.exists():  # the file the login page and `make demo` name stays right
-        first_password.write_text(password + "\n", encoding="utf-8")
+    if name == "admin":  # the file the login page and `make demo` name stays right
+        first_password.replace(settings, password)
     _print_password(settings, name, password)
 
 

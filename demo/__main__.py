@@ -27,7 +27,7 @@ import requests
 from adapters import environment_variables
 from adapters.telegram import SECRET_HEADER
 from bot_bridge.config import ConfigError, load_settings
-from bot_bridge.web.console import first_password_file
+from bot_bridge.remembering import first_password
 
 from . import samples
 from .telegram_stand_in import TelegramStandIn
@@ -113,7 +113,7 @@ def _message_printer(settings):
 def _banner(settings, service_url: str, delivered: int, missing: str | None, ready: bool) -> str:
     """What to open and how to sign in: the generated password while its file is there (the service's first
     start wrote it; it goes once admin chooses its own)."""
-    password_file = first_password_file(settings)
+    password_file = first_password.shown(settings)
     if password_file is None:
         sign_in = ("the password you set or chose (console.password or BOT_BRIDGE_CONSOLE_PASSWORD, the console's "
                    "Password page, or users reset admin)")

@@ -15,6 +15,7 @@ from sqlalchemy import create_engine, select
 
 from bot_bridge.cli import cli
 from bot_bridge.config import load_settings
+from bot_bridge.remembering import first_password
 from bot_bridge.remembering.accounts import ROLES, AccountRow, Accounts
 from bot_bridge.remembering.audit import AuditLog
 from bot_bridge.remembering.store import migrate
@@ -212,7 +213,7 @@ def test_the_shared_password_of_an_earlier_version_becomes_the_admin_account(set
     from bot_bridge.service import Service
 
     settings.console.password = None
-    shared, _ = persistent_secret(settings.data_dir / console_module.PASSWORD_FILE, lambda: "the old shared one")
+    shared, _ = persistent_secret(settings.data_dir / first_password.FILE, lambda: "the old shared one")
     engine = create_engine(settings.resolved_database_url)
     migrate(engine, "0011")
     engine.dispose()
@@ -222,7 +223,7 @@ def test_the_shared_password_of_an_earlier_version_becomes_the_admin_account(set
     try:
         app = create_app(service=service)
         said = [record.getMessage() for record in caplog.records if "admin account" in record.getMessage()]
-        assert len(said) == 1 and str(settings.data_dir / console_module.PASSWORD_FILE) in said[0]
+        assert len(said) == 1 and str(settings.data_dir / first_password.FILE) in said[0]
         assert shared not in said[0], "an existing password is not written to the log again"
         assert sign_in(app.test_client(), shared).status_code == 302
         assert sign_in(app.test_client(), shared, name="admin").status_code == 302
@@ -286,7 +287,7 @@ def test_resetting_admin_keeps_the_generated_password_file_right(settings, servi
     """The login page and ``make demo`` name ``console-password``: after ``users reset admin`` it holds the new one."""
     settings.console.password = None
     app = create_app(service=service)
-    password_file = settings.data_dir / console_module.PASSWORD_FILE
+    password_file = settings.data_dir / first_password.FILE
     generated = password_file.read_text().strip()
     config = tmp_path / "none.yaml"
     config.write_text("{}\n")

@@ -20,6 +20,7 @@ from bot_bridge.acting.alerting import build_targets
 from bot_bridge.chat.messages import ChatMessage
 from bot_bridge.config import load_settings
 from bot_bridge.emotions import EMOTION_KEYS
+from bot_bridge.remembering import first_password
 from bot_bridge.remembering.accounts import Accounts, SessionRow
 from bot_bridge.remembering.results import Result
 from bot_bridge.service import Service
@@ -212,7 +213,7 @@ def test_resetting_the_password_signs_every_session_out(service, browser):
 def test_without_a_password_one_is_generated_once_kept_0600_and_shared(settings, service, caplog):
     caplog.set_level(logging.INFO, logger="bot_bridge.web.console")
     first = create_app(service=service)
-    password_file = settings.data_dir / console_module.PASSWORD_FILE
+    password_file = settings.data_dir / first_password.FILE
     password = password_file.read_text().strip()
     assert len(password) >= 12
     assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
@@ -230,7 +231,7 @@ def test_without_a_password_one_is_generated_once_kept_0600_and_shared(settings,
     other = second.test_client()  # the same session key: a session from one process works in the other
     other.set_cookie("bot_bridge_console", client.get_cookie("bot_bridge_console").value)
     assert other.get("/").status_code == 200
-    assert console_module.PASSWORD_FILE in first.test_client().get("/login").get_data(as_text=True)
+    assert first_password.FILE in first.test_client().get("/login").get_data(as_text=True)
 
 
 def test_secrets_are_never_rendered(settings, service):

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from sqlalchemy import create_engine, text
 
 from bot_bridge.cli import cli
+from bot_bridge.remembering import first_password
 from bot_bridge.remembering.accounts import Accounts
 from bot_bridge.remembering.audit import AuditLog
 from bot_bridge.remembering.store import Store, migrate
@@ -214,7 +215,7 @@ def test_admin_choosing_its_own_password_deletes_the_generated_password_file(set
 
     settings.console.password = None
     app = create_app(service=service)
-    password_file = settings.data_dir / console_module.PASSWORD_FILE
+    password_file = settings.data_dir / first_password.FILE
     generated = password_file.read_text().strip()
     assert str(password_file.resolve()) in app.test_client().get("/login").get_data(as_text=True)
     browser = app.test_client()

@@ -69,6 +69,7 @@ from ..emotions import BY_KEY, EMOTIONS
 from ..errors import BotBridgeError
 from ..hearing.model_files import has_random_weights
 from ..hearing.playable import PLAYABLE_FILE, PLAYABLE_MIMETYPE
+from ..remembering import first_password
 from ..remembering.accounts import Accounts
 from ..remembering.case_store import CaseStore, DeliveryState
 from ..remembering.labels import LabelError, Labels
@@ -85,7 +86,6 @@ log = logging.getLogger(__name__)
 
 console = Blueprint("console", __name__)
 
-PASSWORD_FILE = "console-password"
 FIRST_ADMIN = "admin"  # the account the shared password of earlier versions becomes
 SECRET_KEY_FILE = "console-secret-key"
 SESSION_LIFETIME = timedelta(hours=12)  # from signing in, however busy the session
@@ -176,7 +176,7 @@ def console_credentials(settings: Settings) -> tuple[ConsoleAuth, bool]:
     ``<data_dir>/console-password``; and whether it was generated just now."""
     if settings.console.password:
         return ConsoleAuth(settings.console.password, None), False
-    path = settings.data_dir / PASSWORD_FILE
+    path = first_password.path(settings)
     password, created = persistent_secret(path, lambda: secrets.token_urlsafe(12))
     return ConsoleAuth(password, path), created
 
@@ -202,12 +202,6 @@ def persistent_secret(path: Path, generate) -> tuple[str, bool]:
     finally:
         temporary.unlink()
     return path.read_text(encoding="utf-8").strip(), created
-
-
-def first_password_file(settings: Settings) -> Path | None:
-    """The file of the generated admin password, when there is one (``users reset admin`` rewrites it)."""
-    path = settings.data_dir / PASSWORD_FILE
-    return path if not settings.console.password and path.exists() else None
 
 
 def signed_in() -> bool:
@@ -702,7 +696,7 @@ def _page_context() -> dict:
             {**asdict(e), "image": url_for("static", filename=f"console/emoji/{e.key}.svg")} for e in EMOTIONS
         ],
         "emotion": BY_KEY,
-        "password_file": (path := first_password_file(service().settings)) and path.resolve(),
+        "password_file": (path := first_password.shown(service().settings)) and path.resolve(),
         "one_day": timedelta(days=1),
         "escalation_states": ESCALATION_STATES,
         "case_states": CASE_STATES,

@@ -23,7 +23,8 @@ from flask import Blueprint, redirect, render_template, request, session, url_fo
 
 from ..remembering.accounts import MIN_PASSWORD_LENGTH, Accounts, PasswordRefused
 from .api import service
-from .console import FIRST_ADMIN, PASSWORD_FILE, LoginThrottle, add_security_headers, require_sign_in_and_csrf
+from ..remembering import first_password
+from .console import FIRST_ADMIN, LoginThrottle, add_security_headers, require_sign_in_and_csrf
 from .console import safe_next
 from .console_access import TOKEN_KEY, allow, client_address, current_account
 
@@ -72,19 +73,10 @@ def change_password():
         if refused.reason == "wrong_current":
             _throttle.failed(address)
         return _page(refused.reason), 400
-    if account.name == FIRST_ADMIN:
-        _retire_first_password()
+    if account.name == FIRST_ADMIN and first_password.retire(service().settings):
+        log.info("console: admin chose its own password; deleted %s, which held the one it replaced",
+                 first_password.path(service().settings))
     return redirect(safe_next() or url_for("password.password_page", changed=1))
-
-
-def _retire_first_password() -> None:
-    """``admin``'s generated first password no longer signs in: its file goes, so nothing names it any more."""
-    path = service().settings.data_dir / PASSWORD_FILE
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        return
-    log.info("console: admin chose its own password; deleted %s, which held the one it replaced", path)
 
 
 def _page(problem: str | None = None) -> str:
