@@ -21,7 +21,7 @@ from bot_bridge.web import console as console_module
 from bot_bridge.web import console_password, create_app
 from bot_bridge.web.console_access import TOKEN_KEY
 from tests.console_helpers import csrf_from, page_token, sign_in
-from tests.test_accounts import app, settings  # noqa: F401 - the accounts tests' fixtures: both databases, the shared password
+from tests.test_accounts import app, settings  # noqa: F401 - the accounts tests' fixtures: both databases
 
 PAGE = "/account/password"
 OWN = "a password of my own"
@@ -179,6 +179,19 @@ def test_an_easy_or_mistyped_new_password_is_refused(app, service, new, again, s
     assert refused.status_code == 400 and said in html and 'id="password-problem"' in html
     assert re.search(r'id="password-problem"><span class="zh" lang="zh-CN">[^<]+</span>', html), "in both languages"
     assert sign_in(app.test_client(), AGENT_PASSWORD, name="agent.longname").status_code == 302, "unchanged"
+    assert AuditLog(service.store).entries(action="account.password") == []
+
+
+def test_a_forged_password_change_is_refused_before_anything_changes(app, service):
+    """A form posted from another site carries no token of this session (or another session's): nothing changes."""
+    browser, other = agent(app, service), app.test_client()
+    sign_in(other, AGENT_PASSWORD, name="agent")
+    form = {"current_password": AGENT_PASSWORD, "new_password": OWN, "new_password_again": OWN}
+    for token in (None, "forged", page_token(other)):
+        forged = browser.post(PAGE, data={**form, **({"csrf_token": token} if token else {})})
+        assert forged.status_code == 400, token
+    assert sign_in(app.test_client(), AGENT_PASSWORD, name="agent").status_code == 302, "unchanged"
+    assert Accounts(service.store).sessions("agent") == 3
     assert AuditLog(service.store).entries(action="account.password") == []
 
 
